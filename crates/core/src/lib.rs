@@ -1,0 +1,26 @@
+//! IO-free types shared by every Keyhole crate.
+//!
+//! Nothing here talks to a cluster or a filesystem: these are the validated values that the IO
+//! crates pass around. A bad name or TTL is rejected here, before any object is built, so the
+//! error names the problem instead of surfacing later as an API server 422.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod meta;
+mod mode;
+mod names;
+mod run;
+mod target;
+mod ttl;
+
+pub use error::CoreError;
+pub use meta::{
+    EXPIRES_AT_ANNOTATION, Expiry, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_ID_LABEL,
+    TARGET_ANNOTATION, run_labels,
+};
+pub use mode::ScanMode;
+pub use names::{ContainerName, LabelSelector, Name, Namespace, PodName};
+pub use run::RunId;
+pub use target::{PodSelection, ScanTarget};
+pub use ttl::Ttl;

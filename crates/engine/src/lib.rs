@@ -1,0 +1,5 @@
+//! The native compliance engine: a declarative profile compiled into a fact plan, facts gathered
+//! in one pass from a fact source (a local root, or a POSIX `sh` script over one exec session),
+//! controls evaluated locally into HDF.
+//!
+//! Not implemented yet (issue "engine"): this crate exports nothing so far.
