@@ -40,6 +40,12 @@ pub enum CoreError {
     /// A target that names no pod.
     #[error("a scan target needs at least one pod name or a label selector")]
     EmptyTarget,
+    /// A target still given by a label selector where pod names are needed; resolve it against
+    /// the cluster first (Role rules can only pin names).
+    #[error(
+        "the target's label selector must be resolved to pod names first (Role rules can only pin names)"
+    )]
+    UnresolvedSelector,
     /// The operating system's random source failed; a run id cannot be made without it.
     #[error("the system random source failed ({0}); cannot create a run id")]
     Random(String),

@@ -10,6 +10,7 @@ mod error;
 mod meta;
 mod mode;
 mod names;
+mod plan;
 mod run;
 mod target;
 mod ttl;
@@ -21,6 +22,7 @@ pub use meta::{
 };
 pub use mode::ScanMode;
 pub use names::{ContainerName, LabelSelector, Name, Namespace, PodName};
+pub use plan::Run;
 pub use run::RunId;
 pub use target::{PodSelection, ScanTarget};
 pub use ttl::Ttl;
