@@ -50,9 +50,14 @@ fn subdomain_error(s: &str) -> Option<String> {
             s.len()
         ));
     }
+    let multi = s.contains('.');
     for part in s.split('.') {
         if let Some(e) = label_error(part) {
-            return Some(format!("each dot-separated part {e}"));
+            return Some(if multi {
+                format!("part {part:?} {e}")
+            } else {
+                e
+            });
         }
     }
     None

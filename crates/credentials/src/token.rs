@@ -39,7 +39,7 @@ pub fn anchor_secret(run: &Run, owner: OwnerReference) -> Secret {
 /// The TokenRequest for the run's ServiceAccount: `expirationSeconds` from the TTL, bound to
 /// the anchor Secret (by uid when known, so a recreated Secret of the same name cannot keep
 /// the token alive). Empty `audiences` lets the API server use its own audience, the only one
-/// it accepts for API calls.
+/// it accepts for API calls; the list is still sent, as the 1.30 schema requires it.
 pub fn token_request(run: &Run, audiences: &[String], anchor_uid: Option<&str>) -> TokenRequest {
     TokenRequest {
         metadata: ObjectMeta {
@@ -48,7 +48,7 @@ pub fn token_request(run: &Run, audiences: &[String], anchor_uid: Option<&str>) 
             ..ObjectMeta::default()
         },
         spec: Some(TokenRequestSpec {
-            audiences: (!audiences.is_empty()).then(|| audiences.to_vec()),
+            audiences: Some(audiences.to_vec()),
             expiration_seconds: Some(token_expiration_seconds(run.expiry().ttl())),
             bound_object_ref: Some(BoundObjectReference {
                 api_version: Some("v1".to_string()),
@@ -91,8 +91,8 @@ mod tests {
         fn token_lifetime_is_the_ttl_and_never_below_600(secs in 600u64..=86400) {
             let tr = token_request(&run(secs), &[], None);
             let spec = tr.spec.unwrap();
-            // No audience asked: the field is omitted so the API server uses its own.
-            prop_assert!(spec.audiences.is_none());
+            // No audience asked: an empty list, so the API server uses its own.
+            prop_assert_eq!(spec.audiences, Some(vec![]));
             let exp = spec.expiration_seconds.unwrap();
             prop_assert_eq!(exp, secs as i64);
             prop_assert!((600..=86400).contains(&exp));

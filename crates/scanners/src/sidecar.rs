@@ -37,8 +37,9 @@ pub(crate) const SIDECAR_PROBE_SKIPS: [(&str, &str); 2] = [
 
 /// The exceptions of a scan pod Keyhole deploys itself: it runs one bounded scan of an image and
 /// is deleted with the run, so neither it nor its target serves anything to probe; and its
-/// NetworkPolicy is a separate object of the run.
-const SCAN_POD_SKIPS: [(&str, &str); 3] = [
+/// NetworkPolicy is not an exception: checkov links the run's policy to the pod (CKV2_K8S_6)
+/// when both are scanned together, as the gates do.
+const SCAN_POD_SKIPS: [(&str, &str); 2] = [
     (
         "CKV_K8S_8",
         "a keyhole scan pod runs one bounded scan and is deleted with its run, nothing to restart",
@@ -46,11 +47,6 @@ const SCAN_POD_SKIPS: [(&str, &str); 3] = [
     (
         "CKV_K8S_9",
         "a keyhole scan pod serves no traffic, readiness has no meaning for it",
-    ),
-    // checkov looks for the NetworkPolicy in the same file; keyhole creates it separately.
-    (
-        "CKV2_K8S_6",
-        "the run's NetworkPolicy (keyhole-netpolicy) selects this pod by its run labels",
     ),
 ];
 

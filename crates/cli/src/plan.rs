@@ -1,0 +1,242 @@
+//! `keyhole plan`: the ordered API calls of a scan, with their bodies, computed offline.
+
+use jiff::Timestamp;
+use keyhole_core::{Expiry, PodName, Run, RunId, ScanMode, ScanTarget};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::args::{Format, PlanArgs};
+use crate::{Failure, Output};
+
+/// Who sends a call: the user's own credentials only create and delete the scoped access; the
+/// scan itself runs with the scoped credentials.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Credentials {
+    User,
+    Scoped,
+}
+
+/// One API call of the plan.
+#[derive(Debug, Serialize)]
+struct Step {
+    method: &'static str,
+    path: String,
+    credentials: Credentials,
+    body: Value,
+}
+
+/// The whole plan, as printed by `-o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Plan {
+    run_id: String,
+    mode: &'static str,
+    namespace: String,
+    pods: Vec<String>,
+    issued_at: String,
+    expires_at: String,
+    steps: Vec<Step>,
+}
+
+pub(crate) fn run(a: &PlanArgs) -> Result<Output, Failure> {
+    let plan = build(a)?;
+    let stdout = match a.format {
+        Format::Json => {
+            serde_json::to_string_pretty(&plan).expect("plan values always serialize") + "\n"
+        }
+        Format::Yaml => yaml(&plan),
+    };
+    Ok(Output {
+        stdout,
+        warnings: warnings(a),
+    })
+}
+
+fn warnings(a: &PlanArgs) -> Vec<String> {
+    let mut w = Vec::new();
+    if a.target_uid == Some(0) {
+        w.push(
+            "the target runs as root: the debug/sidecar container runs as UID 0 without capabilities, \
+             which cannot read a root process that holds capabilities; keyhole will report that as a scan error"
+                .to_string(),
+        );
+    }
+    if !a.image.is_digest_pinned() {
+        w.push(format!(
+            "scanner image {} is not pinned by digest: pass --image NAME@sha256:... for a reproducible, tamper-evident scan",
+            a.image
+        ));
+    }
+    w
+}
+
+fn placeholder_uid(kind: &str, name: &str) -> String {
+    format!("<uid of {kind} {name}, assigned at creation>")
+}
+
+fn to_value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).expect("Kubernetes objects always serialize")
+}
+
+fn build(a: &PlanArgs) -> Result<Plan, Failure> {
+    if !a.mode.is_concrete() {
+        return Err(Failure::bad_input(
+            "--mode auto is decided at scan time (standard if the target has a shell, else distroless); plan one with --mode standard, distroless or sidecar",
+        ));
+    }
+    if a.launch.is_some() && a.mode != ScanMode::Sidecar {
+        return Err(Failure::bad_input(
+            "--launch only applies to --mode sidecar",
+        ));
+    }
+    let pods = a
+        .targets
+        .iter()
+        .map(|t| PodName::new(t.strip_prefix("pod/").unwrap_or(t)).map_err(Failure::bad_input))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = ScanTarget::pods(a.namespace.clone(), pods, a.container.clone())
+        .map_err(Failure::bad_input)?;
+    let id = match &a.run_id {
+        Some(id) => id.clone(),
+        None => RunId::generate().map_err(Failure::bad_input)?,
+    };
+    let expiry = Expiry::new(a.issued_at.unwrap_or_else(Timestamp::now), a.ttl)
+        .map_err(Failure::bad_input)?;
+    let run = Run::new(id, target, a.mode, expiry).map_err(Failure::bad_input)?;
+
+    let needs_container = a.mode == ScanMode::Distroless || a.launch.is_some();
+    let container = match (&a.container, needs_container) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) => {
+            return Err(Failure::bad_input(format!(
+                "--mode {} needs -c CONTAINER: the scanner joins that container's process namespace",
+                a.mode
+            )));
+        }
+        (None, false) => None,
+    };
+    let uid = match (a.target_uid, needs_container) {
+        (Some(u), _) => Some(u),
+        (None, true) => {
+            return Err(Failure::bad_input(
+                "--target-uid N is needed: the scanner runs as the target's UID (reading /proc/PID/root needs it); `keyhole scan` reads it from the pod",
+            ));
+        }
+        (None, false) => None,
+    };
+    if a.launch.is_some() && run.pods().len() != 1 {
+        return Err(Failure::bad_input(
+            "--launch creates one scan pod: give exactly one TARGET name",
+        ));
+    }
+
+    let ns = run.namespace().as_str();
+    let sa_name = run.object_name().to_string();
+    let sa_uid = placeholder_uid("ServiceAccount", &sa_name);
+    let owner = keyhole_rbac::owner_reference(&run, &sa_uid);
+    let core = format!("/api/v1/namespaces/{ns}");
+    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
+    let user_post = |path: String, body: Value| Step {
+        method: "POST",
+        path,
+        credentials: Credentials::User,
+        body,
+    };
+
+    let anchor = keyhole_credentials::anchor_secret(&run, owner.clone());
+    let anchor_name = anchor.metadata.name.clone().unwrap_or_default();
+    let role = keyhole_rbac::role(&run, &sa_uid).map_err(Failure::bad_input)?;
+    let mut steps = vec![
+        user_post(
+            format!("{core}/serviceaccounts"),
+            to_value(&keyhole_rbac::service_account(&run)),
+        ),
+        user_post(format!("{core}/secrets"), to_value(&anchor)),
+        user_post(format!("{rbac}/roles"), to_value(&role)),
+        user_post(
+            format!("{rbac}/rolebindings"),
+            to_value(&keyhole_rbac::role_binding(&run, &sa_uid)),
+        ),
+    ];
+    if a.api_server.is_some() || a.launch.is_some() {
+        let np = keyhole_netpolicy::scanner_network_policy(
+            &run,
+            a.api_server.as_ref(),
+            a.allow_dns,
+            owner.clone(),
+        );
+        steps.push(user_post(
+            format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
+            to_value(&np),
+        ));
+    }
+    if let (Some(launch), Some(uid)) = (&a.launch, uid) {
+        let mut pod = keyhole_scanners::sidecar_pod(&run, launch, uid, a.target_gid, &a.image)
+            .map_err(Failure::bad_input)?;
+        pod.metadata.owner_references = Some(vec![owner.clone()]);
+        steps.push(user_post(format!("{core}/pods"), to_value(&pod)));
+    }
+    let anchor_uid = placeholder_uid("Secret", &anchor_name);
+    let token = keyhole_credentials::token_request(&run, &a.audiences, Some(&anchor_uid));
+    steps.push(user_post(
+        format!("{core}/serviceaccounts/{sa_name}/token"),
+        to_value(&token),
+    ));
+    if a.mode == ScanMode::Distroless {
+        let (Some(c), Some(uid)) = (&container, uid) else {
+            unreachable!("checked above: distroless needs a container and a uid");
+        };
+        let debug = keyhole_scanners::debug_container(&run, c, uid, a.target_gid, &a.image);
+        for pod in run.pods() {
+            steps.push(Step {
+                method: "PATCH",
+                path: format!("{core}/pods/{pod}/ephemeralcontainers"),
+                credentials: Credentials::Scoped,
+                body: keyhole_scanners::ephemeral_patch(&debug),
+            });
+        }
+    }
+    Ok(Plan {
+        run_id: run.id().to_string(),
+        mode: run.mode().as_str(),
+        namespace: ns.to_string(),
+        pods: run.pods().iter().map(ToString::to_string).collect(),
+        issued_at: run.expiry().issued_at().to_string(),
+        expires_at: run.expiry().annotation_value(),
+        steps,
+    })
+}
+
+fn yaml(plan: &Plan) -> String {
+    let mut out = format!(
+        "# keyhole plan: run {} ({} mode) on {}/{}, access expires {}.\n\
+         # Nothing below has been sent to a cluster. Placeholders in <...> are filled at creation.\n",
+        plan.run_id,
+        plan.mode,
+        plan.namespace,
+        plan.pods.join(","),
+        plan.expires_at
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        let who = match s.credentials {
+            Credentials::User => "your credentials",
+            Credentials::Scoped => "the scoped credentials",
+        };
+        let kind = if s.method == "PATCH" {
+            " (strategic merge patch)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "---\n# {}. {} {}{kind}, with {who}\n",
+            i + 1,
+            s.method,
+            s.path
+        ));
+        out.push_str(
+            &keyhole_scanners::to_yaml(&s.body).expect("JSON values always serialize as YAML"),
+        );
+    }
+    out
+}

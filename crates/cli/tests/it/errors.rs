@@ -1,0 +1,143 @@
+//! Bad input: one line on stderr naming the problem, exit code 2, nothing on stdout.
+
+use crate::{fixture, keyhole};
+
+/// Asserts the contract of bad input and that the message mentions `needle`.
+fn rejects(args: &[&str], stdin: Option<&str>, needle: &str) {
+    let r = keyhole(args, stdin);
+    assert_eq!(
+        r.code, 2,
+        "keyhole {args:?} should exit 2; stderr: {}",
+        r.stderr
+    );
+    assert_eq!(r.stdout, "", "keyhole {args:?} printed to stdout");
+    assert_eq!(
+        r.stderr.lines().count(),
+        1,
+        "keyhole {args:?}: not one line: {:?}",
+        r.stderr
+    );
+    assert!(r.stderr.starts_with("keyhole: "), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "keyhole {args:?}: {:?} lacks {needle:?}",
+        r.stderr
+    );
+}
+
+#[test]
+fn plan_rejects_bad_names_modes_and_ttls() {
+    let base = ["plan", "web-0", "--mode", "standard"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter().chain(extra).copied().collect()
+    };
+    rejects(
+        &["plan", "Web_0", "--mode", "standard"],
+        None,
+        "invalid pod name \"Web_0\"",
+    );
+    rejects(
+        &with(&["-n", "Prod"]),
+        None,
+        "invalid namespace name \"Prod\"",
+    );
+    rejects(
+        &with(&["--container=-app"]),
+        None,
+        "invalid container name \"-app\"",
+    );
+    rejects(
+        &["plan", "web-0", "--mode", "fast"],
+        None,
+        "unknown scan mode \"fast\"",
+    );
+    rejects(&with(&["--ttl", "5m"]), None, "must be between 10m and 24h");
+    rejects(
+        &with(&["--ttl", "25h"]),
+        None,
+        "must be between 10m and 24h",
+    );
+    rejects(&with(&["--ttl", "ten"]), None, "invalid ttl \"ten\"");
+    rejects(&with(&["--run-id", "UPPER"]), None, "invalid run id");
+    rejects(
+        &with(&["--api-server", "10.0.0.1"]),
+        None,
+        "invalid API server endpoint",
+    );
+    rejects(&with(&["--image", "busybox"]), None, "busybox");
+    rejects(&with(&["--bogus"]), None, "--bogus");
+    rejects(&["plan", "--mode", "standard"], None, "TARGET");
+}
+
+#[test]
+fn plan_rejects_incomplete_workflows() {
+    rejects(
+        &["plan", "web-0"],
+        None,
+        "--mode auto is decided at scan time",
+    );
+    rejects(
+        &["plan", "web-0", "--mode", "distroless", "--target-uid", "1"],
+        None,
+        "needs -c CONTAINER",
+    );
+    rejects(
+        &["plan", "web-0", "--mode", "distroless", "-c", "app"],
+        None,
+        "--target-uid",
+    );
+    rejects(
+        &[
+            "plan",
+            "a",
+            "b",
+            "--mode",
+            "sidecar",
+            "-c",
+            "app",
+            "--target-uid",
+            "10001",
+            "--launch",
+            "nginx:1.27",
+        ],
+        None,
+        "exactly one TARGET",
+    );
+    rejects(
+        &[
+            "plan",
+            "web-0",
+            "--mode",
+            "standard",
+            "--launch",
+            "nginx:1.27",
+        ],
+        None,
+        "--launch only applies to --mode sidecar",
+    );
+}
+
+#[test]
+fn sidecar_inject_rejects_bad_manifests() {
+    let inject = ["sidecar", "inject", "-", "--target-uid", "10001"];
+    rejects(&inject, Some("kind: Pod\nspec: [unclosed"), "YAML");
+    rejects(
+        &inject,
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"),
+        "ConfigMap",
+    );
+    rejects(&inject, Some(""), "empty");
+    let two = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: x:1}\n  - {name: b, image: y:1}\n";
+    rejects(&inject, Some(two), "-c");
+    let missing = fixture("job.yaml");
+    rejects(
+        &["sidecar", "inject", missing.to_str().unwrap(), "-c", "nope"],
+        None,
+        "nope",
+    );
+    rejects(
+        &["sidecar", "inject", "/nonexistent/keyhole.yaml"],
+        None,
+        "cannot read /nonexistent/keyhole.yaml",
+    );
+}
