@@ -1,6 +1,7 @@
 //! Project automation (the cargo-xtask pattern): `cargo xtask <task>`.
 //!
-//! - `ci`: everything CI runs: fmt check, clippy `-D warnings`, all tests, the external gates.
+//! - `ci`: everything CI runs: fmt check, clippy `-D warnings`, all tests (with the SAF CLI
+//!   differential test, SAF installed from npm under `target/saf`), the external gates.
 //! - `gates`: generate every manifest `keyhole plan` and `keyhole sidecar inject` emit and run
 //!   `kubernetes-validate --strict` (oldest and newest supported Kubernetes) and `checkov` on
 //!   them; tools are installed into a venv under `target/` at pinned versions.
@@ -41,11 +42,13 @@ pub(crate) fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Runs `cmd` in the workspace root, echoing it, and fails on a non-zero exit.
+/// Runs `cmd` (in the workspace root unless it names a directory), echoing it, and fails on a non-zero exit.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {}", show(cmd));
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let status = cmd
-        .current_dir(root())
         .status()
         .with_context(|| format!("cannot start {}", show(cmd)))?;
     if !status.success() {
@@ -79,11 +82,56 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The threshold crate is checked case by case against the real SAF CLI.
+    let saf = tools::saf()?;
     // CI=true makes insta fail on a missing or changed snapshot instead of writing a new one.
-    run(cargo()
-        .args(["test", "--workspace", "--locked"])
-        .env("CI", "true"))?;
+    let (passed, failed) = cargo_test(
+        cargo()
+            .args(["test", "--workspace", "--locked"])
+            .env("CI", "true")
+            .env("KEYHOLE_SAF_BIN", saf),
+    )?;
     gates::run()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
+    // One plain closing line for whoever reads the log: the sum over all test binaries.
+    println!("tests: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// Runs `cargo test`, passing its output through, and sums the `test result:` lines of every
+/// test binary; fails when cargo does.
+fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    eprintln!("$ {}", show(cmd));
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .trim_start_matches("ok. ")
+                            .trim_start_matches("FAILED. ")
+                            .strip_suffix(word)
+                    })
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += count(" passed");
+            failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("cargo test failed ({status}): {passed} passed, {failed} failed");
+    }
+    Ok((passed, failed))
 }

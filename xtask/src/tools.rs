@@ -28,3 +28,38 @@ pub(crate) fn venv() -> Result<PathBuf> {
     std::fs::write(&marker, want).context("cannot write the venv marker")?;
     Ok(dir)
 }
+
+/// The SAF CLI version the threshold semantics are checked against.
+const SAF_VERSION: &str = "1.5.3";
+
+/// The `saf` executable of MITRE's SAF CLI, installed from npm (≈20 s, ≈420 MB) when missing.
+/// `@aws-sdk/client-config-service` is overridden because the version SAF pins is missing from
+/// the registry; `--ignore-scripts` because nothing here needs install scripts to run.
+pub(crate) fn saf() -> Result<PathBuf> {
+    let dir = root().join("target/saf");
+    let bin = dir.join("node_modules/.bin/saf");
+    let marker = dir.join(".keyhole-pins");
+    if bin.exists() && std::fs::read_to_string(&marker).ok().as_deref() == Some(SAF_VERSION) {
+        return Ok(bin);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let package = serde_json::json!({
+        "name": "keyhole-saf-differential",
+        "private": true,
+        "overrides": {"@aws-sdk/client-config-service": "3.1124.0"},
+        "dependencies": {"@mitre/saf": SAF_VERSION},
+    });
+    std::fs::write(
+        dir.join("package.json"),
+        serde_json::to_string_pretty(&package)?,
+    )?;
+    run(Command::new("npm").current_dir(&dir).args([
+        "install",
+        "--ignore-scripts",
+        "--no-audit",
+        "--no-fund",
+        "--loglevel=error",
+    ]))?;
+    std::fs::write(&marker, SAF_VERSION)?;
+    Ok(bin)
+}
