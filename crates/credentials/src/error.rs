@@ -2,6 +2,7 @@
 
 /// What can be wrong with the inputs of a scoped credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CredentialsError {
     /// The API server URL is not `https://` (the scoped token must never cross the network in
     /// clear text).
@@ -23,4 +24,26 @@ pub enum CredentialsError {
     /// The CA data is not base64-encoded PEM.
     #[error("the cluster CA data is not a base64-encoded PEM certificate: {0}")]
     InvalidCa(String),
+    /// The minted token does not say what was asked (subject, expiry, audience, binding).
+    #[error("the API server returned a token that does not match the request: {0}; aborting")]
+    TokenClaims(String),
+    /// The TokenRequest answer carried no token.
+    #[error("the API server answered the TokenRequest without a token")]
+    NoToken,
+    /// The API server refused or failed a call.
+    #[error("{action} failed: {message}")]
+    Api {
+        /// What was being done.
+        action: String,
+        /// The server's (or transport's) message.
+        message: String,
+    },
+    /// An operating-system call for secret handling failed (memfd, prctl, rlimit, files).
+    #[error("{action} failed: {message}")]
+    Os {
+        /// What was being done.
+        action: &'static str,
+        /// The OS error.
+        message: String,
+    },
 }

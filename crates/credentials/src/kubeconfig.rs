@@ -63,6 +63,24 @@ impl ClusterEndpoint {
     pub fn server(&self) -> &str {
         &self.server
     }
+
+    /// The CA certificates, DER-encoded: the scoped client's only trust roots.
+    pub fn ca_der(&self) -> Result<Vec<Vec<u8>>, CredentialsError> {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(&self.ca_data)
+            .map_err(|e| CredentialsError::InvalidCa(e.to_string()))?;
+        certificates(&pem)
+    }
+}
+
+/// The `CERTIFICATE` blocks of a PEM bundle, DER-encoded.
+fn certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, CredentialsError> {
+    let blocks = pem::parse_many(pem).map_err(|e| CredentialsError::InvalidCa(e.to_string()))?;
+    Ok(blocks
+        .into_iter()
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .collect())
 }
 
 /// The kubeconfig (JSON, which every kubeconfig reader accepts) of the run's scoped client:
