@@ -1,5 +1,23 @@
-//! The cleanup registry: every object a run creates is registered in order and torn down by one
-//! path whatever ends the run (normal end, error, panic, signal, expiry timer), with deletion
-//! verified; plus the reaper of expired objects.
+//! Cleanup that survives every way a run can end.
 //!
-//! Not implemented yet (issue "secure scan session"): this crate exports nothing so far.
+//! Every object a run creates is [registered](Registry::register) in creation order. One
+//! teardown path ([`teardown`]) deletes them in reverse order — each with a uid precondition, so
+//! a same-named object that someone else created meanwhile is never touched — and then
+//! *verifies* that each is gone (GET → 404) with bounded retries. Every trigger ends in that
+//! same path: normal end, error, panic, SIGINT/SIGTERM/SIGHUP, and a timer at the run's expiry
+//! ([`run_guarded`]); a drop guard covers what escapes them. What even that cannot cover
+//! (SIGKILL, power loss) is found later by [`reap`] through the `expires-at` annotation and the
+//! run labels.
+
+mod error;
+mod guard;
+mod reap;
+mod registry;
+mod teardown;
+
+pub use error::CleanupError;
+pub use guard::{Ending, Guarded, run_guarded};
+pub use reap::{ReapReport, ReapScope, reap};
+pub use keyhole_core::{Created, ObjectKind};
+pub use registry::Registry;
+pub use teardown::{CleanupAction, CleanupReport, RetryPolicy, teardown};

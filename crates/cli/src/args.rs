@@ -11,7 +11,7 @@ use keyhole_scanners::ImageRef;
 #[command(
     name = "keyhole",
     version,
-    after_help = "Exit codes: 0 success, 2 bad input (nothing was done; one-line reason on stderr)."
+    after_help = "Exit codes: 0 success, 2 bad input (nothing was done; one-line reason on stderr), 3 error while acting; `keyhole access` documents its own."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -27,6 +27,92 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: SidecarCommand,
     },
+    /// Run COMMAND with a scoped, time-limited kubeconfig for the target pods, then delete every
+    /// object created and verify it is gone. Exit code: COMMAND's, or 3 when setup or the
+    /// least-privilege check failed (COMMAND did not run), 4 when cleanup is incomplete,
+    /// 130/143/129 after SIGINT/SIGTERM/SIGHUP.
+    Access(Box<AccessArgs>),
+    /// Delete keyhole-managed objects whose expires-at passed, and orphans of vanished runs.
+    Reap(ReapArgs),
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check that no record of an audit log was edited, removed or reordered (exit 1 if so).
+    Verify(AuditVerifyArgs),
+}
+
+/// Which cluster, from the user's own kubeconfig.
+#[derive(Debug, Args)]
+pub(crate) struct KubeArgs {
+    /// Kubeconfig to read (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<std::path::PathBuf>,
+    /// Context to use (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AccessArgs {
+    /// Target pods: NAME or pod/NAME, one or more in the same namespace.
+    #[arg(value_name = "TARGET", required = true, num_args = 1..)]
+    pub(crate) targets: Vec<String>,
+    /// Namespace of the target pods (default: the context's, else default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub(crate) namespace: Option<Namespace>,
+    /// Which access to grant: standard (exec), distroless (ephemeral containers), sidecar (logs).
+    #[arg(long, value_name = "MODE", default_value = "standard")]
+    pub(crate) mode: ScanMode,
+    /// How long the access may live (10m to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub(crate) ttl: Ttl,
+    /// Token audience (repeatable; default: the API server's own).
+    #[arg(long = "audience", value_name = "AUD")]
+    pub(crate) audiences: Vec<String>,
+    /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) kube: KubeArgs,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReapArgs {
+    /// Namespace to clean (default: the context's, else default).
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "NS",
+        conflicts_with = "all_namespaces"
+    )]
+    pub(crate) namespace: Option<Namespace>,
+    /// Clean every namespace.
+    #[arg(short = 'A', long)]
+    pub(crate) all_namespaces: bool,
+    /// Only print what would be deleted.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Treat objects expiring before TIME (RFC 3339) as expired (default: now).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) expired_before: Option<jiff::Timestamp>,
+    #[command(flatten)]
+    pub(crate) kube: KubeArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditVerifyArgs {
+    /// The audit log.
+    #[arg(value_name = "LOG")]
+    pub(crate) log: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

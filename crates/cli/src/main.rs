@@ -5,6 +5,7 @@
 //! partial result.
 
 mod args;
+mod cluster;
 mod plan;
 mod sidecar;
 
@@ -13,31 +14,38 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use crate::args::{Cli, Command, SidecarCommand};
+use crate::args::{AuditCommand, Cli, Command, SidecarCommand};
 
-/// Exit codes, documented in `keyhole --help`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Exit {
-    /// Success.
-    Ok = 0,
-    /// Bad input: nothing was done.
-    BadInput = 2,
-}
+/// Exit code for bad input: nothing was done.
+const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code for a failure while acting (cluster, runtime).
+const EXIT_SCAN_ERROR: i32 = 3;
 
 /// A failure to report on one line of stderr.
 #[derive(Debug)]
 struct Failure {
-    exit: Exit,
+    exit: i32,
     message: String,
 }
 
 impl Failure {
     fn bad_input(message: impl std::fmt::Display) -> Self {
         Self {
-            exit: Exit::BadInput,
+            exit: EXIT_BAD_INPUT,
             message: message.to_string(),
         }
     }
+
+    fn scan(message: impl std::fmt::Display) -> Self {
+        Self {
+            exit: EXIT_SCAN_ERROR,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn main() -> ExitCode {
@@ -59,19 +67,20 @@ fn main() -> ExitCode {
                 // A closed pipe (e.g. `| head`) is not worth a panic message.
                 return ExitCode::from(1);
             }
-            ExitCode::from(Exit::Ok as u8)
+            exit_code(out.exit)
         }
         Err(f) => {
             eprintln!("keyhole: {}", f.message);
-            ExitCode::from(f.exit as u8)
+            exit_code(f.exit)
         }
     }
 }
 
-/// What a successful command prints.
+/// What a command that ran prints, and its exit code.
 struct Output {
     stdout: String,
     warnings: Vec<String>,
+    exit: i32,
 }
 
 fn run(cli: Cli) -> Result<Output, Failure> {
@@ -80,6 +89,11 @@ fn run(cli: Cli) -> Result<Output, Failure> {
         Command::Sidecar {
             command: SidecarCommand::Inject(a),
         } => sidecar::inject(&a),
+        Command::Access(a) => cluster::access(&a),
+        Command::Reap(a) => cluster::reap_cmd(&a),
+        Command::Audit {
+            command: AuditCommand::Verify(a),
+        } => cluster::audit_verify(&a),
     }
 }
 
@@ -89,11 +103,11 @@ fn clap_failure(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
-        return ExitCode::from(Exit::Ok as u8);
+        return exit_code(0);
     }
     if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         let _ = e.print();
-        return ExitCode::from(Exit::BadInput as u8);
+        return exit_code(EXIT_BAD_INPUT);
     }
     // clap's message may continue on indented lines (e.g. the missing arguments); keep them,
     // on one line, and drop the usage block after the first blank line.
@@ -106,5 +120,5 @@ fn clap_failure(e: clap::Error) -> ExitCode {
     let message = message.join(" ");
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     eprintln!("keyhole: {message} (see keyhole --help)");
-    ExitCode::from(Exit::BadInput as u8)
+    exit_code(EXIT_BAD_INPUT)
 }

@@ -50,6 +50,7 @@ pub(crate) fn run(a: &PlanArgs) -> Result<Output, Failure> {
     Ok(Output {
         stdout,
         warnings: warnings(a),
+        exit: 0,
     })
 }
 

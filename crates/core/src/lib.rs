@@ -10,6 +10,7 @@ mod error;
 mod meta;
 mod mode;
 mod names;
+mod object;
 mod plan;
 mod run;
 mod target;
@@ -22,6 +23,7 @@ pub use meta::{
 };
 pub use mode::ScanMode;
 pub use names::{ContainerName, LabelSelector, Name, Namespace, PodName};
+pub use object::{Created, ObjectKind};
 pub use plan::Run;
 pub use run::RunId;
 pub use target::{PodSelection, ScanTarget};

@@ -11,15 +11,19 @@
 //!   a [`Run`](keyhole_core::Run);
 //! - [`eval`] evaluates rules offline with the Kubernetes RBAC authorizer's matching semantics,
 //!   and lists the requests a scan makes ([`eval::planned_requests`]) and those it must never be
-//!   allowed ([`eval::dangerous_requests`]).
+//!   allowed ([`eval::dangerous_requests`]);
+//! - [`apply`] creates a run's objects with the user's client and [`verify_access`] proves,
+//!   with the scoped client, that the access is exactly the plan.
 
 #![forbid(unsafe_code)]
 
 mod error;
 pub mod eval;
+mod live;
 mod objects;
 mod rules;
 
 pub use error::RbacError;
+pub use live::{AccessReport, Applied, Checked, apply, verify_access};
 pub use objects::{owner_reference, role, role_binding, service_account};
 pub use rules::rules;

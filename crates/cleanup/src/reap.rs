@@ -1,0 +1,158 @@
+//! The reaper: removes keyhole-managed objects whose `expires-at` has passed, and orphans whose
+//! run's ServiceAccount is gone. It covers what in-process cleanup cannot (SIGKILL, power loss,
+//! a dead API server during teardown) and runs before every scan in its namespace.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use keyhole_core::{
+    EXPIRES_AT_ANNOTATION, Expiry, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_ID_LABEL,
+};
+use kube::api::{Api, ListParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::teardown::{delete_one, verify_gone};
+use crate::{CleanupAction, CleanupError, Created, ObjectKind, RetryPolicy};
+
+/// Where the reaper looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReapScope {
+    /// One namespace.
+    Namespace(String),
+    /// Every namespace.
+    All,
+}
+
+/// What the reaper found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    /// Objects selected for removal, with the reason (expired, orphaned, no valid expiry).
+    pub selected: Vec<(Created, String)>,
+    /// The deletion and verification steps (empty on a dry run).
+    pub actions: Vec<CleanupAction>,
+    /// Keyhole-managed objects left in place (not expired, owner present).
+    pub kept: usize,
+    /// Selected objects not verified gone.
+    pub remaining: Vec<Created>,
+}
+
+struct Listed {
+    object: Created,
+    expires: Option<Timestamp>,
+    run: Option<String>,
+}
+
+async fn list_typed<K>(
+    client: &Client,
+    scope: &ReapScope,
+    kind: ObjectKind,
+) -> Result<Vec<Listed>, CleanupError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match scope {
+        ReapScope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        ReapScope::All => Api::all(client.clone()),
+    };
+    let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let list = api.list(&lp).await.map_err(|e| CleanupError::List {
+        kind: kind.as_str(),
+        scope: match scope {
+            ReapScope::Namespace(ns) => format!("namespace {ns}"),
+            ReapScope::All => "all namespaces".into(),
+        },
+        message: e.to_string(),
+    })?;
+    Ok(list
+        .items
+        .iter()
+        .map(|o| {
+            let m = o.meta();
+            Listed {
+                object: Created {
+                    kind,
+                    namespace: m.namespace.clone().unwrap_or_default(),
+                    name: m.name.clone().unwrap_or_default(),
+                    uid: m.uid.clone(),
+                },
+                expires: m
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(EXPIRES_AT_ANNOTATION))
+                    .and_then(|v| Expiry::parse_annotation(v)),
+                run: m.labels.as_ref().and_then(|l| l.get(RUN_ID_LABEL)).cloned(),
+            }
+        })
+        .collect())
+}
+
+/// Removes keyhole-managed objects in `scope` that expired before `expired_before`, that carry
+/// no valid expiry (anomalous: access without an end), or whose run's ServiceAccount no longer
+/// exists. With `dry_run`, only reports what it would remove. Pass the current time as
+/// `expired_before` normally; a later time lets tests and operators act "as of" that time.
+pub async fn reap(
+    client: &Client,
+    scope: &ReapScope,
+    expired_before: Timestamp,
+    dry_run: bool,
+    policy: &RetryPolicy,
+) -> Result<ReapReport, CleanupError> {
+    let mut listed = Vec::new();
+    for kind in ObjectKind::ALL {
+        let items = match kind {
+            ObjectKind::Pod => list_typed::<Pod>(client, scope, kind).await?,
+            ObjectKind::NetworkPolicy => list_typed::<NetworkPolicy>(client, scope, kind).await?,
+            ObjectKind::RoleBinding => list_typed::<RoleBinding>(client, scope, kind).await?,
+            ObjectKind::Role => list_typed::<Role>(client, scope, kind).await?,
+            ObjectKind::Secret => list_typed::<Secret>(client, scope, kind).await?,
+            ObjectKind::ServiceAccount => list_typed::<ServiceAccount>(client, scope, kind).await?,
+        };
+        listed.extend(items);
+    }
+    // Runs whose ServiceAccount still exists, per namespace.
+    let live_runs: BTreeSet<(String, String)> = listed
+        .iter()
+        .filter(|l| l.object.kind == ObjectKind::ServiceAccount)
+        .filter_map(|l| l.run.clone().map(|r| (l.object.namespace.clone(), r)))
+        .collect();
+    let mut report = ReapReport::default();
+    for l in listed {
+        let reason = match (l.expires, &l.run) {
+            (None, _) => Some("no valid expires-at annotation".to_string()),
+            (Some(t), _) if t < expired_before => Some(format!("expired at {t}")),
+            (_, Some(run))
+                if l.object.kind != ObjectKind::ServiceAccount
+                    && !live_runs.contains(&(l.object.namespace.clone(), run.clone())) =>
+            {
+                Some(format!("orphan: the ServiceAccount of run {run} is gone"))
+            }
+            _ => None,
+        };
+        match reason {
+            Some(r) => report.selected.push((l.object, r)),
+            None => report.kept += 1,
+        }
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    for (o, _) in &report.selected {
+        report.actions.push(delete_one(client, o, policy).await);
+    }
+    for (o, _) in &report.selected {
+        let action = verify_gone(client, o, policy).await;
+        if let CleanupAction::StillPresent { object, .. } = &action {
+            report.remaining.push(object.clone());
+        }
+        report.actions.push(action);
+    }
+    Ok(report)
+}

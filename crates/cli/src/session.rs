@@ -1,0 +1,337 @@
+//! A secure access session: everything around a scan that touches the cluster.
+//!
+//! In order: reap expired objects of the namespace, learn who the user is, create the run's
+//! ServiceAccount/anchor/Role/RoleBinding (each registered for cleanup the moment it exists),
+//! mint and check the bound token, prove least privilege with the scoped identity, run the
+//! command with a scoped kubeconfig that never touches a filesystem, then tear everything down
+//! and verify it is gone — whatever ended the command. Each step is recorded in the
+//! hash-chained audit log; no step ever records or prints the token.
+
+use std::ffi::OsString;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use keyhole_audit::{AuditLog, Event, ObjectRef};
+use keyhole_cleanup::{
+    CleanupAction, CleanupReport, Created, Ending, ReapScope, Registry, RetryPolicy, reap,
+    run_guarded,
+};
+use keyhole_core::Run;
+use keyhole_credentials::{ChildKubeconfig, ClusterEndpoint, ScopedToken, mint, scoped_kubeconfig};
+use keyhole_rbac::AccessReport;
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+/// Exit code when setup or the least-privilege check failed (the command did not run).
+pub const EXIT_SETUP_FAILED: i32 = 3;
+/// Exit code when cleanup could not verify that every object is gone (`keyhole reap` later).
+pub const EXIT_CLEANUP_INCOMPLETE: i32 = 4;
+
+/// How the scoped client is made from the minted token: over the network with the cluster's CA
+/// in production, or in-process against a fake in tests.
+pub trait ScopedClients: Send + Sync + 'static {
+    /// A client that authenticates with `token`.
+    fn client(&self, token: &ScopedToken) -> Result<Client, String>;
+}
+
+/// The production [`ScopedClients`]: HTTPS to the cluster, trusting only its CA.
+#[derive(Debug, Clone)]
+pub struct TlsScopedClients {
+    /// The cluster.
+    pub cluster: ClusterEndpoint,
+    /// The run's namespace (the client's default).
+    pub namespace: String,
+}
+
+impl ScopedClients for TlsScopedClients {
+    fn client(&self, token: &ScopedToken) -> Result<Client, String> {
+        keyhole_credentials::scoped_client(&self.cluster, &self.namespace, token)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The audit log shared by the session and its cleanup. A write failure is reported on stderr
+/// and does not stop cleanup (which matters more than its record).
+#[derive(Debug, Clone)]
+pub struct Audit {
+    log: Arc<Mutex<AuditLog>>,
+    run_id: String,
+}
+
+impl Audit {
+    /// Records to `log` under `run_id`.
+    pub fn new(log: AuditLog, run_id: &str) -> Self {
+        Self {
+            log: Arc::new(Mutex::new(log)),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Appends one event.
+    pub fn record(&self, event: Event) {
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = log.append(&self.run_id, Timestamp::now(), event) {
+            eprintln!("keyhole: warning: {e}");
+        }
+    }
+}
+
+fn object_ref(c: &Created) -> ObjectRef {
+    ObjectRef {
+        kind: c.kind.as_str().to_string(),
+        namespace: c.namespace.clone(),
+        name: c.name.clone(),
+        uid: c.uid.clone(),
+    }
+}
+
+/// What to run and how.
+pub struct SessionSpec {
+    /// The run (target, mode, expiry).
+    pub run: Run,
+    /// The cluster, for the child's kubeconfig.
+    pub cluster: ClusterEndpoint,
+    /// Token audiences (empty: the API server's own).
+    pub audiences: Vec<String>,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// Retry and timeout policy of cleanup.
+    pub policy: RetryPolicy,
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The process exit code to use.
+    pub exit_code: i32,
+    /// How the guarded work ended.
+    pub ending: Ending,
+    /// The error that stopped setup, if any (no secret in it).
+    pub error: Option<String>,
+    /// The least-privilege verification, when it ran.
+    pub access: Option<AccessReport>,
+    /// The teardown.
+    pub cleanup: CleanupReport,
+}
+
+struct WorkResult {
+    child_exit: Option<i32>,
+    access: Option<AccessReport>,
+    error: Option<String>,
+}
+
+async fn identity(user: &Client) -> Result<String, String> {
+    let api: Api<SelfSubjectReview> = Api::all(user.clone());
+    let review = api
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| {
+            format!("asking the API server who you are (SelfSubjectReview) failed: {e}")
+        })?;
+    Ok(review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_else(|| "<unknown>".into()))
+}
+
+/// Runs a whole access session with the user's client `user`. Returns an error only when the
+/// session could not start at all (nothing was created then).
+pub async fn run_session(
+    user: Client,
+    spec: SessionSpec,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+) -> Result<Outcome, String> {
+    let run = spec.run.clone();
+    let ns = run.namespace().to_string();
+    // Every run first clears what earlier runs left behind in its namespace.
+    let reaped = reap(
+        &user,
+        &ReapScope::Namespace(ns.clone()),
+        Timestamp::now(),
+        false,
+        &spec.policy,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for a in &reaped.actions {
+        if let CleanupAction::Deleted(o) = a {
+            audit.record(Event::ObjectDeleted(object_ref(o)));
+            eprintln!("keyhole: reaped {o} left by an earlier run");
+        }
+    }
+    let who = identity(&user).await?;
+    let target = format!(
+        "{}/{}",
+        ns,
+        run.pods()
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    audit.record(Event::RunStarted {
+        identity: who,
+        target,
+        mode: run.mode().to_string(),
+        expires_at: run.expiry().annotation_value(),
+    });
+
+    let registry = Registry::new();
+    let work = {
+        let (user, registry, audit, run) =
+            (user.clone(), registry.clone(), audit.clone(), run.clone());
+        let (cluster, audiences, command) = (
+            spec.cluster.clone(),
+            spec.audiences.clone(),
+            spec.command.clone(),
+        );
+        async move {
+            let mut result = WorkResult {
+                child_exit: None,
+                access: None,
+                error: None,
+            };
+            let mut register = |c: Created| {
+                audit.record(Event::ObjectCreated(object_ref(&c)));
+                registry.register(c);
+            };
+            let applied = match keyhole_rbac::apply(
+                &user,
+                &run,
+                |owner| keyhole_credentials::anchor_secret(&run, owner),
+                &mut register,
+            )
+            .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    result.error = Some(e.to_string());
+                    return result;
+                }
+            };
+            let token = match mint(
+                &user,
+                &run,
+                &audiences,
+                &applied.anchor_uid,
+                Timestamp::now(),
+            )
+            .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    result.error = Some(e.to_string());
+                    return result;
+                }
+            };
+            audit.record(Event::TokenIssued {
+                service_account: run.object_name().to_string(),
+                expires_at: token.claims().expires_at.to_string(),
+            });
+            let scoped_client = match scoped.client(&token) {
+                Ok(c) => c,
+                Err(e) => {
+                    result.error = Some(e);
+                    return result;
+                }
+            };
+            match keyhole_rbac::verify_access(&scoped_client, &run).await {
+                Ok(report) => {
+                    for c in &report.checked {
+                        audit.record(Event::AccessVerified {
+                            request: c.request.to_string(),
+                            expected_allowed: c.expected_allowed,
+                            allowed: c.allowed,
+                        });
+                    }
+                    result.access = Some(report);
+                }
+                Err(e) => {
+                    result.error = Some(e.to_string());
+                    return result;
+                }
+            }
+            let config = match ChildKubeconfig::new(&scoped_kubeconfig(&run, &cluster, &token)) {
+                Ok(c) => c,
+                Err(e) => {
+                    result.error = Some(e.to_string());
+                    return result;
+                }
+            };
+            drop(token);
+            let Some((program, args)) = command.split_first() else {
+                result.error = Some("no command to run".into());
+                return result;
+            };
+            let status = tokio::process::Command::new(program)
+                .args(args)
+                .env("KUBECONFIG", config.path())
+                .kill_on_drop(true)
+                .status()
+                .await;
+            drop(config);
+            match status {
+                Ok(s) => result.child_exit = Some(s.code().unwrap_or(128 + 9)),
+                Err(e) => {
+                    result.error = Some(format!("cannot run {}: {e}", program.to_string_lossy()))
+                }
+            }
+            result
+        }
+    };
+    let expires_at = run.expiry().expires_at();
+    let guarded = run_guarded(user.clone(), registry, expires_at, spec.policy, work)
+        .await
+        .map_err(|e| e.to_string())?;
+    for a in &guarded.cleanup.actions {
+        match a {
+            CleanupAction::Deleted(o) | CleanupAction::AlreadyGone(o) => {
+                audit.record(Event::ObjectDeleted(object_ref(o)))
+            }
+            _ => {}
+        }
+    }
+    audit.record(Event::CleanupVerified {
+        remaining: guarded.cleanup.remaining.iter().map(object_ref).collect(),
+    });
+    let (child_exit, access, error) = match guarded.value {
+        Some(w) => (w.child_exit, w.access, w.error),
+        None => (None, None, None),
+    };
+    let mut exit_code = match (&guarded.ending, child_exit, &error) {
+        (Ending::Signal { exit_code, .. }, _, _) => *exit_code,
+        (Ending::Expired, _, _) => EXIT_SETUP_FAILED,
+        (Ending::Panicked(_), _, _) => EXIT_SETUP_FAILED,
+        (Ending::Completed, _, Some(_)) => EXIT_SETUP_FAILED,
+        (Ending::Completed, Some(code), None) => code,
+        (Ending::Completed, None, None) => EXIT_SETUP_FAILED,
+    };
+    if !guarded.cleanup.is_clean() {
+        exit_code = EXIT_CLEANUP_INCOMPLETE;
+    }
+    let outcome_text = match (&guarded.ending, &error) {
+        (Ending::Panicked(m), _) => format!("internal error (panic): {m}"),
+        (Ending::Signal { name, .. }, _) => format!("stopped by {name}"),
+        (Ending::Expired, _) => "access expired before the command finished".into(),
+        (_, Some(e)) => e.clone(),
+        _ => format!("command exited with {exit_code}"),
+    };
+    audit.record(Event::RunEnded {
+        exit_code,
+        outcome: outcome_text,
+    });
+    let error = error.or_else(|| match &guarded.ending {
+        Ending::Panicked(m) => Some(format!("internal error (panic): {m}")),
+        _ => None,
+    });
+    Ok(Outcome {
+        exit_code,
+        ending: guarded.ending,
+        error,
+        access,
+        cleanup: guarded.cleanup,
+    })
+}
