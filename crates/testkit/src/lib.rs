@@ -1,5 +1,58 @@
-//! Test support only: an in-memory fake Kubernetes API server (tower `Service` for
-//! `kube::Client::new`, and over HTTPS on 127.0.0.1), fault injection, recorded calls, and helpers
-//! that run real local containers with `runc`. No product crate may depend on it.
+//! Test support only: a stateful in-memory fake Kubernetes API server for Keyhole's cluster
+//! tests. No product crate may depend on it.
 //!
-//! Not implemented yet (issue "secure scan session"): this crate exports nothing so far.
+//! [`FakeCluster`] serves the REST semantics keyhole relies on (core/v1 pods with `status`,
+//! `ephemeralcontainers`, `exec` and `log`; serviceaccounts and their `token` subresource;
+//! secrets; configmaps; namespaces; RBAC roles, bindings and cluster roles; networkpolicies;
+//! SelfSubjectAccessReview, SelfSubjectRulesReview and SelfSubjectReview), authenticates bearer
+//! tokens and authorizes every ServiceAccount request through an RBAC implementation of its own,
+//! records every call, and injects faults. Reach it in-process with
+//! [`FakeCluster::client_admin`] / [`FakeCluster::client_for_token`] (a tower `Service` under
+//! `kube::Client::new`), or over real HTTPS with [`FakeCluster::serve_https`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use k8s_openapi::api::core::v1::Pod;
+//! use keyhole_testkit::{FakeCluster, Fault};
+//!
+//! let cluster = FakeCluster::new();
+//! cluster.add_running_pod("prod", "web-0", &["app"])?;
+//! cluster.faults().fail_call(0, Fault::Status(500));
+//! let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client_admin(), "prod");
+//! assert!(pods.get("web-0").await.is_err()); // call 0 fails
+//! assert!(pods.get("web-0").await.is_ok());
+//! cluster.clock().advance(std::time::Duration::from_secs(3600)); // tokens expire
+//! # Ok(()) }
+//! ```
+//!
+//! Not served: watch streams (405 after authorization), server-side apply field ownership (apply
+//! is a strategic merge), `pods/attach`, `pods/portforward`, SPDY exec, list pagination, RBAC
+//! escalation checks on Role/RoleBinding writes, and kinds other than those listed. Runc helpers
+//! (DESIGN.md tier 4) are not here yet.
+
+mod api;
+mod authz;
+mod clock;
+mod cluster;
+mod error;
+mod exec;
+mod faults;
+mod https;
+mod objects;
+mod patch;
+mod resources;
+mod selector;
+mod service;
+mod status;
+mod store;
+mod tokens;
+
+pub use authz::Identity;
+pub use clock::FakeClock;
+pub use cluster::{FakeCluster, GcMode, ObjectRef};
+pub use error::TestkitError;
+pub use exec::{ExecRequest, ExecResponse};
+pub use faults::{Fault, FaultRule, Faults, RecordedCall};
+pub use https::{HttpsOptions, HttpsServer, ServerCert};
+pub use service::{BoxError, FakeService, ResponseBody};
+pub use tokens::API_AUDIENCE;
