@@ -6,11 +6,13 @@
 //!   `kubernetes-validate --strict` (oldest and newest supported Kubernetes) and `checkov` on
 //!   them; tools are installed into a venv under `target/` at pinned versions.
 //!
+//! - `bench`: speed and memory as ratios against baselines measured in the same run.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
 //!   run by the GitHub workflow, not available on the project's machines).
 //!
 //! The cheap checks (`tidy`) are plain `#[test]`s in this crate, so `cargo test` runs them too.
 
+mod bench;
 mod e2e;
 mod gates;
 #[cfg(test)]
@@ -28,8 +30,9 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
+        "bench" => bench::run_bench(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|e2e>");
+            eprintln!("usage: cargo xtask <ci|gates|bench|e2e>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"
