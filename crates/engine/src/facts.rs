@@ -164,6 +164,15 @@ pub enum FactRequest {
         /// Largest file hashed.
         max_bytes: u64,
     },
+    /// MD5 of a whole regular file (streamed, bounded by `max_bytes` like [`FactRequest::Sha256`]).
+    /// Only for comparing with digests the target's package manager recorded (dpkg's
+    /// `/var/lib/dpkg/info/*.md5sums`), which are MD5; never a security boundary on its own.
+    Md5 {
+        /// The file.
+        path: TargetPath,
+        /// Largest file hashed.
+        max_bytes: u64,
+    },
     /// The entries of a directory (names as bytes, with their types), up to `max_entries`.
     List {
         /// The directory.
@@ -349,6 +358,8 @@ pub enum FactValue {
     Content(Content),
     /// Answer to [`FactRequest::Sha256`]: 32 bytes.
     Digest([u8; 32]),
+    /// Answer to [`FactRequest::Md5`]: 16 bytes.
+    Md5([u8; 16]),
     /// Answer to [`FactRequest::List`]: entries and the bound reached, if any.
     Entries(Vec<DirEntry>, Option<Bound>),
     /// Answer to [`FactRequest::Walk`].

@@ -2,9 +2,27 @@
 //! in one pass from a fact source (a local root, or a POSIX `sh` script over one exec session),
 //! controls evaluated locally into HDF.
 
+mod check;
+mod error;
+mod eval;
 mod facts;
+mod matcher;
+mod profile;
+mod resource;
+mod scope;
+mod source;
+mod target;
+mod version;
+mod waiver;
+mod yaml;
 
 pub use facts::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
     FileKind, FileMeta, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
 };
+pub use source::{LocalRoot, OwnRoot, ShellScript, SourceError};
+
+pub use error::EngineError;
+pub use eval::{MAX_ROUNDS, evaluate, follow_up, gather, plan};
+pub use profile::{BUILTIN_PROFILES, InputDecl, InputType, Inputs, Profile};
+pub use waiver::{Waiver, Waivers};

@@ -1,0 +1,338 @@
+//! The parser of a [`ShellScript`](super::ShellScript)'s framed stdout (the format is documented
+//! in `script.rs`). Strict: a frame that does not look exactly as the script writes it answers
+//! [`FactError::Io`] rather than a guess.
+
+use std::collections::HashMap;
+
+use super::{join_rel, meta_from_raw, walk_order};
+use crate::{
+    Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind,
+    FileMeta, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+};
+
+/// One request's part of the output.
+#[derive(Debug, Default)]
+struct Frame {
+    /// The word after `@E i`.
+    status: Option<String>,
+    /// `@M` (Stat).
+    meta: Option<String>,
+    /// `@H` (Sha256, Md5).
+    hash: Option<String>,
+    /// `@D` (Walk).
+    deeper: bool,
+    /// The hex payload, decoded.
+    payload: Vec<u8>,
+    /// What was wrong with the frame, if anything.
+    malformed: Option<String>,
+}
+
+pub(super) fn parse(plan: &FactPlan, stdout: &[u8]) -> Facts {
+    let mut frames = frames(stdout);
+    let mut facts = Facts::default();
+    for (i, request) in plan.requests().enumerate() {
+        let answer = match frames.remove(&i) {
+            None => Err(FactError::Io(
+                "the fact script gave no answer (it did not run to the end)".into(),
+            )),
+            Some(frame) => answer(request, frame),
+        };
+        facts.insert(request.clone(), answer);
+    }
+    facts
+}
+
+fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
+    let mut done = HashMap::new();
+    let mut open: Option<(usize, Frame)> = None;
+    for line in stdout.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"@B ") {
+            open = text(rest).parse().ok().map(|i| (i, Frame::default()));
+            continue;
+        }
+        let Some((index, frame)) = open.as_mut() else {
+            continue;
+        };
+        if let Some(rest) = line.strip_prefix(b"@E ") {
+            let rest = text(rest);
+            match rest.split_once(' ') {
+                Some((i, status)) if i.parse() == Ok(*index) => {
+                    frame.status = Some(status.to_string());
+                    if let Some((i, frame)) = open.take() {
+                        done.insert(i, frame);
+                    }
+                }
+                _ => frame.malformed = Some(format!("end line `@E {rest}`")),
+            }
+        } else if let Some(rest) = line.strip_prefix(b"@M ") {
+            frame.meta = Some(text(rest));
+        } else if let Some(rest) = line.strip_prefix(b"@H ") {
+            frame.hash = Some(text(rest));
+        } else if let Some(rest) = line.strip_prefix(b"@D ") {
+            frame.deeper = rest == b"1";
+        } else if line.first() == Some(&b'@') {
+            frame.malformed = Some(format!("line `{}`", text(line)));
+        } else {
+            for token in line
+                .split(u8::is_ascii_whitespace)
+                .filter(|t| !t.is_empty())
+            {
+                match hex_byte(token) {
+                    Some(b) => frame.payload.push(b),
+                    None => frame.malformed = Some(format!("payload token `{}`", text(token))),
+                }
+            }
+        }
+    }
+    done
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn hex_byte(token: &[u8]) -> Option<u8> {
+    if token.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(std::str::from_utf8(token).ok()?, 16).ok()
+}
+
+fn hex_array<const N: usize>(hex: Option<&str>) -> Result<[u8; N], FactError> {
+    let bad = || FactError::Io(format!("malformed digest from the fact script: {hex:?}"));
+    let hex = hex.ok_or_else(bad)?;
+    if hex.len() != 2 * N {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = hex_byte(&hex.as_bytes()[2 * i..2 * i + 2]).ok_or_else(bad)?;
+    }
+    Ok(out)
+}
+
+/// The size limit a `TooLarge` status of `request` refers to.
+fn limit_of(request: &FactRequest) -> u64 {
+    match request {
+        FactRequest::Sha256 { max_bytes, .. } | FactRequest::Md5 { max_bytes, .. } => *max_bytes,
+        FactRequest::Walk {
+            query: WalkQuery::Contains { max_file_size, .. },
+            ..
+        } => *max_file_size,
+        _ => 0,
+    }
+}
+
+/// The error a status code of the script stands for.
+fn status_error(status: &str, request: &FactRequest) -> FactError {
+    let special = |kind| FactError::Special(kind);
+    match status {
+        "NotFound" => FactError::NotFound,
+        "PermissionDenied" => FactError::PermissionDenied,
+        "Escape" => FactError::Escape,
+        "Loop" => FactError::Loop,
+        "NoProcess" => FactError::NoProcess,
+        "TooLarge" => FactError::TooLarge {
+            limit: limit_of(request),
+        },
+        "Special:Fifo" => special(FileKind::Fifo),
+        "Special:Socket" => special(FileKind::Socket),
+        "Special:CharDevice" => special(FileKind::CharDevice),
+        "Special:BlockDevice" => special(FileKind::BlockDevice),
+        _ => {
+            if let Some(kind) = status.strip_prefix("WrongKind:") {
+                FactError::WrongKind {
+                    expected: kind.replace('-', " "),
+                }
+            } else if let Some(what) = status.strip_prefix("Io:") {
+                FactError::Io(what.replace('-', " "))
+            } else {
+                FactError::Io(format!(
+                    "unexpected status from the fact script: `{status}`"
+                ))
+            }
+        }
+    }
+}
+
+fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
+    if let Some(what) = &frame.malformed {
+        return Err(FactError::Io(format!(
+            "malformed fact script output: {what}"
+        )));
+    }
+    match frame.status.as_deref() {
+        Some("ok") => {}
+        Some(status) => return Err(status_error(status, request)),
+        None => return Err(FactError::Io("the fact script gave no status".into())),
+    }
+    match request {
+        FactRequest::Stat(_) => stat(frame).map(FactValue::Meta),
+        FactRequest::Read { max_bytes, .. } | FactRequest::Proc { max_bytes, .. } => {
+            let mut bytes = frame.payload;
+            let truncated = bytes.len() as u64 > *max_bytes;
+            if truncated {
+                bytes.truncate(*max_bytes as usize);
+            }
+            Ok(FactValue::Content(Content { bytes, truncated }))
+        }
+        FactRequest::Sha256 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Digest),
+        FactRequest::Md5 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Md5),
+        FactRequest::List { .. } => list(&frame.payload),
+        FactRequest::Walk {
+            root,
+            query,
+            limits,
+        } => walk(&frame, root, query, limits).map(FactValue::Walk),
+    }
+}
+
+/// `<mode hex>:<uid>:<gid>:<size>` as `stat -c %f:%u:%g:%s` prints it.
+fn meta(fields: &str) -> Option<FileMeta> {
+    let mut it = fields.split(':');
+    let mode = u32::from_str_radix(it.next()?, 16).ok()?;
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    let size = it.next()?.parse().ok()?;
+    if it.next().is_some() {
+        return None;
+    }
+    meta_from_raw(mode, uid, gid, size)
+}
+
+fn stat(frame: Frame) -> Result<FileMeta, FactError> {
+    let fields = frame.meta.unwrap_or_default();
+    let mut meta =
+        meta(&fields).ok_or_else(|| FactError::Io(format!("malformed stat output `{fields}`")))?;
+    if meta.kind == FileKind::Symlink {
+        let mut target = frame.payload;
+        // readlink ends its output with one newline; the link text itself may end with more.
+        if target.pop() != Some(b'\n') {
+            return Err(FactError::Io("readlink failed".into()));
+        }
+        meta.link_target = Some(target);
+    }
+    Ok(meta)
+}
+
+fn kind_of(code: u8) -> Option<FileKind> {
+    Some(match code {
+        b'f' => FileKind::File,
+        b'd' => FileKind::Directory,
+        b'l' => FileKind::Symlink,
+        b'p' => FileKind::Fifo,
+        b's' => FileKind::Socket,
+        b'c' => FileKind::CharDevice,
+        b'b' => FileKind::BlockDevice,
+        _ => return None,
+    })
+}
+
+/// Records `<kind>/<name>/`, and `T/` when the listing was cut.
+fn list(payload: &[u8]) -> Result<FactValue, FactError> {
+    let bad = || FactError::Io("malformed directory listing from the fact script".into());
+    let mut fields = payload.split(|&b| b == b'/');
+    let mut entries = Vec::new();
+    let mut bound = None;
+    while let Some(code) = fields.next() {
+        match code {
+            // The empty field after the last record's final `/`.
+            [] => break,
+            b"T" => {
+                bound = Some(Bound::Entries);
+                break;
+            }
+            [c] => {
+                let kind = kind_of(*c).ok_or_else(bad)?;
+                let name = fields.next().filter(|n| !n.is_empty()).ok_or_else(bad)?;
+                entries.push(DirEntry {
+                    name: name.to_vec(),
+                    kind,
+                });
+            }
+            _ => return Err(bad()),
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(FactValue::Entries(entries, bound))
+}
+
+fn walk(
+    frame: &Frame,
+    root: &TargetPath,
+    query: &WalkQuery,
+    limits: &WalkLimits,
+) -> Result<WalkOutcome, FactError> {
+    let bad = |what: &str| {
+        FactError::Io(format!(
+            "malformed walk record from the fact script: {what}"
+        ))
+    };
+    let path_of = |rel: &[u8]| join_rel(root, rel).ok_or_else(|| bad("path"));
+    let mut out = WalkOutcome {
+        matches: Vec::new(),
+        examined: 0,
+        truncated: None,
+        skipped: Vec::new(),
+    };
+    let mut timed_out = false;
+    // Records are newline-terminated here; newlines inside them travel as NULs (`tr` swapped them).
+    for record in frame.payload.split(|&b| b == b'\n') {
+        let record: Vec<u8> = record
+            .iter()
+            .map(|&b| if b == 0 { b'\n' } else { b })
+            .collect();
+        let Some((&tag, rest)) = record.split_first() else {
+            continue;
+        };
+        match tag {
+            b'.' | b'M' => {
+                if out.examined >= limits.max_entries {
+                    out.truncated = Some(Bound::Entries);
+                    break;
+                }
+                out.examined += 1;
+                if tag == b'M' {
+                    let mut parts = rest.splitn(5, |&b| b == b':');
+                    let fields: Vec<&[u8]> = parts.by_ref().take(4).collect();
+                    let rel = parts.next().ok_or_else(|| bad("match"))?;
+                    let meta =
+                        meta(&text(&fields.join(&b':'))).ok_or_else(|| bad("match metadata"))?;
+                    out.matches.push((path_of(rel)?, meta));
+                }
+            }
+            b'L' => {
+                let (_, meta) = out.matches.last_mut().ok_or_else(|| bad("link"))?;
+                meta.link_target = Some(rest.to_vec());
+            }
+            b'S' => {
+                let (code, rel) = match rest.iter().position(|&b| b == b':') {
+                    Some(at) => (&rest[..at], &rest[at + 1..]),
+                    None => return Err(bad("skip")),
+                };
+                let request = FactRequest::Walk {
+                    root: root.clone(),
+                    query: query.clone(),
+                    limits: *limits,
+                };
+                out.skipped
+                    .push((path_of(rel)?, status_error(&text(code), &request)));
+            }
+            b'T' => timed_out = true,
+            _ => return Err(bad("tag")),
+        }
+    }
+    if out.truncated.is_none() {
+        out.truncated = if timed_out {
+            Some(Bound::Time)
+        } else if frame.deeper {
+            Some(Bound::Depth)
+        } else {
+            None
+        };
+    }
+    // `find` walks in directory order; the facts are reported in the local walk's order.
+    out.matches.sort_by(|a, b| walk_order(&a.0, &b.0));
+    out.skipped.sort_by(|a, b| walk_order(&a.0, &b.0));
+    Ok(out)
+}

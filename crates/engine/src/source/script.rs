@@ -1,0 +1,542 @@
+//! [`ShellScript`]: a whole fact plan as one POSIX `sh` script, for one exec session.
+//!
+//! The script needs a POSIX shell (dash, busybox ash, bash) and these utilities, all busybox
+//! applets: `[`/`test`, `printf`, `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with
+//! `-xdev`, `-maxdepth`, `-mindepth`, `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`,
+//! `sha256sum` and `md5sum`.
+//!
+//! Output framing (stdout), per request *i* of the plan (in plan order):
+//!
+//! ```text
+//! @B i                      begin
+//! @M <mode hex>:<uid>:<gid>:<size>   Stat: `stat -c %f:%u:%g:%s`
+//! @H <hex digest>           Sha256 / Md5
+//! @D 0|1                    Walk: an entry exists below max_depth
+//!  2f 65 74 63 …            payload: bytes as `od -An -v -tx1` prints them
+//! @E i <status>             end: `ok`, or an error code
+//! ```
+//!
+//! Every byte that comes from the target (file contents, names, link texts) reaches stdout only
+//! through `od` as hex, so nothing in the target can forge a frame line. Names are never parsed
+//! from line-oriented output: List records are `<kind>/<name>/` (a name cannot contain `/`);
+//! walk records are NUL-terminated (a path cannot contain NUL), and newlines and NULs are swapped
+//! by `tr` so that `head -n` can bound them by count.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::SourceError;
+use super::local::start_name;
+use crate::{FactPlan, FactRequest, Facts, WalkQuery};
+
+/// A fact plan rendered as one POSIX `sh` script, and the parser of its output.
+///
+/// **Where it runs.** Standard mode: *inside* the target container (one exec session); the
+/// container's own root is then the root, so the kernel itself keeps every path inside it, and
+/// [`FactRequest::Proc`] reads `/proc/<pid>/…` with the pid given here (by default 1, the
+/// container's main process). With [`ShellScript::with_root_prefix`], it runs elsewhere (a debug
+/// container) and reads the target through a prefix such as `/proc/<pid>/root`.
+///
+/// **Containment.** The script resolves every path itself, component by component (like the
+/// kernel's `RESOLVE_IN_ROOT`): absolute link targets restart at the root (the prefix), `..`
+/// never climbs above it, more than 40 links is a loop, and a symlink inside `/proc` is refused
+/// as an escape (magic links). Checks before reading: FIFOs, sockets and devices are never read
+/// (`[ -p ]`, `[ -S ]`, `[ -c ]`, `[ -b ]`), reads are bounded (`head -c`), walks are bounded
+/// (`find -maxdepth`, `head -n`, a deadline checked by the walk) and never follow symlinks.
+///
+/// **What `sh` cannot do.** It has no file descriptors for directories and no `O_NONBLOCK`, so
+/// every check is separate from the use that follows: a target that swaps a checked component for
+/// a symlink, or a checked file for a FIFO, between the two can make a read block, open a device,
+/// or — through a prefix — follow an absolute symlink to the *scanner's* own files. In standard
+/// mode the worst is a blocked or misleading read of the target's own files. Through a prefix it
+/// is an escape, so **a prefix is for trusted targets only**: distroless targets are scanned by
+/// the agent ([`LocalRoot::process`](crate::LocalRoot::process)), whose checks are atomic.
+///
+/// Other differences from [`LocalRoot`](crate::LocalRoot), all in hostile or racy corners: a
+/// directory readable but not searchable lists no entries; the entries a truncated List or Walk
+/// returns are a different subset (`find` runs in directory order; both report the bound); the
+/// Sha256/Md5 size bound is checked once before hashing; reading all names of a directory is only
+/// bounded by the directory (globbing); error texts of [`FactError::Io`](crate::FactError::Io)
+/// differ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellScript {
+    /// Prepended to every target path (no trailing `/`); empty in standard mode.
+    prefix: Vec<u8>,
+    /// The target process for [`FactRequest::Proc`], if any.
+    pid: Option<u32>,
+}
+
+impl Default for ShellScript {
+    fn default() -> Self {
+        Self::in_container()
+    }
+}
+
+/// The largest number handed to `head`, `find` or shell arithmetic (they work with signed 64-bit
+/// numbers at best).
+const SH_MAX: u64 = 1 << 62;
+
+impl ShellScript {
+    /// Standard mode: the script runs inside the target container, whose main process is PID 1.
+    pub fn in_container() -> Self {
+        Self {
+            prefix: Vec::new(),
+            pid: Some(1),
+        }
+    }
+
+    /// Reads the target through `prefix` (e.g. `/proc/<pid>/root` in a debug container sharing
+    /// the target's PID namespace). `None` unless `prefix` is absolute. Symlink resolution
+    /// through a prefix is only as safe as `sh` can make it: see the type's documentation.
+    pub fn with_root_prefix(mut self, prefix: impl AsRef<Path>) -> Option<Self> {
+        let bytes = prefix.as_ref().as_os_str().as_bytes();
+        if bytes.first() != Some(&b'/') || bytes.contains(&0) {
+            return None;
+        }
+        let mut bytes = bytes.to_vec();
+        while bytes.last() == Some(&b'/') {
+            bytes.pop();
+        }
+        self.prefix = bytes;
+        Some(self)
+    }
+
+    /// The target process for [`FactRequest::Proc`] (`None`: a root filesystem only, answered
+    /// with [`FactError::NoProcess`](crate::FactError::NoProcess)).
+    pub fn with_pid(mut self, pid: Option<u32>) -> Self {
+        self.pid = pid;
+        self
+    }
+
+    /// The script for `plan`: plain ASCII (every target path is octal-escaped), to be run by
+    /// `sh -c SCRIPT` (mind the kernel's 128 KiB limit on one argument for very large plans) or
+    /// fed to `sh` on standard input.
+    pub fn render(&self, plan: &FactPlan) -> String {
+        let mut s = String::from(PREAMBLE);
+        s.push_str(&format!(
+            "kh_P={}\nkh_P=${{kh_P%.}}\n",
+            sh_bytes(&self.prefix)
+        ));
+        for (i, request) in plan.requests().enumerate() {
+            render_request(&mut s, i, request, self.pid);
+        }
+        s
+    }
+
+    /// The facts in a script's stdout. Every request of `plan` gets an answer: a request the
+    /// output does not answer (the script was cut short) or answers in a malformed way gets
+    /// [`FactError::Io`](crate::FactError::Io). `elapsed` is left zero for the caller to set.
+    pub fn parse(plan: &FactPlan, stdout: &[u8]) -> Facts {
+        super::frame::parse(plan, stdout)
+    }
+
+    /// Renders the script for `plan`, runs it as `SHELL -c SCRIPT` with the program (and
+    /// environment) of `shell` (e.g. `Command::new("dash")`, or `busybox` with the argument
+    /// `sh`), and parses its stdout. For tests and local use; stdin and stderr are null.
+    pub fn run_local(&self, plan: &FactPlan, mut shell: Command) -> Result<Facts, SourceError> {
+        let started = Instant::now();
+        let name = shell.get_program().to_string_lossy().into_owned();
+        let output = shell
+            .arg("-c")
+            .arg(self.render(plan))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|source| SourceError::Spawn {
+                shell: name,
+                source,
+            })?;
+        let mut facts = Self::parse(plan, &output.stdout);
+        facts.elapsed = started.elapsed();
+        Ok(facts)
+    }
+}
+
+/// `$(printf '…'; echo .)`: the exact bytes, without anything in them reaching the shell's
+/// parser (everything but `[A-Za-z0-9/._-]` is an octal escape). The trailing `.` keeps trailing
+/// newlines from being stripped by the command substitution; the caller removes it.
+fn sh_bytes(bytes: &[u8]) -> String {
+    format!("$(printf '{}'; echo .)", printf_format(bytes))
+}
+
+/// `bytes` as a `printf` format that prints exactly them.
+fn printf_format(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-') {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("\\{b:03o}"));
+        }
+    }
+    s
+}
+
+/// `n + 1` for a read of `n` bytes (the extra byte tells whether there was more), clamped.
+fn plus_one(n: u64) -> u64 {
+    n.min(SH_MAX) + 1
+}
+
+fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u32>) {
+    let set_path = |s: &mut String, path: &[u8]| {
+        s.push_str(&format!("kh_a={}\nkh_a=${{kh_a%.}}\n", sh_bytes(path)));
+    };
+    match request {
+        FactRequest::Stat(path) => {
+            set_path(s, path.as_bytes());
+            s.push_str(&format!("kh_stat {i} \"$kh_a\"\n"));
+        }
+        FactRequest::Read { path, max_bytes } => {
+            set_path(s, path.as_bytes());
+            s.push_str(&format!("kh_read {i} \"$kh_a\" {}\n", plus_one(*max_bytes)));
+        }
+        FactRequest::Sha256 { path, max_bytes } => {
+            set_path(s, path.as_bytes());
+            let max = (*max_bytes).min(SH_MAX);
+            s.push_str(&format!("kh_sum {i} \"$kh_a\" {max} sha256sum\n"));
+        }
+        FactRequest::Md5 { path, max_bytes } => {
+            set_path(s, path.as_bytes());
+            let max = (*max_bytes).min(SH_MAX);
+            s.push_str(&format!("kh_sum {i} \"$kh_a\" {max} md5sum\n"));
+        }
+        FactRequest::List { path, max_entries } => {
+            set_path(s, path.as_bytes());
+            let max = (*max_entries).min(SH_MAX);
+            s.push_str(&format!("kh_list {i} \"$kh_a\" {max}\n"));
+        }
+        FactRequest::Walk {
+            root,
+            query,
+            limits,
+        } => {
+            set_path(s, root.as_bytes());
+            let handler = walk_handler(query, start_name(root));
+            debug_assert!(!handler.contains('\''), "the handler is single-quoted");
+            // Each examined entry writes at most three records (entry, link text, skip): this
+            // many lines are enough to see max_entries + 1 entries.
+            let lines = limits.max_entries.min(SH_MAX / 4).saturating_add(1) * 3 + 1;
+            let secs = limits.max_millis.div_ceil(1000).min(SH_MAX);
+            let xdev = if limits.same_filesystem {
+                "-xdev"
+            } else {
+                "''"
+            };
+            // xargs batches: 64 KiB of paths besides the handler itself, far below the kernel's
+            // limit whatever the environment holds.
+            let batch = handler.len() + 65_536;
+            s.push_str(&format!(
+                "kh_h='{handler}'\nkh_walk {i} \"$kh_a\" {} {lines} {secs} {xdev} \"$kh_h\" {batch}\n",
+                limits.max_depth,
+            ));
+        }
+        FactRequest::Proc { file, max_bytes } => match pid {
+            Some(pid) => {
+                let path = format!("/proc/{pid}/{}", file.relative_path());
+                s.push_str(&format!("kh_proc {i} {path} {}\n", plus_one(*max_bytes)));
+            }
+            None => s.push_str(&format!("kh_b {i}; kh_e {i} NoProcess\n")),
+        },
+    }
+}
+
+/// The `sh -c` program `xargs` runs on each batch of walked paths: arguments are the walk's start,
+/// the deadline (epoch seconds, or `-`), then the paths. One `stat` per batch gives every path's
+/// mode, owner and size (each line checked against its path, so a file that vanished cannot shift
+/// metadata onto another name). It writes NUL-terminated records: `.` (examined),
+/// `M<mode>:<uid>:<gid>:<size>:<rel>` (examined, matching), `L<link text>` (of the match before),
+/// `S<code>:<rel>` (skipped) and `T` (deadline passed). Exit status 255 stops `xargs` (deadline,
+/// or nobody reads any more).
+fn walk_handler(query: &WalkQuery, start_name: &[u8]) -> String {
+    let mut h = String::from(HANDLER_HEAD);
+    h.push_str(&format!(
+        "kh_rn=$(printf \"{}\"; echo .); kh_rn=${{kh_rn%.}}\n",
+        printf_format(start_name)
+    ));
+    let mut per_entry_deadline = false;
+    let bit = |mask: u32| format!("[ $((kh_mode & {mask})) -ne 0 ]");
+    let test = match query {
+        WalkQuery::Setuid => format!("if [ $kh_k = f ] && {}; then kh_m=1; fi\n", bit(0o4000)),
+        WalkQuery::Setgid => format!("if [ $kh_k = f ] && {}; then kh_m=1; fi\n", bit(0o2000)),
+        WalkQuery::WorldWritable => format!(
+            "if {} && {{ [ $kh_k = f ] || {{ [ $kh_k = d ] && ! {}; }}; }}; then kh_m=1; fi\n",
+            bit(0o002),
+            bit(0o1000)
+        ),
+        WalkQuery::Named(names) => {
+            let mut tests = Vec::new();
+            for (n, name) in names.iter().enumerate() {
+                h.push_str(&format!(
+                    "kh_q{n}=$(printf \"{}\"; echo .); kh_q{n}=${{kh_q{n}%.}}\n",
+                    printf_format(name)
+                ));
+                tests.push(format!("[ \"x$kh_n\" = \"x$kh_q{n}\" ]"));
+            }
+            if tests.is_empty() {
+                String::new()
+            } else {
+                format!("if {}; then kh_m=1; fi\n", tests.join(" || "))
+            }
+        }
+        WalkQuery::Contains {
+            pattern,
+            max_bytes,
+            max_file_size,
+        } => {
+            per_entry_deadline = true;
+            let hex: String = pattern.iter().map(|b| format!(" {b:02x}")).collect();
+            let found = if pattern.is_empty() {
+                "true".to_string()
+            } else {
+                format!(
+                    "head -c {} -- \"$kh_f\" 2>/dev/null | od -An -v -tx1 | tr -d \"$kh_nl\" \
+                     | grep -q -F -e \"{hex}\"",
+                    (*max_bytes).min(SH_MAX)
+                )
+            };
+            format!(
+                "if [ $kh_k = f ]; then\n\
+                 if [ \"${{kh_meta##*:}}\" -gt {} ]; then kh_skip=TooLarge\n\
+                 elif [ ! -r \"$kh_f\" ] || ! {{ true <\"$kh_f\"; }} 2>/dev/null; then kh_skip=PermissionDenied\n\
+                 elif {found}; then kh_m=1; fi\nfi\n",
+                (*max_file_size).min(SH_MAX)
+            )
+        }
+    };
+    h.push_str(HANDLER_LOOP);
+    if per_entry_deadline {
+        h.push_str("if kh_late; then kh_stop; fi\n");
+    }
+    h.push_str(HANDLER_ENTRY);
+    h.push_str(&test);
+    h.push_str(HANDLER_TAIL);
+    h
+}
+
+/// Start of the walk handler (inside single quotes: no `'` anywhere in it).
+const HANDLER_HEAD: &str = r#"trap "" PIPE
+kh_s=$1 kh_dl=$2
+shift 2
+kh_nl="
+"
+kh_out() { printf "$@" 2>/dev/null || exit 255; }
+kh_late() { [ "$kh_dl" != - ] && [ "$(date +%s)" -gt "$kh_dl" ]; }
+kh_stop() { kh_out "T\000"; exit 255; }
+if kh_late; then kh_stop; fi
+"#;
+
+/// The loop over the batch, reading `stat`'s line(s) for each path.
+const HANDLER_LOOP: &str = r#"stat -c "%f:%u:%g:%s:%n" -- "$@" 2>/dev/null | {
+kh_slow=
+for kh_f do
+"#;
+
+/// Per path: metadata (from the batch's `stat`, or its own when that is out of step), relative
+/// name and kind.
+const HANDLER_ENTRY: &str = r#"kh_meta=
+if [ -z "$kh_slow" ]; then
+IFS= read -r kh_l || kh_l=
+kh_e=$kh_f
+while :; do case $kh_e in *"$kh_nl"*) kh_e=${kh_e#*"$kh_nl"}; IFS= read -r kh_x || break; kh_l=$kh_l$kh_nl$kh_x;; *) break;; esac; done
+case $kh_l in *":$kh_f") kh_meta=${kh_l%":$kh_f"};; *) kh_slow=1;; esac
+fi
+if [ -z "$kh_meta" ]; then kh_meta=$(stat -c "%f:%u:%g:%s" -- "$kh_f" 2>/dev/null); fi
+if [ "$kh_f" = "$kh_s" ]; then kh_r=; kh_n=$kh_rn; else kh_r=${kh_f#"$kh_s"}; kh_n=${kh_f##*/}; fi
+case $kh_meta in [0-9a-f]*:*[0-9]:*[0-9]:*[0-9]) ;; *) kh_out ".\000SNotFound:%s\000" "$kh_r"; continue;; esac
+case ${kh_meta%%:*} in *[!0-9a-f]*) kh_out ".\000SNotFound:%s\000" "$kh_r"; continue;; esac
+kh_mode=$((0x${kh_meta%%:*}))
+case $((kh_mode & 61440)) in
+32768) kh_k=f;; 16384) kh_k=d;; 40960) kh_k=l;; 4096) kh_k=p;; 49152) kh_k=s;; 8192) kh_k=c;; 24576) kh_k=b;; *) kh_k=u;;
+esac
+kh_m=0 kh_skip=
+"#;
+
+/// Per path, after the query's test set `kh_m`/`kh_skip`: its records.
+const HANDLER_TAIL: &str = r#"if [ "$kh_m" = 1 ]; then
+kh_out "M%s:%s\000" "$kh_meta" "$kh_r"
+if [ $kh_k = l ]; then kh_t=$(readlink -- "$kh_f" 2>/dev/null; echo .); kh_t=${kh_t%.}; kh_t=${kh_t%"$kh_nl"}; kh_out "L%s\000" "$kh_t"; fi
+else kh_out ".\000"; fi
+if [ -n "$kh_skip" ]; then kh_out "S%s:%s\000" "$kh_skip" "$kh_r"; fi
+if [ $kh_k = d ] && { [ ! -r "$kh_f" ] || [ ! -x "$kh_f" ]; }; then kh_out "SPermissionDenied:%s\000" "$kh_r"; fi
+done
+}
+"#;
+
+/// The functions every script starts with.
+const PREAMBLE: &str = r#"# Keyhole fact-gathering script (generated). POSIX sh: dash, busybox ash, bash.
+# Every byte read from the target leaves this script hex-encoded by od, so nothing in the
+# target can forge the framing of stdout. See ShellScript in keyhole-engine.
+export LC_ALL=C
+set -f
+exec 4>&1
+kh_nl='
+'
+kh_b() { printf '@B %s\n' "$1"; }
+kh_e() { printf '@E %s %s\n' "$1" "$2"; }
+kh_hex() { od -An -v -tx1; }
+
+# kh_resolve PATH FOLLOW: resolves PATH inside the root (the prefix kh_P) component by component,
+# as RESOLVE_IN_ROOT does; the last component is followed if FOLLOW is 1 or a slash follows it.
+# Sets kh_R (the path to use) or kh_E (an error code, and returns 1).
+kh_resolve() {
+  kh_E= kh_n=0 kh_cur= kh_rest=$1 kh_fl=$2
+  while :; do
+    while :; do case $kh_rest in /*) kh_rest=${kh_rest#/};; *) break;; esac; done
+    [ -n "$kh_rest" ] || break
+    case $kh_rest in
+      */*) kh_c=${kh_rest%%/*}; kh_rest=${kh_rest#*/}; kh_sl=1;;
+      *) kh_c=$kh_rest; kh_rest=; kh_sl=0;;
+    esac
+    while :; do case $kh_rest in /*) kh_rest=${kh_rest#/};; *) break;; esac; done
+    if [ -z "$kh_rest" ]; then kh_last=1; else kh_last=0; fi
+    case $kh_c in
+      .) continue;;
+      ..) kh_cur=${kh_cur%/*}; continue;;
+    esac
+    if [ ! -x "$kh_P$kh_cur/" ]; then kh_E=PermissionDenied; return 1; fi
+    kh_x=$kh_P$kh_cur/$kh_c
+    if [ -L "$kh_x" ] && { [ "$kh_last" = 0 ] || [ "$kh_sl" = 1 ] || [ "$kh_fl" = 1 ]; }; then
+      kh_n=$((kh_n + 1))
+      if [ "$kh_n" -gt 40 ]; then kh_E=Loop; return 1; fi
+      # A symlink in procfs may be a magic link (/proc/PID/root, /proc/self/fd/N).
+      case $kh_cur in /proc|/proc/*) kh_E=Escape; return 1;; esac
+      kh_t=$(readlink -- "$kh_x" 2>/dev/null; echo .)
+      kh_t=${kh_t%.}
+      kh_t=${kh_t%"$kh_nl"}
+      if [ -z "$kh_t" ]; then kh_E=Io:readlink-failed; return 1; fi
+      if [ "$kh_last" = 0 ]; then kh_rest=$kh_t/$kh_rest
+      elif [ "$kh_sl" = 1 ]; then kh_rest=$kh_t/
+      else kh_rest=$kh_t; fi
+      case $kh_t in /*) kh_cur=;; esac
+      continue
+    fi
+    if [ "$kh_last" = 0 ] || [ "$kh_sl" = 1 ]; then
+      if [ ! -d "$kh_x" ]; then
+        if [ -e "$kh_x" ] || [ -L "$kh_x" ]; then kh_E=WrongKind:directory; else kh_E=NotFound; fi
+        return 1
+      fi
+    fi
+    kh_cur=$kh_cur/$kh_c
+    [ "$kh_last" = 0 ] || break
+  done
+  kh_R=$kh_P${kh_cur:-/}
+}
+
+# kh_regular PATH: 0 if PATH is a regular file this shell may read; else sets kh_E.
+kh_regular() {
+  if [ -L "$1" ]; then kh_E=Io:changed-during-the-scan
+  elif [ -d "$1" ]; then kh_E=WrongKind:regular-file
+  elif [ -p "$1" ]; then kh_E=Special:Fifo
+  elif [ -S "$1" ]; then kh_E=Special:Socket
+  elif [ -c "$1" ]; then kh_E=Special:CharDevice
+  elif [ -b "$1" ]; then kh_E=Special:BlockDevice
+  elif [ ! -f "$1" ]; then kh_E=NotFound
+  elif [ ! -r "$1" ]; then kh_E=PermissionDenied
+  elif ! { true <"$1"; } 2>/dev/null; then kh_E=PermissionDenied
+  else return 0; fi
+  return 1
+}
+
+# kh_cat PATH COUNT: the first COUNT bytes of PATH as hex on stdout; 0 if head succeeded.
+# (head's status comes back on fd 5 while od writes straight to the real stdout, fd 4.)
+kh_cat() {
+  kh_rc=$( { { head -c "$2" -- "$1" 2>/dev/null; echo $? >&5; } | kh_hex >&4; } 5>&1 )
+  [ "$kh_rc" = 0 ]
+}
+
+kh_stat() {
+  kh_b "$1"
+  if ! kh_resolve "$2" 0; then kh_e "$1" "$kh_E"; return; fi
+  if [ ! -L "$kh_R" ] && [ ! -e "$kh_R" ]; then kh_e "$1" NotFound; return; fi
+  if ! kh_m=$(stat -c '%f:%u:%g:%s' -- "$kh_R" 2>/dev/null); then kh_e "$1" Io:stat-failed; return; fi
+  printf '@M %s\n' "$kh_m"
+  if [ -L "$kh_R" ]; then readlink -- "$kh_R" 2>/dev/null | kh_hex; fi
+  kh_e "$1" ok
+}
+
+kh_read() {
+  kh_b "$1"
+  if kh_resolve "$2" 1 && kh_regular "$kh_R"; then
+    if kh_cat "$kh_R" "$3"; then kh_E=ok; else kh_E=Io:read-failed; fi
+  fi
+  kh_e "$1" "$kh_E"
+}
+
+# kh_proc INDEX PATH COUNT: a kernel file of the target process (not inside the target root).
+kh_proc() {
+  kh_b "$1"
+  if kh_regular "$2"; then
+    if kh_cat "$2" "$3"; then kh_E=ok; else kh_E=Io:read-failed; fi
+  fi
+  kh_e "$1" "$kh_E"
+}
+
+kh_sum() {
+  kh_b "$1"
+  if kh_resolve "$2" 1 && kh_regular "$kh_R"; then
+    if ! command -v "$4" >/dev/null 2>&1; then kh_E=Io:$4-not-available
+    elif ! kh_s=$(stat -c %s -- "$kh_R" 2>/dev/null); then kh_E=Io:stat-failed
+    elif [ "$kh_s" -gt "$3" ]; then kh_E=TooLarge
+    elif kh_h=$("$4" <"$kh_R" 2>/dev/null); then printf '@H %s\n' "${kh_h%% *}"; kh_E=ok
+    else kh_E=Io:read-failed; fi
+  fi
+  kh_e "$1" "$kh_E"
+}
+
+# kh_isdir: after kh_resolve, 0 if kh_R is a directory; else sets kh_E.
+kh_isdir() {
+  if [ -d "$kh_R" ]; then return 0; fi
+  if [ -e "$kh_R" ]; then kh_E=WrongKind:directory; else kh_E=NotFound; fi
+  return 1
+}
+
+# kh_list INDEX PATH MAX: records "<kind>/<name>/", "T/" when more than MAX entries.
+kh_list() {
+  kh_b "$1"
+  if ! { kh_resolve "$2" 1 && kh_isdir; }; then kh_e "$1" "$kh_E"; return; fi
+  if [ ! -r "$kh_R" ]; then kh_e "$1" PermissionDenied; return; fi
+  kh_d=${kh_R%/}
+  set +f
+  { kh_k=0
+    for kh_f in "$kh_d"/* "$kh_d"/.[!.]* "$kh_d"/..?*; do
+      if [ -L "$kh_f" ]; then kh_t=l
+      elif [ -d "$kh_f" ]; then kh_t=d
+      elif [ -f "$kh_f" ]; then kh_t=f
+      elif [ -p "$kh_f" ]; then kh_t=p
+      elif [ -S "$kh_f" ]; then kh_t=s
+      elif [ -c "$kh_f" ]; then kh_t=c
+      elif [ -b "$kh_f" ]; then kh_t=b
+      else continue; fi
+      kh_k=$((kh_k + 1))
+      if [ "$kh_k" -gt "$3" ]; then printf 'T/'; break; fi
+      printf '%s/%s/' "$kh_t" "${kh_f##*/}"
+    done; } | kh_hex
+  set -f
+  kh_e "$1" ok
+}
+
+# kh_walk INDEX PATH MAXDEPTH LINES SECONDS XDEV HANDLER BATCH
+kh_walk() {
+  kh_b "$1"
+  if ! { kh_resolve "$2" 1 && kh_isdir; }; then kh_e "$1" "$kh_E"; return; fi
+  if [ ! -r "$kh_R" ] || [ ! -x "$kh_R" ]; then kh_e "$1" PermissionDenied; return; fi
+  for kh_t in find xargs stat od tr head; do
+    if ! command -v "$kh_t" >/dev/null 2>&1; then kh_e "$1" "Io:$kh_t-not-available"; return; fi
+  done
+  kh_s=${kh_R%/}/.
+  kh_now=$(date +%s 2>/dev/null)
+  case $kh_now in ''|*[!0-9]*) kh_dl=-;; *) kh_dl=$((kh_now + $5));; esac
+  if [ -n "$(find "$kh_s" $6 -mindepth $(($3 + 1)) -maxdepth $(($3 + 1)) -print 2>/dev/null | head -c 1)" ]; then
+    printf '@D 1\n'
+  else
+    printf '@D 0\n'
+  fi
+  find "$kh_s" $6 -maxdepth "$3" -print0 2>/dev/null \
+    | xargs -0 -s "$8" sh -c "$7" sh "$kh_s" "$kh_dl" 2>/dev/null \
+    | tr '\n\000' '\000\n' | head -n "$4" | kh_hex
+  kh_e "$1" ok
+}
+
+"#;

@@ -1,0 +1,13 @@
+//! Integration tests of keyhole-engine, in one binary (one link, shared helpers).
+
+mod eval_baseline;
+mod eval_checks;
+mod eval_fixture;
+mod eval_profile;
+mod eval_waivers;
+mod source_debian;
+mod source_fixtures;
+mod source_local;
+mod source_props;
+mod source_runc;
+mod source_script;
