@@ -1,0 +1,176 @@
+//! `keyhole scan --root DIR | --pid PID`: the built-in (or a given) profile run by the native
+//! engine against a local root filesystem or a running process, with HDF out and an optional
+//! SAF-compatible threshold gate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+use keyhole_engine::{FactSource, Inputs, LocalRoot, OwnRoot, Profile, Waivers};
+use keyhole_hdf::{ControlStatus, Execution, ResultStatus, Severity, Threshold};
+
+use crate::args::{ScanArgs, ScanFormat};
+use crate::{Failure, Output};
+
+/// Exit code when the threshold is not met.
+const EXIT_THRESHOLD: i32 = 1;
+
+fn profile(spec: &str) -> Result<Profile, Failure> {
+    match spec.strip_prefix("builtin:") {
+        Some(name) => Profile::builtin(name).map_err(Failure::bad_input),
+        None => Profile::from_path(std::path::Path::new(spec)).map_err(Failure::bad_input),
+    }
+}
+
+pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    let profile = profile(&a.profile)?;
+    let inputs = Inputs::with_overrides(&profile, a.inputs.iter().map(String::as_str))
+        .map_err(Failure::bad_input)?;
+    let waivers = match &a.waivers {
+        Some(p) => Waivers::from_path(p).map_err(Failure::bad_input)?,
+        None => Waivers::none(),
+    };
+    let threshold = match &a.threshold {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Failure::bad_input(format!("cannot read threshold {}: {e}", p.display()))
+            })?;
+            Some(
+                Threshold::from_yaml_str(&text)
+                    .map_err(|e| Failure::bad_input(format!("{}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    let source = match (&a.root, a.pid) {
+        // Scanning `/` on purpose (the host itself) is allowed for a directory; a process that
+        // shares our root is refused by the engine as a likely mistake.
+        (Some(dir), None) => LocalRoot::directory_with(dir, OwnRoot::Allow),
+        (None, Some(pid)) => LocalRoot::process(pid),
+        _ => {
+            return Err(Failure::bad_input(
+                "give exactly one of --root DIR or --pid PID",
+            ));
+        }
+    }
+    .map_err(Failure::scan)?;
+    let now = Timestamp::now();
+    let facts = keyhole_engine::gather(&profile, &inputs, &source as &dyn FactSource);
+    let exec = keyhole_engine::evaluate(&profile, &inputs, &facts, &waivers, now);
+    let json = exec.to_json_pretty().map_err(Failure::scan)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &json)
+            .map_err(|e| Failure::scan(format!("cannot write {}: {e}", out.display())))?;
+    }
+    let mut warnings: Vec<String> = waivers
+        .expired(now)
+        .iter()
+        .map(|w| {
+            format!(
+                "waiver for {} expired; the control was evaluated",
+                w.control
+            )
+        })
+        .collect();
+    warnings.extend(waivers.unknown(&profile).iter().map(|w| {
+        format!(
+            "waiver names control {} which the profile does not have",
+            w.control
+        )
+    }));
+    let verdict = match &threshold {
+        Some(t) => Some(keyhole_hdf::evaluate(&exec, t).map_err(Failure::scan)?),
+        None => None,
+    };
+    let stdout = match a.format {
+        ScanFormat::Json if a.out.is_none() => json + "\n",
+        ScanFormat::Json => String::new(),
+        ScanFormat::Summary => summary(&exec, verdict.as_ref()),
+    };
+    let exit = match &verdict {
+        Some(v) if !v.passed => EXIT_THRESHOLD,
+        _ => 0,
+    };
+    Ok(Output {
+        stdout,
+        warnings,
+        exit,
+    })
+}
+
+fn summary(exec: &Execution, verdict: Option<&keyhole_hdf::Verdict>) -> String {
+    let mut out = String::new();
+    let Some(profile) = exec.profiles.first() else {
+        return "no profile was evaluated\n".into();
+    };
+    let mut by_status: BTreeMap<&'static str, BTreeMap<&'static str, usize>> = BTreeMap::new();
+    for c in &profile.controls {
+        *by_status
+            .entry(c.status().as_str())
+            .or_default()
+            .entry(c.severity().as_str())
+            .or_default() += 1;
+    }
+    let _ = writeln!(
+        out,
+        "{} {} on {} {}: {} controls",
+        profile.name,
+        profile.version.as_deref().unwrap_or(""),
+        exec.platform.name,
+        exec.platform.release,
+        profile.controls.len()
+    );
+    for (status, sev) in &by_status {
+        let total: usize = sev.values().sum();
+        let detail: Vec<String> = Severity::ALL
+            .iter()
+            .filter_map(|s| sev.get(s.as_str()).map(|n| format!("{} {n}", s.as_str())))
+            .collect();
+        let _ = writeln!(out, "  {status:<16} {total:>4}  ({})", detail.join(", "));
+    }
+    let failed: Vec<_> = profile
+        .controls
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.status(),
+                ControlStatus::Failed | ControlStatus::ProfileError
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "\nfailed or errored controls:");
+        for c in failed {
+            let _ = writeln!(
+                out,
+                "  [{}] {} {}",
+                c.severity().as_str(),
+                c.id,
+                c.title.as_deref().unwrap_or("")
+            );
+            for r in c
+                .results
+                .iter()
+                .filter(|r| !matches!(r.status, Some(ResultStatus::Passed)))
+            {
+                let msg = r
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "      - {}{msg}", r.code_desc);
+            }
+        }
+    }
+    if let Some(v) = verdict {
+        let _ = writeln!(out, "\ncompliance {}%", v.compliance);
+        if v.passed {
+            let _ = writeln!(out, "threshold: all validation tests passed");
+        } else {
+            for violation in &v.violations {
+                let _ = writeln!(out, "threshold: {}", violation.message);
+            }
+        }
+    }
+    out
+}
