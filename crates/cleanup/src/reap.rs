@@ -51,6 +51,7 @@ async fn list_typed<K>(
     client: &Client,
     scope: &ReapScope,
     kind: ObjectKind,
+    policy: &RetryPolicy,
 ) -> Result<Vec<Listed>, CleanupError>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -63,13 +64,34 @@ where
         ReapScope::All => Api::all(client.clone()),
     };
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let list = api.list(&lp).await.map_err(|e| CleanupError::List {
+    // Bounded like teardown: a hanging or failing server must not stall the run for ever.
+    let mut last = String::new();
+    let mut list = None;
+    for attempt in 0..policy.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(policy.delay(attempt - 1)).await;
+        }
+        match tokio::time::timeout(policy.call_timeout, api.list(&lp)).await {
+            Ok(Ok(l)) => {
+                list = Some(l);
+                break;
+            }
+            // Refusals do not go away by asking again.
+            Ok(Err(kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 404) => {
+                last = s.to_string();
+                break;
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {:?}", policy.call_timeout),
+        }
+    }
+    let list = list.ok_or_else(|| CleanupError::List {
         kind: kind.as_str(),
         scope: match scope {
             ReapScope::Namespace(ns) => format!("namespace {ns}"),
             ReapScope::All => "all namespaces".into(),
         },
-        message: e.to_string(),
+        message: last,
     })?;
     Ok(list
         .items
@@ -108,12 +130,18 @@ pub async fn reap(
     let mut listed = Vec::new();
     for kind in ObjectKind::ALL {
         let items = match kind {
-            ObjectKind::Pod => list_typed::<Pod>(client, scope, kind).await?,
-            ObjectKind::NetworkPolicy => list_typed::<NetworkPolicy>(client, scope, kind).await?,
-            ObjectKind::RoleBinding => list_typed::<RoleBinding>(client, scope, kind).await?,
-            ObjectKind::Role => list_typed::<Role>(client, scope, kind).await?,
-            ObjectKind::Secret => list_typed::<Secret>(client, scope, kind).await?,
-            ObjectKind::ServiceAccount => list_typed::<ServiceAccount>(client, scope, kind).await?,
+            ObjectKind::Pod => list_typed::<Pod>(client, scope, kind, policy).await?,
+            ObjectKind::NetworkPolicy => {
+                list_typed::<NetworkPolicy>(client, scope, kind, policy).await?
+            }
+            ObjectKind::RoleBinding => {
+                list_typed::<RoleBinding>(client, scope, kind, policy).await?
+            }
+            ObjectKind::Role => list_typed::<Role>(client, scope, kind, policy).await?,
+            ObjectKind::Secret => list_typed::<Secret>(client, scope, kind, policy).await?,
+            ObjectKind::ServiceAccount => {
+                list_typed::<ServiceAccount>(client, scope, kind, policy).await?
+            }
         };
         listed.extend(items);
     }

@@ -10,6 +10,9 @@ use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
+use keyhole_core::RUN_ID_LABEL;
+
+use crate::registry::Entry;
 use crate::{Created, ObjectKind, Registry};
 
 /// How hard teardown tries. Bounded on purpose: a dead API server must not keep the process (and
@@ -38,7 +41,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
         self.first_delay.saturating_mul(factor).min(self.max_delay)
     }
@@ -51,8 +54,11 @@ pub enum CleanupAction {
     Deleted(Created),
     /// Already gone (404), e.g. removed by garbage collection through its owner.
     AlreadyGone(Created),
-    /// The name now belongs to another object (uid precondition failed): left alone.
+    /// The name now belongs to another object (uid precondition failed, or a pending creation
+    /// whose name is held by an object without this run's label): left alone.
     Replaced(Created),
+    /// A creation whose answer was lost did not take effect (404 by name): nothing to delete.
+    NeverCreated(Created),
     /// Deletion failed after every attempt.
     DeleteFailed {
         /// The object.
@@ -62,7 +68,8 @@ pub enum CleanupAction {
     },
     /// Verified gone (GET → 404, or a different uid).
     VerifiedGone(Created),
-    /// Still present after every verification attempt.
+    /// Still present after every verification attempt (or, for a creation whose answer was
+    /// lost, not known to be absent).
     StillPresent {
         /// The object.
         object: Created,
@@ -77,6 +84,7 @@ impl std::fmt::Display for CleanupAction {
             Self::Deleted(o) => write!(f, "deleted {o}"),
             Self::AlreadyGone(o) => write!(f, "already gone: {o}"),
             Self::Replaced(o) => write!(f, "left alone (name now used by another object): {o}"),
+            Self::NeverCreated(o) => write!(f, "never created: {o}"),
             Self::DeleteFailed { object, error } => write!(f, "could not delete {object}: {error}"),
             Self::VerifiedGone(o) => write!(f, "verified gone: {o}"),
             Self::StillPresent { object, detail } => {
@@ -109,10 +117,12 @@ enum Answer {
     Done,
     NotFound,
     Conflict,
-    /// GET found an object with another uid: ours is gone.
-    OtherUid,
-    /// GET found our object (perhaps terminating).
-    Present(String),
+    /// GET found an object of that name (ours, unless its uid differs from the one asked for).
+    Present {
+        uid: Option<String>,
+        run_label: Option<String>,
+        terminating: bool,
+    },
 }
 
 async fn delete_typed<K>(client: &Client, o: &Created) -> Result<Answer, String>
@@ -150,16 +160,15 @@ where
     match api.get(&o.name).await {
         Ok(obj) => {
             let meta = obj.meta();
-            if o.uid.is_some() && meta.uid != o.uid {
-                Ok(Answer::OtherUid)
-            } else {
-                let state = if meta.deletion_timestamp.is_some() {
-                    "terminating"
-                } else {
-                    "exists"
-                };
-                Ok(Answer::Present(state.to_string()))
-            }
+            Ok(Answer::Present {
+                uid: meta.uid.clone(),
+                run_label: meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(RUN_ID_LABEL))
+                    .cloned(),
+                terminating: meta.deletion_timestamp.is_some(),
+            })
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Answer::NotFound),
         Err(e) => Err(e.to_string()),
@@ -194,6 +203,11 @@ async fn call(
 }
 
 /// Deletes one object, retrying transient failures.
+///
+/// A 409 answer means the uid precondition failed — or, on some servers and proxies, a
+/// transient conflict. Concluding "replaced" from the 409 alone would leave our object behind,
+/// so the object is read back: another uid (or none) means it was replaced (or is gone), our
+/// uid means the delete is retried.
 pub(crate) async fn delete_one(
     client: &Client,
     o: &Created,
@@ -207,8 +221,15 @@ pub(crate) async fn delete_one(
         match call(client, o, true, policy.call_timeout).await {
             Ok(Answer::Done) => return CleanupAction::Deleted(o.clone()),
             Ok(Answer::NotFound) => return CleanupAction::AlreadyGone(o.clone()),
-            Ok(Answer::Conflict) => return CleanupAction::Replaced(o.clone()),
-            Ok(Answer::OtherUid | Answer::Present(_)) => unreachable!("delete never answers these"),
+            Ok(Answer::Conflict) => match call(client, o, false, policy.call_timeout).await {
+                Ok(Answer::NotFound) => return CleanupAction::AlreadyGone(o.clone()),
+                Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
+                    return CleanupAction::Replaced(o.clone());
+                }
+                Ok(_) => last = "conflict (409) on delete; the object is still ours".into(),
+                Err(e) => last = e,
+            },
+            Ok(Answer::Present { .. }) => unreachable!("delete never answers Present"),
             Err(e) => last = e,
         }
     }
@@ -230,10 +251,14 @@ pub(crate) async fn verify_gone(
             tokio::time::sleep(policy.delay(attempt - 1)).await;
         }
         match call(client, o, false, policy.call_timeout).await {
-            Ok(Answer::NotFound | Answer::OtherUid) => {
+            Ok(Answer::NotFound) => return CleanupAction::VerifiedGone(o.clone()),
+            // Same name, another uid: ours is gone and the name was reused.
+            Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
                 return CleanupAction::VerifiedGone(o.clone());
             }
-            Ok(Answer::Present(state)) => last = state,
+            Ok(Answer::Present { terminating, .. }) => {
+                last = if terminating { "terminating" } else { "exists" }.to_string();
+            }
             Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
             Err(e) => last = e,
         }
@@ -244,8 +269,51 @@ pub(crate) async fn verify_gone(
     }
 }
 
+/// How a creation whose answer was lost turned out.
+enum Resolved {
+    /// It exists and carries the run's label: ours, now with its uid.
+    Ours(Created),
+    /// Settled without deleting anything (never created, or the name is someone else's).
+    Settled(CleanupAction),
+}
+
+/// Finds out whether a creation whose answer was lost took effect, by name and run label.
+async fn resolve_pending(
+    client: &Client,
+    o: &Created,
+    run_id: &str,
+    policy: &RetryPolicy,
+) -> Resolved {
+    let mut last = String::new();
+    for attempt in 0..policy.attempts.max(1) {
+        if attempt > 0 {
+            tokio::time::sleep(policy.delay(attempt - 1)).await;
+        }
+        match call(client, o, false, policy.call_timeout).await {
+            Ok(Answer::NotFound) => {
+                return Resolved::Settled(CleanupAction::NeverCreated(o.clone()));
+            }
+            Ok(Answer::Present { uid, run_label, .. }) => {
+                return if run_label.as_deref() == Some(run_id) && uid.is_some() {
+                    Resolved::Ours(Created { uid, ..o.clone() })
+                } else {
+                    Resolved::Settled(CleanupAction::Replaced(o.clone()))
+                };
+            }
+            Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
+            Err(e) => last = e,
+        }
+    }
+    Resolved::Settled(CleanupAction::StillPresent {
+        object: o.clone(),
+        detail: format!("a creation whose answer was lost could not be checked: {last}"),
+    })
+}
+
 /// Deletes every registered object in reverse creation order, then verifies each is gone.
-/// Runs at most once per registry: later calls return a report with `already_done`.
+/// Creations whose answer was lost ([`Registry::attempting`]) are looked up by name first and
+/// deleted only when they carry the run's label. Runs at most once per registry: later calls
+/// return a report with `already_done`.
 pub async fn teardown(client: &Client, registry: &Registry, policy: &RetryPolicy) -> CleanupReport {
     if !registry.claim_teardown() {
         return CleanupReport {
@@ -253,12 +321,30 @@ pub async fn teardown(client: &Client, registry: &Registry, policy: &RetryPolicy
             ..CleanupReport::default()
         };
     }
-    let objects = registry.objects();
     let mut report = CleanupReport::default();
-    for o in objects.iter().rev() {
-        report.actions.push(delete_one(client, o, policy).await);
+    let mut to_verify = Vec::new();
+    for entry in registry.entries().iter().rev() {
+        let object = match entry {
+            Entry::Confirmed(o) => o.clone(),
+            Entry::Pending { object, run_id } => {
+                match resolve_pending(client, object, run_id, policy).await {
+                    Resolved::Ours(o) => o,
+                    Resolved::Settled(action) => {
+                        if let CleanupAction::StillPresent { object, .. } = &action {
+                            report.remaining.push(object.clone());
+                        }
+                        report.actions.push(action);
+                        continue;
+                    }
+                }
+            }
+        };
+        report
+            .actions
+            .push(delete_one(client, &object, policy).await);
+        to_verify.push(object);
     }
-    for o in objects.iter().rev() {
+    for o in &to_verify {
         let action = verify_gone(client, o, policy).await;
         if let CleanupAction::StillPresent { object, .. } = &action {
             report.remaining.push(object.clone());

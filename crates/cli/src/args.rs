@@ -20,6 +20,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Scan a local root filesystem (--root DIR) or a running process (--pid PID) with the
+    /// native engine. Exit codes: 0 pass, 1 threshold not met, 2 bad input, 3 scan error.
+    Scan(ScanArgs),
     /// Print every Kubernetes object a scan would create, in order, without touching any cluster.
     Plan(Box<PlanArgs>),
     /// Work with scanner sidecars.
@@ -30,7 +33,8 @@ pub(crate) enum Command {
     /// Run COMMAND with a scoped, time-limited kubeconfig for the target pods, then delete every
     /// object created and verify it is gone. Exit code: COMMAND's, or 3 when setup or the
     /// least-privilege check failed (COMMAND did not run), 4 when cleanup is incomplete,
-    /// 130/143/129 after SIGINT/SIGTERM/SIGHUP.
+    /// 130/143/129 after SIGINT/SIGTERM/SIGHUP, 124 when the access expired first, 70 on an
+    /// internal error. Environment: KEYHOLE_LOG (diagnostics filter), KEYHOLE_API_TIMEOUT.
     Access(Box<AccessArgs>),
     /// Delete keyhole-managed objects whose expires-at passed, and orphans of vanished runs.
     Reap(ReapArgs),
@@ -129,6 +133,52 @@ pub(crate) enum Format {
     Yaml,
     /// One JSON document listing the API calls with their bodies.
     Json,
+}
+
+/// Output formats of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ScanFormat {
+    /// Counts by status and severity, failed controls with what failed, the threshold verdict.
+    Summary,
+    /// The HDF document (to stdout unless --out is given).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Scan this directory as a root filesystem (an unpacked image, a mounted snapshot, `/`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "pid",
+        conflicts_with = "pid"
+    )]
+    pub(crate) root: Option<std::path::PathBuf>,
+    /// Scan the root filesystem and process facts of this running process (/proc/PID/root).
+    #[arg(long, value_name = "PID")]
+    pub(crate) pid: Option<u32>,
+    /// Profile: builtin:NAME or a profile YAML file.
+    #[arg(
+        long,
+        value_name = "PROFILE",
+        default_value = "builtin:container-baseline"
+    )]
+    pub(crate) profile: String,
+    /// Override a profile input (repeatable): NAME=VALUE.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub(crate) inputs: Vec<String>,
+    /// Waivers file (control id, justification, expiry).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) waivers: Option<std::path::PathBuf>,
+    /// SAF threshold file; exit 1 when the results do not meet it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) threshold: Option<std::path::PathBuf>,
+    /// Write the HDF results to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<std::path::PathBuf>,
+    /// What to print.
+    #[arg(long, value_name = "FORMAT", default_value = "summary")]
+    pub(crate) format: ScanFormat,
 }
 
 #[derive(Debug, Args)]

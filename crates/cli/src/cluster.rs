@@ -15,6 +15,59 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::args::{AccessArgs, AuditVerifyArgs, KubeArgs, ReapArgs};
 use crate::{Failure, Output};
 
+/// Turns on diagnostics on stderr when `KEYHOLE_LOG` (an `EnvFilter` directive such as `debug`
+/// or `kube=trace`) is set. Off by default: the commands' own output is the interface. What is
+/// logged then is kube's request spans (method, URL, status) and errors; no request or response
+/// body carries the scoped token through a log line (tests scan trace output for it).
+///
+/// `kube_client::client` is always capped at `error`: below that level it logs whole response
+/// bodies (e.g. on a deserialization failure), and a TokenRequest response body is the token.
+fn init_tracing() {
+    let Ok(directives) = std::env::var("KEYHOLE_LOG") else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(&directives) {
+        Ok(filter) => {
+            let filter = filter.add_directive(
+                "kube_client::client=error"
+                    .parse()
+                    .expect("a valid static directive"),
+            );
+            // Fails only if a subscriber is already set, which then keeps logging.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        Err(e) => eprintln!("keyhole: warning: ignoring KEYHOLE_LOG={directives:?}: {e}"),
+    }
+}
+
+/// The cleanup and setup policy: the defaults, with the per-call timeout from
+/// `KEYHOLE_API_TIMEOUT` (e.g. `500ms`, `3s`) for slow clusters, or for tests that make the
+/// fake API server hang.
+fn retry_policy() -> Result<RetryPolicy, Failure> {
+    let mut policy = RetryPolicy::default();
+    if let Ok(text) = std::env::var("KEYHOLE_API_TIMEOUT") {
+        let bad = || {
+            Failure::bad_input(format!(
+                "KEYHOLE_API_TIMEOUT={text:?}: use milliseconds or seconds, e.g. 500ms or 3s"
+            ))
+        };
+        let (digits, unit_ms) = match text.strip_suffix("ms") {
+            Some(d) => (d, 1),
+            None => (text.strip_suffix('s').ok_or_else(bad)?, 1000),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let ms = n
+            .checked_mul(unit_ms)
+            .filter(|ms| *ms > 0)
+            .ok_or_else(bad)?;
+        policy.call_timeout = std::time::Duration::from_millis(ms);
+    }
+    Ok(policy)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -129,6 +182,8 @@ fn open_audit(path: Option<&Path>) -> Result<(AuditLog, PathBuf), Failure> {
 }
 
 pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
+    init_tracing();
+    let policy = retry_policy()?;
     if !a.mode.is_concrete() {
         return Err(Failure::bad_input(
             "--mode auto is decided by `keyhole scan`; for access choose standard, distroless or sidecar",
@@ -160,7 +215,7 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             audiences: a.audiences.clone(),
             command: a.command.clone(),
-            policy: RetryPolicy::default(),
+            policy,
         };
         let scoped = Arc::new(TlsScopedClients {
             cluster: user.cluster.clone(),
@@ -183,7 +238,7 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
         }
     }
     let summary = format!(
-        "keyhole: run {} ended ({:?}); {} object(s) created, cleanup {}; audit log {}",
+        "run {} ended ({:?}); {} object(s) created, cleanup {}; audit log {}",
         run.id(),
         outcome.ending,
         outcome
@@ -208,6 +263,8 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
 }
 
 pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
+    init_tracing();
+    let policy = retry_policy()?;
     let user = load(&a.kube)?;
     let scope = match (&a.namespace, a.all_namespaces) {
         (_, true) => ReapScope::All,
@@ -220,7 +277,7 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let client = user_client(&user).await?;
-        keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &RetryPolicy::default())
+        keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &policy)
             .await
             .map_err(|e| Failure::scan(e.to_string()))
     })?;

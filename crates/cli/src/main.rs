@@ -7,6 +7,7 @@
 mod args;
 mod cluster;
 mod plan;
+mod scan;
 mod sidecar;
 
 use std::io::Write as _;
@@ -85,6 +86,7 @@ struct Output {
 
 fn run(cli: Cli) -> Result<Output, Failure> {
     match cli.command {
+        Command::Scan(a) => scan::scan(&a),
         Command::Plan(a) => plan::run(&a),
         Command::Sidecar {
             command: SidecarCommand::Inject(a),

@@ -1,14 +1,17 @@
 //! A secure access session: everything around a scan that touches the cluster.
 //!
-//! In order: reap expired objects of the namespace, learn who the user is, create the run's
-//! ServiceAccount/anchor/Role/RoleBinding (each registered for cleanup the moment it exists),
+//! In order: learn who the user is, reap expired objects of the namespace, create the run's
+//! ServiceAccount/anchor/Role/RoleBinding (each registered for cleanup before it is sent, and
+//! confirmed the moment it exists, so even a creation whose answer is lost is cleaned up),
 //! mint and check the bound token, prove least privilege with the scoped identity, run the
 //! command with a scoped kubeconfig that never touches a filesystem, then tear everything down
 //! and verify it is gone — whatever ended the command. Each step is recorded in the
 //! hash-chained audit log; no step ever records or prints the token.
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
@@ -19,14 +22,21 @@ use keyhole_cleanup::{
 };
 use keyhole_core::Run;
 use keyhole_credentials::{ChildKubeconfig, ClusterEndpoint, ScopedToken, mint, scoped_kubeconfig};
-use keyhole_rbac::AccessReport;
+use keyhole_rbac::{AccessReport, ApplyEvent};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
 /// Exit code when setup or the least-privilege check failed (the command did not run).
 pub const EXIT_SETUP_FAILED: i32 = 3;
 /// Exit code when cleanup could not verify that every object is gone (`keyhole reap` later).
+/// It wins over every other code: leftover access is what the caller must hear about.
 pub const EXIT_CLEANUP_INCOMPLETE: i32 = 4;
+/// Exit code when the run's access expired before the command finished (the command was
+/// stopped), as `timeout(1)` reports a time limit.
+pub const EXIT_EXPIRED: i32 = 124;
+/// Exit code after an internal error (a panic) in keyhole itself; cleanup still ran
+/// (`EX_SOFTWARE` of sysexits.h).
+pub const EXIT_INTERNAL_ERROR: i32 = 70;
 
 /// How the scoped client is made from the minted token: over the network with the cluster's CA
 /// in production, or in-process against a fake in tests.
@@ -68,10 +78,15 @@ impl Audit {
         }
     }
 
-    /// Appends one event.
+    /// Appends one event (flushed to disk before returning).
     pub fn record(&self, event: Event) {
+        self.record_all([event]);
+    }
+
+    /// Appends events that happened together, with one flush to disk for all of them.
+    pub fn record_all(&self, events: impl IntoIterator<Item = Event>) {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = log.append(&self.run_id, Timestamp::now(), event) {
+        if let Err(e) = log.append_all(&self.run_id, Timestamp::now(), events) {
             eprintln!("keyhole: warning: {e}");
         }
     }
@@ -96,7 +111,7 @@ pub struct SessionSpec {
     pub audiences: Vec<String>,
     /// The command and its arguments.
     pub command: Vec<OsString>,
-    /// Retry and timeout policy of cleanup.
+    /// Retry and timeout policy of cleanup; its `call_timeout` also bounds each setup step.
     pub policy: RetryPolicy,
 }
 
@@ -121,13 +136,45 @@ struct WorkResult {
     error: Option<String>,
 }
 
+/// A kube error with its whole source chain, and a plain sentence for the TLS failures a user
+/// can fix (kube's own message for them is only "client error (Connect)").
+pub fn explain(e: &kube::Error) -> String {
+    let mut chain = e.to_string();
+    let mut debug = format!("{e:?}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        debug.push_str(&format!(" {s:?}"));
+        source = s.source();
+    }
+    let hint = if debug.contains("UnknownIssuer") || debug.contains("BadSignature") {
+        Some(
+            "the API server's TLS certificate is not trusted by the CA in your kubeconfig              (certificate-authority-data): wrong cluster, or a proxy in between",
+        )
+    } else if debug.contains("Expired") {
+        Some("the API server's TLS certificate has expired (or this machine's clock is wrong)")
+    } else if debug.contains("NotValidForName") {
+        Some("the API server's TLS certificate is not valid for the server name in your kubeconfig")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{h} ({chain})"),
+        None => chain,
+    }
+}
+
 async fn identity(user: &Client) -> Result<String, String> {
     let api: Api<SelfSubjectReview> = Api::all(user.clone());
     let review = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
         .map_err(|e| {
-            format!("asking the API server who you are (SelfSubjectReview) failed: {e}")
+            format!(
+                "asking the API server who you are (SelfSubjectReview) failed: {}",
+                explain(&e)
+            )
         })?;
     Ok(review
         .status
@@ -136,8 +183,25 @@ async fn identity(user: &Client) -> Result<String, String> {
         .unwrap_or_else(|| "<unknown>".into()))
 }
 
-/// Runs a whole access session with the user's client `user`. Returns an error only when the
-/// session could not start at all (nothing was created then).
+/// Bounds one setup step: a hanging API server ends the run (and starts cleanup) after
+/// `limit` instead of at the run's expiry.
+async fn bounded<T, E: std::fmt::Display>(
+    limit: Duration,
+    what: &str,
+    step: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "{what}: the API server did not answer within {limit:?}"
+        )),
+    }
+}
+
+/// Runs a whole access session with the user's client `user`. Everything — the reap of
+/// earlier runs' leftovers included — runs under [`run_guarded`], so a signal at any step
+/// ends in the one teardown. Returns an error only when the session could not start at all
+/// (signal handlers could not be installed; nothing was created then).
 pub async fn run_session(
     user: Client,
     spec: SessionSpec,
@@ -145,40 +209,7 @@ pub async fn run_session(
     audit: Audit,
 ) -> Result<Outcome, String> {
     let run = spec.run.clone();
-    let ns = run.namespace().to_string();
-    // Every run first clears what earlier runs left behind in its namespace.
-    let reaped = reap(
-        &user,
-        &ReapScope::Namespace(ns.clone()),
-        Timestamp::now(),
-        false,
-        &spec.policy,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    for a in &reaped.actions {
-        if let CleanupAction::Deleted(o) = a {
-            audit.record(Event::ObjectDeleted(object_ref(o)));
-            eprintln!("keyhole: reaped {o} left by an earlier run");
-        }
-    }
-    let who = identity(&user).await?;
-    let target = format!(
-        "{}/{}",
-        ns,
-        run.pods()
-            .iter()
-            .map(|p| p.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    audit.record(Event::RunStarted {
-        identity: who,
-        target,
-        mode: run.mode().to_string(),
-        expires_at: run.expiry().annotation_value(),
-    });
-
+    let policy = spec.policy;
     let registry = Registry::new();
     let work = {
         let (user, registry, audit, run) =
@@ -194,36 +225,95 @@ pub async fn run_session(
                 access: None,
                 error: None,
             };
-            let mut register = |c: Created| {
-                audit.record(Event::ObjectCreated(object_ref(&c)));
-                registry.register(c);
-            };
-            let applied = match keyhole_rbac::apply(
+            let ns = run.namespace().to_string();
+            let call = policy.call_timeout;
+            let who = bounded(call, "asking who you are", identity(&user)).await;
+            let target = format!(
+                "{}/{}",
+                ns,
+                run.pods()
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            audit.record(Event::RunStarted {
+                identity: who.clone().unwrap_or_else(|_| "<unknown>".into()),
+                target,
+                mode: run.mode().to_string(),
+                expires_at: run.expiry().annotation_value(),
+            });
+            if let Err(e) = who {
+                result.error = Some(e);
+                return result;
+            }
+            // Every run first clears what earlier runs left behind in its namespace.
+            let reaped = match reap(
                 &user,
-                &run,
-                |owner| keyhole_credentials::anchor_secret(&run, owner),
-                &mut register,
+                &ReapScope::Namespace(ns.clone()),
+                Timestamp::now(),
+                false,
+                &policy,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    result.error = Some(format!("reaping earlier runs' leftovers: {e}"));
+                    return result;
+                }
+            };
+            for a in &reaped.actions {
+                if let CleanupAction::Deleted(o) = a {
+                    audit.record(Event::ObjectDeleted(object_ref(o)));
+                    eprintln!("keyhole: reaped {o} left by an earlier run");
+                }
+            }
+            let run_id = run.id().to_string();
+            let mut on_event = |e: ApplyEvent| match e {
+                ApplyEvent::Attempt(c) => {
+                    registry.attempting(c.kind, &c.namespace, &c.name, &run_id)
+                }
+                ApplyEvent::Created(c) => {
+                    audit.record(Event::ObjectCreated(object_ref(&c)));
+                    registry.register(c);
+                }
+            };
+            // Four creates, each bounded by the call timeout.
+            let applied = match bounded(
+                call.saturating_mul(4),
+                "creating the run's access objects",
+                keyhole_rbac::apply(
+                    &user,
+                    &run,
+                    |owner| keyhole_credentials::anchor_secret(&run, owner),
+                    &mut on_event,
+                ),
             )
             .await
             {
                 Ok(a) => a,
                 Err(e) => {
-                    result.error = Some(e.to_string());
+                    result.error = Some(e);
                     return result;
                 }
             };
-            let token = match mint(
-                &user,
-                &run,
-                &audiences,
-                &applied.anchor_uid,
-                Timestamp::now(),
+            let token = match bounded(
+                call,
+                "minting the scoped token",
+                mint(
+                    &user,
+                    &run,
+                    &audiences,
+                    &applied.anchor_uid,
+                    Timestamp::now(),
+                ),
             )
             .await
             {
                 Ok(t) => t,
                 Err(e) => {
-                    result.error = Some(e.to_string());
+                    result.error = Some(e);
                     return result;
                 }
             };
@@ -238,22 +328,28 @@ pub async fn run_session(
                     return result;
                 }
             };
-            match keyhole_rbac::verify_access(&scoped_client, &run).await {
+            // One rules review per namespace involved (the target's and one other).
+            match bounded(
+                call.saturating_mul(2),
+                "verifying least privilege",
+                keyhole_rbac::verify_access(&scoped_client, &run),
+            )
+            .await
+            {
                 Ok(report) => {
-                    for c in &report.checked {
-                        audit.record(Event::AccessVerified {
-                            request: c.request.to_string(),
-                            expected_allowed: c.expected_allowed,
-                            allowed: c.allowed,
-                        });
-                    }
+                    audit.record_all(report.checked.iter().map(|c| Event::AccessVerified {
+                        request: c.request.to_string(),
+                        expected_allowed: c.expected_allowed,
+                        allowed: c.allowed,
+                    }));
                     result.access = Some(report);
                 }
                 Err(e) => {
-                    result.error = Some(e.to_string());
+                    result.error = Some(e);
                     return result;
                 }
             }
+            drop(scoped_client);
             let config = match ChildKubeconfig::new(&scoped_kubeconfig(&run, &cluster, &token)) {
                 Ok(c) => c,
                 Err(e) => {
@@ -274,7 +370,11 @@ pub async fn run_session(
                 .await;
             drop(config);
             match status {
-                Ok(s) => result.child_exit = Some(s.code().unwrap_or(128 + 9)),
+                Ok(s) => {
+                    use std::os::unix::process::ExitStatusExt as _;
+                    result.child_exit =
+                        Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
+                }
                 Err(e) => {
                     result.error = Some(format!("cannot run {}: {e}", program.to_string_lossy()))
                 }
@@ -283,28 +383,29 @@ pub async fn run_session(
         }
     };
     let expires_at = run.expiry().expires_at();
-    let guarded = run_guarded(user.clone(), registry, expires_at, spec.policy, work)
+    let guarded = run_guarded(user.clone(), registry, expires_at, policy, work)
         .await
         .map_err(|e| e.to_string())?;
-    for a in &guarded.cleanup.actions {
-        match a {
-            CleanupAction::Deleted(o) | CleanupAction::AlreadyGone(o) => {
-                audit.record(Event::ObjectDeleted(object_ref(o)))
-            }
-            _ => {}
+    // This includes objects whose creation answer was lost: the audit log learns of them
+    // here, at their deletion.
+    let deleted = guarded.cleanup.actions.iter().filter_map(|a| match a {
+        CleanupAction::Deleted(o) | CleanupAction::AlreadyGone(o) => {
+            Some(Event::ObjectDeleted(object_ref(o)))
         }
-    }
-    audit.record(Event::CleanupVerified {
-        remaining: guarded.cleanup.remaining.iter().map(object_ref).collect(),
+        _ => None,
     });
+    let verified = Event::CleanupVerified {
+        remaining: guarded.cleanup.remaining.iter().map(object_ref).collect(),
+    };
+    audit.record_all(deleted.chain([verified]));
     let (child_exit, access, error) = match guarded.value {
         Some(w) => (w.child_exit, w.access, w.error),
         None => (None, None, None),
     };
     let mut exit_code = match (&guarded.ending, child_exit, &error) {
         (Ending::Signal { exit_code, .. }, _, _) => *exit_code,
-        (Ending::Expired, _, _) => EXIT_SETUP_FAILED,
-        (Ending::Panicked(_), _, _) => EXIT_SETUP_FAILED,
+        (Ending::Expired, _, _) => EXIT_EXPIRED,
+        (Ending::Panicked(_), _, _) => EXIT_INTERNAL_ERROR,
         (Ending::Completed, _, Some(_)) => EXIT_SETUP_FAILED,
         (Ending::Completed, Some(code), None) => code,
         (Ending::Completed, None, None) => EXIT_SETUP_FAILED,

@@ -60,4 +60,3 @@ impl std::fmt::Display for Created {
         write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
     }
 }
-

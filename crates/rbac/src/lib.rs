@@ -24,6 +24,6 @@ mod objects;
 mod rules;
 
 pub use error::RbacError;
-pub use live::{AccessReport, Applied, Checked, apply, verify_access};
+pub use live::{AccessReport, Applied, ApplyEvent, Checked, apply, verify_access};
 pub use objects::{owner_reference, role, role_binding, service_account};
 pub use rules::rules;

@@ -64,37 +64,81 @@ where
     })
 }
 
+/// What [`apply`] reports, as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyEvent {
+    /// A create is about to be sent (`uid` is `None`). If its answer is lost the object may
+    /// exist anyway: record it so cleanup can look it up by name (and the run label).
+    Attempt(Created),
+    /// The API server confirmed a creation (with the uid it assigned).
+    Created(Created),
+}
+
+async fn create_reported<K>(
+    client: &Client,
+    ns: &str,
+    obj: &K,
+    kind: ObjectKind,
+    on_event: &mut (dyn FnMut(ApplyEvent) + Send),
+) -> Result<Created, RbacError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    on_event(ApplyEvent::Attempt(Created {
+        kind,
+        namespace: ns.to_string(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+        uid: None,
+    }));
+    let created = create(client, ns, obj, kind).await?;
+    on_event(ApplyEvent::Created(created.clone()));
+    Ok(created)
+}
+
 /// Creates, with the user's client and in this order, the run's ServiceAccount, the anchor
 /// Secret built by `anchor` (given the owner reference to the ServiceAccount), the Role and the
-/// RoleBinding. `on_created` is called right after each creation, before anything else can
-/// fail, so the cleanup registry never misses an object.
+/// RoleBinding. `on_event` hears of each create *before* it is sent ([`ApplyEvent::Attempt`])
+/// and right after the API server confirmed it ([`ApplyEvent::Created`]), before anything else
+/// can fail, so the cleanup registry never misses an object — not even one whose answer was
+/// lost.
 pub async fn apply(
     user: &Client,
     run: &Run,
     anchor: impl FnOnce(OwnerReference) -> Secret,
-    on_created: &mut (dyn FnMut(Created) + Send),
+    on_event: &mut (dyn FnMut(ApplyEvent) + Send),
 ) -> Result<Applied, RbacError> {
     let ns = run.namespace().as_str();
-    let sa = create(user, ns, &service_account(run), ObjectKind::ServiceAccount).await?;
+    let sa = create_reported(
+        user,
+        ns,
+        &service_account(run),
+        ObjectKind::ServiceAccount,
+        on_event,
+    )
+    .await?;
     let sa_uid = sa.uid.clone().ok_or_else(|| RbacError::Api {
         action: format!("creating ServiceAccount {ns}/{}", sa.name),
         message: "the API server returned no uid".into(),
     })?;
-    on_created(sa);
     let owner = owner_reference(run, &sa_uid);
-    let secret = create(user, ns, &anchor(owner), ObjectKind::Secret).await?;
-    let anchor_uid = secret.uid.clone().unwrap_or_default();
-    on_created(secret);
-    on_created(create(user, ns, &role(run, &sa_uid)?, ObjectKind::Role).await?);
-    on_created(
-        create(
-            user,
-            ns,
-            &role_binding(run, &sa_uid),
-            ObjectKind::RoleBinding,
-        )
-        .await?,
-    );
+    let secret = create_reported(user, ns, &anchor(owner), ObjectKind::Secret, on_event).await?;
+    let anchor_uid = secret.uid.clone().ok_or_else(|| RbacError::Api {
+        action: format!("creating Secret {ns}/{}", secret.name),
+        message: "the API server returned no uid".into(),
+    })?;
+    create_reported(user, ns, &role(run, &sa_uid)?, ObjectKind::Role, on_event).await?;
+    create_reported(
+        user,
+        ns,
+        &role_binding(run, &sa_uid),
+        ObjectKind::RoleBinding,
+        on_event,
+    )
+    .await?;
     Ok(Applied {
         service_account_uid: sa_uid,
         anchor_uid,

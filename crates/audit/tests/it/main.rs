@@ -92,6 +92,38 @@ fn a_written_log_verifies_and_is_private() {
 }
 
 #[test]
+fn a_batch_chains_exactly_like_single_appends() {
+    let t0: jiff::Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
+    let (single, one_by_one) = {
+        let path = temp_log("single.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for e in events(4) {
+            log.append("abcdefghij", t0, e).unwrap();
+        }
+        (path.clone(), std::fs::read_to_string(&path).unwrap())
+    };
+    let path = temp_log("batch.jsonl");
+    let mut log = AuditLog::open(&path).unwrap();
+    let all = events(4);
+    log.append("abcdefghij", t0, all[0].clone()).unwrap();
+    assert_eq!(
+        log.append_all("abcdefghij", t0, all[1..].to_vec()).unwrap(),
+        5
+    );
+    assert_eq!(
+        log.append_all("abcdefghij", t0, []).unwrap(),
+        0,
+        "nothing to write"
+    );
+    let batched = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(batched, one_by_one, "same records, same hashes");
+    assert_eq!(log.head(), verify(&single).unwrap().head);
+    // The chain continues after a batch.
+    log.append("abcdefghij", t0, all[0].clone()).unwrap();
+    assert_eq!(verify(&path).unwrap().records, 7);
+}
+
+#[test]
 fn an_edited_record_is_detected() {
     let (_, text) = write("edit.jsonl", events(3));
     let edited = text.replacen("keyhole-obj1", "keyhole-objX", 1);

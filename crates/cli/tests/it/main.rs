@@ -1,8 +1,16 @@
 //! End-to-end tests of the `keyhole` binary: plan and sidecar-inject output (insta snapshots,
-//! reviewed and committed), the properties checkov cannot see, and bad input.
+//! reviewed and committed), the properties checkov cannot see, and bad input; and the cluster
+//! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
 mod errors;
+mod fault_matrix;
 mod invariants;
+mod leaks;
+mod least_privilege;
+mod session;
+mod signals;
+mod support;
+mod tls;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! Secret handling of `keyhole-credentials`: the child-process kubeconfig handoff, redaction,
-//! and process hardening.
+//! process hardening, and (in `live`) minting and the scoped client against the testkit fake.
+
+mod live;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;

@@ -1,7 +1,9 @@
 //! Integration tests of `keyhole-rbac`, in one binary: evaluator tables, builders with
-//! snapshots, and properties over arbitrary namespaces, pods, modes and TTLs.
+//! snapshots, properties over arbitrary namespaces, pods, modes and TTLs, and the live apply
+//! and verification against the testkit fake.
 
 mod eval_table;
+mod live;
 mod objects;
 mod props;
 
