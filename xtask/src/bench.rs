@@ -18,28 +18,6 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 const SSG_DEBIAN11: &str = "/usr/share/xml/scap/ssg/content/ssg-debian11-ds.xml";
 const RUNS: usize = 3;
 
-fn apt_install(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|p| {
-            !Command::new("dpkg-query")
-                .args(["-W", "-f=${Status}", p])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("ok installed"))
-                .unwrap_or(false)
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
-}
-
 /// A cached `debootstrap --variant=minbase SUITE` tree.
 fn rootfs(suite: &str) -> Result<PathBuf> {
     let dir = root().join(format!("target/rootfs/{suite}-minbase"));
@@ -127,7 +105,7 @@ fn oscap_rules(results: &Path) -> Result<usize> {
 }
 
 pub(crate) fn run_bench() -> Result<()> {
-    apt_install(&[
+    crate::tools::apt_install(&[
         "debootstrap",
         "time",
         "openscap-scanner",

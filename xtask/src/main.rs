@@ -1,6 +1,7 @@
 //! Project automation (the cargo-xtask pattern): `cargo xtask <task>`.
 //!
-//! - `ci`: everything CI runs: fmt check, clippy `-D warnings`, all tests (with the SAF CLI
+//! - `ci`: everything CI runs (installing the Debian packages the tests need when missing):
+//!   fmt check, clippy `-D warnings`, all tests (with the SAF CLI
 //!   differential test, SAF installed from npm under `target/saf`), the external gates.
 //! - `gates`: generate every manifest `keyhole plan` and `keyhole sidecar inject` emit and run
 //!   `kubernetes-validate --strict` (oldest and newest supported Kubernetes) and `checkov` on
@@ -80,6 +81,7 @@ fn cargo() -> Command {
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
+    tools::apt_install(tools::TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",

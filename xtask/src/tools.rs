@@ -63,3 +63,37 @@ pub(crate) fn saf() -> Result<PathBuf> {
     std::fs::write(&marker, SAF_VERSION)?;
     Ok(bin)
 }
+
+/// Debian packages the tests need: real containers (runc, busybox-static), the shells the fact
+/// script must work with (dash, busybox sh), setpriv (util-linux) for unprivileged readers,
+/// debootstrap for a richer rootfs.
+pub(crate) const TEST_PACKAGES: &[&str] = &[
+    "runc",
+    "busybox-static",
+    "dash",
+    "util-linux",
+    "debootstrap",
+];
+
+/// Installs the Debian `packages` that are missing (one `apt-get update` first, only if needed).
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
