@@ -5,6 +5,9 @@
 //! to a plain `find ROOT -xdev` walk (the floor) and OpenSCAP's `oscap-chroot` (a peer; its
 //! Debian content applies to bullseye, so both tools also scan a bullseye minbase rootfs).
 //! Rootfs trees are built once with debootstrap and cached under `target/rootfs/`.
+//!
+//! The secure session: API calls and wall time of setup, verification and teardown against the
+//! fake API server with 20 ms latency per call (`examples/access_bench.rs` of `keyhole-cli`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -185,6 +188,13 @@ pub(crate) fn run_bench() -> Result<()> {
         o_kib as f64 / 1024.0
     );
     let (_, controls, k_secs, ..) = rows[1];
+    let session = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["run", "--release", "--quiet", "--locked", "-p", "keyhole-cli", "--example", "access_bench", "20"])
+        .current_dir(root())
+        .output()
+        .context("cannot run the access_bench example")?;
+    ensure!(session.status.success(), "access_bench failed: {}", String::from_utf8_lossy(&session.stderr));
+    println!("\nsecure session against the fake API server, 20 ms per call:\n{}", String::from_utf8_lossy(&session.stdout));
     println!(
         "\nkeyhole vs oscap on bullseye: {:.1}x the checks per second (target >= 20x)",
         (controls as f64 / k_secs.max(0.001)) / (o_rules as f64 / o_secs.max(0.001))

@@ -14,17 +14,20 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
-use rustix::fs::{self as rfs, Access, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::Errno;
 use sha2::Digest;
 
 use super::{DIRECTORY, REGULAR_FILE, SourceError, kind_from_mode, meta_from_raw};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    FileKind, FileMeta, ProcFile, TargetPath, WalkLimits,
 };
+
+mod walk;
 
 /// Whether a [`LocalRoot`] may be the scanner's own root filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +177,12 @@ impl LocalRoot {
             FactRequest::List { path, max_entries } => list(root, path, *max_entries),
             FactRequest::Walk {
                 root: start,
-                query,
                 limits,
-            } => Walker::run(root, reopen, start, query, *limits).map(FactValue::Walk),
+                ..
+            } => walk::walk_group(root, reopen, start, *limits, &[request])
+                .pop()
+                .expect("one answer per request")
+                .map(FactValue::Walk),
             FactRequest::Proc { file, max_bytes } => self.proc(*file, *max_bytes),
         }
     }
@@ -203,12 +209,95 @@ impl FactSource for LocalRoot {
     fn gather(&self, plan: &FactPlan) -> Facts {
         let started = Instant::now();
         let reopen = Reopener::new();
+        // Walks sharing a start and limits are one job (one traversal); every other request is
+        // a job of its own. Walks go first: they are the longest, and the others fill the gaps.
+        let groups = walk::group(plan.requests());
+        let jobs: Vec<Job<'_>> = groups
+            .into_iter()
+            .map(|((start, limits), requests)| Job::Walks(start, limits, requests))
+            .chain(
+                plan.requests()
+                    .filter(|r| !matches!(r, FactRequest::Walk { .. }))
+                    .map(Job::One),
+            )
+            .collect();
         let mut facts = Facts::default();
-        for request in plan.requests() {
-            facts.insert(request.clone(), self.answer(&reopen, request));
+        for (request, answer) in self.run_jobs(&reopen, &jobs) {
+            facts.insert(request.clone(), answer);
         }
         facts.elapsed = started.elapsed();
         facts
+    }
+}
+
+/// A unit of gathering work.
+enum Job<'p> {
+    /// Walks answered by one traversal (see [`walk`]).
+    Walks(&'p TargetPath, WalkLimits, Vec<&'p FactRequest>),
+    /// Any other request.
+    One(&'p FactRequest),
+}
+
+/// Most threads answering one plan: the work is mostly system calls and hashing, which the
+/// kernel and the CPUs do in parallel, but a scanner should stay a light guest.
+const MAX_WORKERS: usize = 4;
+
+/// The answers of a job.
+type Answers<'p> = Vec<(&'p FactRequest, Result<FactValue, FactError>)>;
+
+impl LocalRoot {
+    /// Answers `jobs` on up to [`MAX_WORKERS`] threads (each takes the next job not taken), in
+    /// no particular order. Requests are independent, so the answers are the same as one after
+    /// the other; hashing hundreds of packaged files is what gains most.
+    fn run_jobs<'p>(&self, reopen: &Reopener, jobs: &[Job<'p>]) -> Answers<'p> {
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else {
+                    return out;
+                };
+                self.run_job(reopen, job, &mut out);
+            }
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_WORKERS)
+            .min(jobs.len());
+        std::thread::scope(|s| {
+            // A helper thread that cannot be started (a thread limit, a sandbox) only means
+            // less parallelism: this thread works through the jobs anyway.
+            let helpers: Vec<_> = (1..workers)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+                .collect();
+            let mut all = work();
+            for h in helpers {
+                match h.join() {
+                    Ok(out) => all.extend(out),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            all
+        })
+    }
+
+    fn run_job<'p>(&self, reopen: &Reopener, job: &Job<'p>, out: &mut Answers<'p>) {
+        match job {
+            Job::One(request) => out.push((request, self.answer(reopen, request))),
+            Job::Walks(start, limits, requests) => match &self.root {
+                Ok(root) => {
+                    let answers = walk::walk_group(root.as_fd(), reopen, start, *limits, requests);
+                    out.extend(
+                        requests
+                            .iter()
+                            .copied()
+                            .zip(answers.into_iter().map(|a| a.map(FactValue::Walk))),
+                    );
+                }
+                Err(e) => out.extend(requests.iter().map(|&r| (r, Err(e.clone())))),
+            },
+        }
     }
 }
 
@@ -602,314 +691,4 @@ pub(super) fn start_name(path: &TargetPath) -> &[u8] {
         .rev()
         .find(|c| !c.is_empty())
         .unwrap_or_default()
-}
-
-/// What a walk query makes of one entry before any file content is read.
-enum Verdict {
-    Match,
-    NoMatch,
-    /// A `Contains` candidate: the file's beginning decides.
-    ReadContent {
-        pattern: Vec<u8>,
-        max_bytes: u64,
-        max_file_size: u64,
-    },
-}
-
-fn verdict(query: &WalkQuery, name: &[u8], meta: &FileMeta) -> Verdict {
-    let file = meta.kind == FileKind::File;
-    let hit = match query {
-        WalkQuery::Setuid => file && meta.mode & 0o4000 != 0,
-        WalkQuery::Setgid => file && meta.mode & 0o2000 != 0,
-        WalkQuery::WorldWritable => {
-            meta.mode & 0o002 != 0
-                && (file || (meta.kind == FileKind::Directory && meta.mode & 0o1000 == 0))
-        }
-        WalkQuery::Named(names) => names.contains(name),
-        WalkQuery::Contains {
-            pattern,
-            max_bytes,
-            max_file_size,
-        } => {
-            return if file {
-                Verdict::ReadContent {
-                    pattern: pattern.clone(),
-                    max_bytes: *max_bytes,
-                    max_file_size: *max_file_size,
-                }
-            } else {
-                Verdict::NoMatch
-            };
-        }
-    };
-    if hit {
-        Verdict::Match
-    } else {
-        Verdict::NoMatch
-    }
-}
-
-/// One directory being walked: its descriptor and its remaining entries (sorted descending, so
-/// that `pop` visits them in ascending order).
-struct Frame {
-    dir: Dir,
-    path: TargetPath,
-    depth: u32,
-    names: Vec<Vec<u8>>,
-}
-
-/// A bounded walk in progress.
-struct Walker<'a> {
-    reopen: &'a Reopener,
-    query: &'a WalkQuery,
-    limits: WalkLimits,
-    started: Instant,
-    root_dev: u64,
-    examined: u64,
-    /// Entries or time: the walk stopped there.
-    stopped: Option<Bound>,
-    /// A directory at `max_depth` had entries that were not examined.
-    deeper: bool,
-    matches: Vec<(TargetPath, FileMeta)>,
-    skipped: Vec<(TargetPath, FactError)>,
-}
-
-impl<'a> Walker<'a> {
-    fn run(
-        root: BorrowedFd<'_>,
-        reopen: &'a Reopener,
-        start: &TargetPath,
-        query: &'a WalkQuery,
-        limits: WalkLimits,
-    ) -> Result<WalkOutcome, FactError> {
-        // The start itself may be reached through symlinks (inside the root); below it, none is
-        // followed.
-        let fd = open_in_root(
-            root,
-            start,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOCTTY,
-        )?;
-        // A walk starts only where it may list and enter (the script checks the same).
-        rfs::accessat(
-            &fd,
-            ".",
-            Access::READ_OK | Access::EXEC_OK,
-            AtFlags::EACCESS,
-        )
-        .map_err(fact_error)?;
-        let st = rfs::fstat(&fd).map_err(fact_error)?;
-        let mut walk = Walker {
-            reopen,
-            query,
-            limits,
-            started: Instant::now(),
-            root_dev: identity(&st).0,
-            examined: 1,
-            stopped: None,
-            deeper: false,
-            matches: Vec::new(),
-            skipped: Vec::new(),
-        };
-        // The start is examined like any entry (as `find` does). It is a directory, so no
-        // content is ever read for it.
-        if limits.max_entries == 0 {
-            walk.examined = 0;
-            walk.stopped = Some(Bound::Entries);
-            return Ok(walk.outcome());
-        }
-        let meta = meta_of(&st)?;
-        if matches!(verdict(query, start_name(start), &meta), Verdict::Match) {
-            walk.matches.push((start.clone(), meta));
-        }
-        let mut stack = Vec::new();
-        if let Some(frame) = walk.enter(fd, start.clone(), 0) {
-            stack.push(frame);
-        }
-        while let Some(frame) = stack.last_mut() {
-            let Some(name) = frame.names.pop() else {
-                stack.pop();
-                continue;
-            };
-            if walk.started.elapsed() > Duration::from_millis(limits.max_millis) {
-                walk.stopped = Some(Bound::Time);
-                break;
-            }
-            if walk.examined >= limits.max_entries {
-                walk.stopped = Some(Bound::Entries);
-                break;
-            }
-            walk.examined += 1;
-            let frame = stack.last().expect("the frame just popped from");
-            if let Some(child) = walk.examine(frame, &name) {
-                stack.push(child);
-            }
-        }
-        Ok(walk.outcome())
-    }
-
-    fn outcome(self) -> WalkOutcome {
-        WalkOutcome {
-            truncated: self.stopped.or(self.deeper.then_some(Bound::Depth)),
-            matches: self.matches,
-            examined: self.examined,
-            skipped: self.skipped,
-        }
-    }
-
-    /// After a directory at `depth` was opened: its entries to visit, or (at `max_depth`) a look
-    /// whether it has any, which is the depth bound being reached.
-    fn enter(&mut self, dir: OwnedFd, path: TargetPath, depth: u32) -> Option<Frame> {
-        let mut stream = Dir::new(dir).ok()?;
-        if depth >= self.limits.max_depth {
-            if matches!(read_entries(&mut stream, 0), Ok((_, true))) {
-                self.deeper = true;
-            }
-            return None;
-        }
-        // One more than the entries still allowed: enough to see the entries bound reached.
-        let budget = self
-            .limits
-            .max_entries
-            .saturating_sub(self.examined)
-            .saturating_add(1);
-        match read_entries(&mut stream, budget) {
-            Ok((entries, _)) => {
-                let mut names: Vec<Vec<u8>> = entries.into_iter().map(|(n, _)| n).collect();
-                names.sort_unstable_by(|a, b| b.cmp(a));
-                Some(Frame {
-                    dir: stream,
-                    path,
-                    depth,
-                    names,
-                })
-            }
-            Err(e) => {
-                self.skipped.push((path, e));
-                None
-            }
-        }
-    }
-
-    /// Examines `name` in `frame`; returns the frame to descend into, if it is a directory to walk.
-    fn examine(&mut self, frame: &Frame, name: &[u8]) -> Option<Frame> {
-        let path = frame.path.join(name)?;
-        let dir = frame.dir.fd().ok()?;
-        let st = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(e) => {
-                self.skipped.push((path, fact_error(e)));
-                return None;
-            }
-        };
-        let mut meta = match meta_of(&st) {
-            Ok(meta) => meta,
-            Err(e) => {
-                self.skipped.push((path, e));
-                return None;
-            }
-        };
-        let hit = match verdict(self.query, name, &meta) {
-            Verdict::Match => true,
-            Verdict::NoMatch => false,
-            Verdict::ReadContent {
-                pattern,
-                max_bytes,
-                max_file_size,
-            } => match self.contains(dir, name, &st, &pattern, max_bytes, max_file_size) {
-                Ok(hit) => hit,
-                Err(e) => {
-                    self.skipped.push((path.clone(), e));
-                    false
-                }
-            },
-        };
-        if hit {
-            if meta.kind == FileKind::Symlink {
-                meta.link_target = rfs::readlinkat(dir, name, Vec::new())
-                    .ok()
-                    .map(|t| t.into_bytes());
-            }
-            self.matches.push((path.clone(), meta.clone()));
-        }
-        if meta.kind != FileKind::Directory {
-            return None;
-        }
-        // Every directory must be listable and enterable, or it is reported as skipped (also
-        // one not descended into because of the depth or filesystem bound: the script, which
-        // cannot tell those apart, reports it too).
-        if let Err(e) = rfs::accessat(
-            dir,
-            name,
-            Access::READ_OK | Access::EXEC_OK,
-            AtFlags::EACCESS,
-        ) {
-            self.skipped.push((path, fact_error(e)));
-            return None;
-        }
-        if self.limits.same_filesystem && identity(&st).0 != self.root_dev {
-            return None;
-        }
-        // O_NOFOLLOW | O_DIRECTORY: an entry swapped for a symlink or a non-directory since the
-        // lstat is refused rather than followed; the identity check catches any other swap.
-        let child = match rfs::openat(
-            dir,
-            name,
-            OFlags::RDONLY
-                | OFlags::DIRECTORY
-                | OFlags::NOFOLLOW
-                | OFlags::NOCTTY
-                | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(child) => child,
-            Err(e) => {
-                self.skipped.push((path, fact_error(e)));
-                return None;
-            }
-        };
-        match rfs::fstat(&child) {
-            Ok(cst) if identity(&cst) == identity(&st) => {}
-            _ => {
-                let replaced = FactError::Io("replaced during the walk".into());
-                self.skipped.push((path, replaced));
-                return None;
-            }
-        }
-        self.enter(child, path, frame.depth + 1)
-    }
-
-    /// Whether the first `max_bytes` of the regular file `name` in `dir` contain `pattern`.
-    fn contains(
-        &self,
-        dir: BorrowedFd<'_>,
-        name: &[u8],
-        st: &Stat,
-        pattern: &[u8],
-        max_bytes: u64,
-        max_file_size: u64,
-    ) -> Result<bool, FactError> {
-        let size = st.st_size as u64;
-        if size > max_file_size {
-            return Err(FactError::TooLarge {
-                limit: max_file_size,
-            });
-        }
-        let path_fd = rfs::openat(
-            dir,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(fact_error)?;
-        let checked = rfs::fstat(&path_fd).map_err(fact_error)?;
-        if identity(&checked) != identity(st) {
-            return Err(FactError::Io("replaced during the walk".into()));
-        }
-        require_regular(&checked)?;
-        let file = self.reopen.open_read(&path_fd, &checked, || {
-            rfs::openat(dir, name, READ_FLAGS | OFlags::NOFOLLOW, Mode::empty())
-        })?;
-        let content = read_bounded(file, size, max_bytes)?;
-        Ok(pattern.is_empty() || content.bytes.windows(pattern.len()).any(|w| w == pattern))
-    }
 }
