@@ -189,12 +189,29 @@ pub(crate) fn run_bench() -> Result<()> {
     );
     let (_, controls, k_secs, ..) = rows[1];
     let session = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["run", "--release", "--quiet", "--locked", "-p", "keyhole-cli", "--example", "access_bench", "20"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--locked",
+            "-p",
+            "keyhole-cli",
+            "--example",
+            "access_bench",
+            "20",
+        ])
         .current_dir(root())
         .output()
         .context("cannot run the access_bench example")?;
-    ensure!(session.status.success(), "access_bench failed: {}", String::from_utf8_lossy(&session.stderr));
-    println!("\nsecure session against the fake API server, 20 ms per call:\n{}", String::from_utf8_lossy(&session.stdout));
+    ensure!(
+        session.status.success(),
+        "access_bench failed: {}",
+        String::from_utf8_lossy(&session.stderr)
+    );
+    println!(
+        "\nsecure session against the fake API server, 20 ms per call:\n{}",
+        String::from_utf8_lossy(&session.stdout)
+    );
     println!(
         "\nkeyhole vs oscap on bullseye: {:.1}x the checks per second (target >= 20x)",
         (controls as f64 / k_secs.max(0.001)) / (o_rules as f64 / o_secs.max(0.001))

@@ -102,9 +102,45 @@ fn ci() -> Result<()> {
             .env("KEYHOLE_SAF_BIN", saf),
     )?;
     gates::run()?;
+    static_agent()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
     // One plain closing line for whoever reads the log: the sum over all test binaries.
     println!("tests: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Builds `keyhole-agent` statically linked (it is copied into debug and sidecar images that
+/// may have no libc) and checks that the result has no dynamic dependencies.
+fn static_agent() -> Result<()> {
+    let target = "x86_64-unknown-linux-gnu";
+    let dir = root().join("target/static");
+    run(cargo()
+        .args([
+            "build",
+            "--locked",
+            "--quiet",
+            "-p",
+            "keyhole-agent",
+            "--target",
+            target,
+            "--target-dir",
+        ])
+        .arg(&dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
+    let bin = dir.join(target).join("debug/keyhole-agent");
+    let out = Command::new("ldd")
+        .arg(&bin)
+        .output()
+        .context("cannot run ldd")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !(text.contains("not a dynamic executable") || text.contains("statically linked")) {
+        bail!("keyhole-agent is not static: {text}");
+    }
+    eprintln!("keyhole-agent: statically linked ({})", bin.display());
     Ok(())
 }
 
