@@ -57,7 +57,9 @@ fn measure(cmd: &[&str]) -> Result<(f64, u64)> {
         show(&c)
     );
     let text = std::fs::read_to_string(&report)?;
-    let mut f = text.split_whitespace();
+    // GNU time puts "Command exited with non-zero status N" first when the command failed.
+    let last = text.lines().last().unwrap_or_default();
+    let mut f = last.split_whitespace();
     let secs: f64 = f.next().context("no time")?.parse()?;
     let kib: u64 = f.next().context("no rss")?.parse()?;
     Ok((secs, kib))
