@@ -987,40 +987,34 @@ impl<'f> Ctx<'f> {
 
 /// Parsed account databases, cached per scan.
 impl Ctx<'_> {
+    /// One account database (`path`, read whole) parsed once per scan; a missing file is an
+    /// empty database, a file too large to judge whole is an issue.
+    fn account_db<'a, T>(
+        &'a self,
+        cell: &'a OnceCell<Result<Vec<T>, Issue>>,
+        path: &str,
+        parse: fn(&[u8]) -> Vec<T>,
+    ) -> Result<&'a [T], Issue> {
+        cell.get_or_init(|| {
+            Ok(self
+                .whole(&read(path, ACCOUNT_DB_MAX))?
+                .map(parse)
+                .unwrap_or_default())
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+    }
+
     fn passwd(&self) -> Result<&[PasswdEntry], Issue> {
-        self.passwd
-            .get_or_init(|| {
-                Ok(self
-                    .whole(&read(PASSWD, ACCOUNT_DB_MAX))?
-                    .map(target::passwd)
-                    .unwrap_or_default())
-            })
-            .as_deref()
-            .map_err(Clone::clone)
+        self.account_db(&self.passwd, PASSWD, target::passwd)
     }
 
     fn shadow(&self) -> Result<&[ShadowEntry], Issue> {
-        self.shadow
-            .get_or_init(|| {
-                Ok(self
-                    .whole(&read(SHADOW, ACCOUNT_DB_MAX))?
-                    .map(target::shadow)
-                    .unwrap_or_default())
-            })
-            .as_deref()
-            .map_err(Clone::clone)
+        self.account_db(&self.shadow, SHADOW, target::shadow)
     }
 
     fn group(&self) -> Result<&[GroupEntry], Issue> {
-        self.group
-            .get_or_init(|| {
-                Ok(self
-                    .whole(&read(GROUP, ACCOUNT_DB_MAX))?
-                    .map(target::group)
-                    .unwrap_or_default())
-            })
-            .as_deref()
-            .map_err(Clone::clone)
+        self.account_db(&self.group, GROUP, target::group)
     }
 
     /// `os-release` from `/etc`, else `/usr/lib`; `None` when neither exists.
