@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use keyhole_hdf::ResultStatus;
 
 use crate::EngineError;
-use crate::facts::{FactPlan, Facts};
+use crate::facts::FactPlan;
 use crate::matcher::{self, FieldType, Issue, Matcher, Verdict};
 use crate::resource::{Ctx, FieldSpec, Find, NamedWalks, RESOURCE_NAMES, Rec, Resource};
 use crate::scope::Scope;
@@ -254,14 +254,9 @@ impl Check {
         }
     }
 
-    /// Adds the first-round requests of this check.
+    /// Adds the requests of this check.
     pub(crate) fn requests(&self, named: &NamedWalks, plan: &mut FactPlan) {
         self.resource.requests(&self.used_fields(), named, plan);
-    }
-
-    /// Adds later-round requests that the facts so far call for.
-    pub(crate) fn follow_ups(&self, facts: &Facts, plan: &mut FactPlan) {
-        self.resource.follow_ups(facts, plan);
     }
 
     /// The HDF `code_desc`: the `desc` given, or one generated from the check.

@@ -1,5 +1,5 @@
-//! From a profile to facts to HDF: the fact plan of a profile, the (at most three) gathering
-//! rounds, and the evaluation of every control into a schema-valid HDF execution.
+//! From a profile to facts to HDF: the fact plan of a profile, its one gathering pass, and the
+//! evaluation of every control into a schema-valid HDF execution.
 
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,7 @@ use crate::profile::{CompiledControl, ControlDef, Inputs, Profile};
 use crate::resource::Ctx;
 use crate::waiver::Waivers;
 
-/// Most gathering rounds [`gather`] runs: the plan, then (package integrity only) the dpkg
-/// checksum lists, then the digests of the files they name.
-pub const MAX_ROUNDS: usize = 3;
-
-/// The facts `profile` needs, in one round: every path to stat or read, directory to list or
+/// The facts `profile` needs: every path to stat or read, directory to list or
 /// walk, and process file, deduplicated (plus `os-release`, which names the HDF platform). Its
 /// size depends on the profile, never on the target.
 #[must_use]
@@ -41,45 +37,9 @@ pub fn plan(profile: &Profile, inputs: &Inputs) -> FactPlan {
     plan
 }
 
-/// The requests that the facts gathered so far call for and that are not answered yet (only
-/// `package_integrity` has any: the `*.md5sums` lists once `/var/lib/dpkg/info` is listed, then
-/// the files' digests). Empty when gathering is complete.
-#[must_use]
-pub fn follow_up(profile: &Profile, inputs: &Inputs, facts: &Facts) -> FactPlan {
-    let compiled = profile.compiled(inputs);
-    let mut wanted = FactPlan::new();
-    for check in compiled
-        .controls
-        .iter()
-        .flat_map(|c| c.only_if.iter().chain(&c.checks))
-        .flatten()
-    {
-        check.follow_ups(facts, &mut wanted);
-    }
-    let mut plan = FactPlan::new();
-    for r in wanted.requests().filter(|r| facts.get(r).is_none()) {
-        plan.add(r.clone());
-    }
-    plan
-}
-
-/// Gathers everything `profile` needs from `source`: [`plan`], then [`follow_up`] rounds until
-/// nothing is missing (at most [`MAX_ROUNDS`] in all).
+/// Gathers everything `profile` needs from `source`, in one pass over [`plan`].
 pub fn gather(profile: &Profile, inputs: &Inputs, source: &dyn FactSource) -> Facts {
-    let mut facts = source.gather(&plan(profile, inputs));
-    for _ in 1..MAX_ROUNDS {
-        let next = follow_up(profile, inputs, &facts);
-        if next.is_empty() {
-            break;
-        }
-        let more = source.gather(&next);
-        let elapsed = facts.elapsed + more.elapsed;
-        for (r, a) in more.iter() {
-            facts.insert(r.clone(), a.clone());
-        }
-        facts.elapsed = elapsed;
-    }
-    facts
+    source.gather(&plan(profile, inputs))
 }
 
 /// Time of a result: the evaluation's `now` plus the time evaluation has taken so far.

@@ -189,6 +189,11 @@ pub enum FactRequest {
         /// Its bounds.
         limits: WalkLimits,
     },
+    /// Verification of the files dpkg recorded MD5 digests for (see [`crate::integrity`]): the
+    /// `*.md5sums` lists of `/var/lib/dpkg/info` are read and every listed file under one of
+    /// the prefixes is hashed, in one request, so that one gathering pass (one exec session)
+    /// answers it.
+    PackageIntegrity(IntegritySpec),
     /// A file of the target process (only when scanning a process; a root-only scan answers
     /// [`FactError::NoProcess`]), up to `max_bytes`.
     Proc {
@@ -197,6 +202,18 @@ pub enum FactRequest {
         /// Most bytes returned.
         max_bytes: u64,
     },
+}
+
+/// What a [`FactRequest::PackageIntegrity`] verifies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IntegritySpec {
+    /// Path prefixes (e.g. `/usr/bin/`) whose listed files are verified; a file is verified
+    /// when its path starts with one of them.
+    pub prefixes: Vec<TargetPath>,
+    /// Most `*.md5sums` lists read (the first ones by name); more makes the answer incomplete.
+    pub max_packages: u64,
+    /// Most files verified (in list order); more makes the answer incomplete.
+    pub max_files: u64,
 }
 
 /// Everything one scan needs, deduplicated and ordered.
@@ -364,6 +381,43 @@ pub enum FactValue {
     Entries(Vec<DirEntry>, Option<Bound>),
     /// Answer to [`FactRequest::Walk`].
     Walk(WalkOutcome),
+    /// Answer to [`FactRequest::PackageIntegrity`].
+    Integrity(IntegrityReport),
+}
+
+/// What a [`FactRequest::PackageIntegrity`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityReport {
+    /// Every listed file under the prefixes that was looked at, in list order (lists by name).
+    pub files: Vec<CheckedFile>,
+    /// Why the verification does not cover everything it should (a list unreadable or too
+    /// large, more lists or files than allowed); empty when it is complete.
+    pub incomplete: Vec<String>,
+}
+
+/// One packaged file and what its content says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedFile {
+    /// The package whose list names it (the list's file name without `.md5sums`).
+    pub package: String,
+    /// The file.
+    pub path: TargetPath,
+    /// The verdict.
+    pub status: FileStatus,
+}
+
+/// The verdict on one packaged file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileStatus {
+    /// Its MD5 is the recorded one.
+    Unchanged,
+    /// Its MD5 differs from the recorded one.
+    Changed,
+    /// Nothing at its path.
+    Missing,
+    /// It could not be hashed (a special file, too large, unreadable): neither a pass nor a
+    /// failure.
+    Unverified(FactError),
 }
 
 /// All answers of one gathering pass.

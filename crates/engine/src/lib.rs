@@ -6,6 +6,7 @@ mod check;
 mod error;
 mod eval;
 mod facts;
+pub mod integrity;
 mod matcher;
 mod profile;
 mod resource;
@@ -17,12 +18,13 @@ mod waiver;
 mod yaml;
 
 pub use facts::{
-    Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    Bound, CheckedFile, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue,
+    Facts, FileKind, FileMeta, FileStatus, IntegrityReport, IntegritySpec, ProcFile, TargetPath,
+    WalkLimits, WalkOutcome, WalkQuery,
 };
 pub use source::{LocalRoot, OwnRoot, ShellScript, SourceError};
 
 pub use error::EngineError;
-pub use eval::{MAX_ROUNDS, evaluate, follow_up, gather, plan};
+pub use eval::{evaluate, gather, plan};
 pub use profile::{BUILTIN_PROFILES, InputDecl, InputType, Inputs, Profile};
 pub use waiver::{Waiver, Waivers};

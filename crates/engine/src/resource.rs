@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::EngineError;
 use crate::facts::{
-    Content, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind, FileMeta, ProcFile,
-    TargetPath, WalkLimits, WalkQuery,
+    Content, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind, FileMeta, FileStatus,
+    IntegritySpec, ProcFile, TargetPath, WalkLimits, WalkQuery,
 };
 use crate::matcher::{self, FieldType, Issue, Value, show_bytes};
 use crate::scope::Scope;
@@ -26,7 +26,6 @@ const HASH_MAX: u64 = 1 << 30;
 const LIST_MAX: u64 = 100_000;
 const PROC_STATUS_MAX: u64 = 64 << 10;
 const PROC_MAX: u64 = 4 << 20;
-const MD5SUMS_MAX: u64 = 1 << 20;
 const CONTAINS_MAX_BYTES: u64 = 64 << 10;
 const CONTAINS_MAX_FILE: u64 = 1 << 20;
 
@@ -36,7 +35,6 @@ const GROUP: &str = "/etc/group";
 const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 const APK_INSTALLED: &str = "/lib/apk/db/installed";
-const DPKG_INFO: &str = "/var/lib/dpkg/info";
 /// Where `commands` looks, in `PATH` order.
 const PATH_DIRS: [&str; 6] = [
     "/usr/local/sbin",
@@ -234,7 +232,7 @@ pub(crate) enum Resource {
     Package(String),
     /// Files of dpkg packages whose content differs from the recorded MD5.
     Integrity {
-        prefixes: Vec<Vec<u8>>,
+        prefixes: Vec<TargetPath>,
         max_files: u64,
         max_packages: u64,
     },
@@ -410,13 +408,10 @@ impl Resource {
                         })?;
                         items
                             .iter()
-                            .map(|n| {
-                                target_path(scope, &format!("{at}.paths"), n)
-                                    .map(|p| p.as_bytes().to_vec())
-                            })
+                            .map(|n| target_path(scope, &format!("{at}.paths"), n))
                             .collect::<Result<_, _>>()?
                     }
-                    None => vec![b"/".to_vec()],
+                    None => vec![path("/")],
                 };
                 Self::Integrity {
                     prefixes,
@@ -582,7 +577,7 @@ impl Resource {
                 "changed files of dpkg packages under {}",
                 prefixes
                     .iter()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -660,7 +655,7 @@ impl Resource {
         })
     }
 
-    /// Adds the first-round facts this resource needs when `used` fields are tested.
+    /// Adds the facts this resource needs when `used` fields are tested.
     pub(crate) fn requests(&self, used: &[&str], named: &NamedWalks, plan: &mut FactPlan) {
         let uses = |f: &str| used.contains(&f);
         if uses("owner") {
@@ -697,7 +692,7 @@ impl Resource {
                 plan.add(read(DPKG_STATUS, PACKAGE_DB_MAX));
                 plan.add(read(APK_INSTALLED, PACKAGE_DB_MAX));
             }
-            Self::Integrity { .. } => plan.add(list(DPKG_INFO, LIST_MAX)),
+            Self::Integrity { .. } => plan.add(self.integrity_request()),
             Self::Files { .. } => plan.add(
                 self.walk_request(named)
                     .unwrap_or_else(|| unreachable!("a files resource always has a walk")),
@@ -716,30 +711,21 @@ impl Resource {
         }
     }
 
-    /// Later-round facts (package integrity only): the `*.md5sums` files once the dpkg info
-    /// directory is listed, then the digests of the listed files once those are read.
-    pub(crate) fn follow_ups(&self, facts: &Facts, plan: &mut FactPlan) {
+    /// The one request a `package_integrity` resource is answered by.
+    fn integrity_request(&self) -> FactRequest {
         let Self::Integrity {
             prefixes,
             max_files,
             max_packages,
         } = self
         else {
-            return;
+            unreachable!("only package_integrity asks for integrity")
         };
-        let Some(Ok(FactValue::Entries(entries, _))) = facts.get(&list(DPKG_INFO, LIST_MAX)) else {
-            return;
-        };
-        let sums = md5sums_requests(entries, *max_packages);
-        for r in &sums {
-            plan.add(r.clone());
-        }
-        // Digests are asked only once every md5sums file is in, so the file list is final.
-        if sums.iter().all(|r| facts.get(r).is_some()) {
-            for (_, file) in listed_files(facts, &sums, prefixes, *max_files).0 {
-                plan.add(file);
-            }
-        }
+        FactRequest::PackageIntegrity(IntegritySpec {
+            prefixes: prefixes.clone(),
+            max_packages: *max_packages,
+            max_files: *max_files,
+        })
     }
 }
 
@@ -752,99 +738,6 @@ pub(crate) fn platform_requests(plan: &mut FactPlan) {
 
 /// Names of `named` walks merged per root and limits.
 pub(crate) type NamedWalks = BTreeMap<(TargetPath, WalkLimits), BTreeSet<Vec<u8>>>;
-
-/// Reads of the `*.md5sums` files listed in the dpkg info directory (first `max` by name).
-fn md5sums_requests(entries: &[crate::facts::DirEntry], max: u64) -> Vec<FactRequest> {
-    let mut names: Vec<&[u8]> = entries
-        .iter()
-        .filter(|e| e.kind == FileKind::File && e.name.ends_with(b".md5sums"))
-        .map(|e| e.name.as_slice())
-        .collect();
-    names.sort_unstable();
-    names
-        .into_iter()
-        .take(usize::try_from(max).unwrap_or(usize::MAX))
-        .filter_map(|n| path(DPKG_INFO).join(n))
-        .map(|p| FactRequest::Read {
-            path: p,
-            max_bytes: MD5SUMS_MAX,
-        })
-        .collect()
-}
-
-/// One file to verify: its package, expected digest and the `Md5` request.
-type Listed = ((String, [u8; 16]), FactRequest);
-
-/// The files of the read md5sums under `prefixes` (first `max_files` by package order), and
-/// notes on what was left out.
-fn listed_files(
-    facts: &Facts,
-    sums: &[FactRequest],
-    prefixes: &[Vec<u8>],
-    max_files: u64,
-) -> (Vec<Listed>, Vec<String>) {
-    let mut out = Vec::new();
-    let mut notes = Vec::new();
-    let cap = usize::try_from(max_files).unwrap_or(usize::MAX);
-    for r in sums {
-        let FactRequest::Read { path: p, .. } = r else {
-            continue;
-        };
-        let package = String::from_utf8_lossy(
-            p.as_bytes()
-                .rsplit(|b| *b == b'/')
-                .next()
-                .unwrap_or_default(),
-        )
-        .trim_end_matches(".md5sums")
-        .to_owned();
-        let content = match facts.get(r) {
-            Some(Ok(FactValue::Content(c))) => c,
-            Some(Err(e)) => {
-                notes.push(format!("{}: {e}", show_bytes(p.as_bytes())));
-                continue;
-            }
-            // Unanswered (or answered with the wrong kind): its files are not verified, and
-            // the check must not pass as if they were.
-            _ => {
-                notes.push(format!("{} was not gathered", show_bytes(p.as_bytes())));
-                continue;
-            }
-        };
-        if content.truncated {
-            notes.push(format!(
-                "{} is larger than {MD5SUMS_MAX} bytes",
-                show_bytes(p.as_bytes())
-            ));
-        }
-        for (digest, rel) in target::md5sums(&content.bytes) {
-            // dpkg never records `..` components; a hostile list is not followed outside.
-            if rel.split(|b| *b == b'/').any(|c| c == b"..") {
-                continue;
-            }
-            let Some(file) = TargetPath::new([b"/".as_slice(), &rel].concat()) else {
-                continue;
-            };
-            if !prefixes.iter().any(|pre| file.as_bytes().starts_with(pre)) {
-                continue;
-            }
-            if out.len() == cap {
-                notes.push(format!(
-                    "more than {max_files} files to verify; raise `max_files`"
-                ));
-                return (out, notes);
-            }
-            out.push((
-                (package.clone(), digest),
-                FactRequest::Md5 {
-                    path: file,
-                    max_bytes: HASH_MAX,
-                },
-            ));
-        }
-    }
-    (out, notes)
-}
 
 /// One record of a resource.
 #[derive(Debug, Clone)]
@@ -910,6 +803,7 @@ fn what(r: &FactRequest) -> String {
         FactRequest::Md5 { path, .. } => format!("the MD5 of {}", q(path)),
         FactRequest::List { path, .. } => format!("the listing of {}", q(path)),
         FactRequest::Walk { root, .. } => format!("the walk of {}", q(root)),
+        FactRequest::PackageIntegrity(_) => "the dpkg checksum lists".into(),
         FactRequest::Proc { file, .. } => format!("`/proc/<pid>/{}`", file.relative_path()),
     }
 }
@@ -1351,69 +1245,42 @@ impl Resource {
         ctx: &'c Ctx<'_>,
         set: &mut RecordSet<'c>,
     ) -> Result<(), Issue> {
-        let Self::Integrity {
-            prefixes,
-            max_files,
-            max_packages,
-        } = self
-        else {
-            return Ok(());
-        };
-        let info = list(DPKG_INFO, LIST_MAX);
-        if matches!(ctx.facts.get(&info), Some(Err(FactError::NotFound))) {
+        let r = self.integrity_request();
+        // No dpkg info directory: not a dpkg-based image, nothing to verify.
+        if matches!(ctx.facts.get(&r), Some(Err(FactError::NotFound))) {
             return Ok(());
         }
-        let FactValue::Entries(entries, bound) = ctx.answer(&info)? else {
-            return Err(wrong_answer(&info));
+        let FactValue::Integrity(report) = ctx.answer(&r)? else {
+            return Err(wrong_answer(&r));
         };
-        let sums = md5sums_requests(entries, *max_packages);
-        if bound.is_some()
-            || entries
-                .iter()
-                .filter(|e| e.name.ends_with(b".md5sums"))
-                .count()
-                > sums.len()
-        {
-            set.incomplete = Some(format!(
-                "more packages than the {max_packages} verified; raise `max_packages`"
-            ));
-        }
-        let (files, notes) = listed_files(ctx.facts, &sums, prefixes, *max_files);
-        if !notes.is_empty() {
-            set.incomplete = Some(notes.join("; "));
-        }
+        let mut notes = report.incomplete.clone();
         let mut unreadable = Vec::new();
         set.notes
-            .push(format!("{} packaged file(s) checked", files.len()));
-        for ((package, want), r) in files {
-            let FactRequest::Md5 { path: p, .. } = &r else {
-                continue;
-            };
-            let problem = match ctx.facts.get(&r) {
-                Some(Ok(FactValue::Md5(got))) if *got == want => continue,
-                Some(Ok(FactValue::Md5(_))) => "changed",
-                Some(Err(FactError::NotFound)) => "missing",
-                Some(Err(e)) => {
-                    unreadable.push(format!("{}: {e}", show_bytes(p.as_bytes())));
-                    continue;
-                }
-                Some(Ok(_)) => return Err(wrong_answer(&r)),
-                None => {
-                    unreadable.push(format!("{}: not gathered", show_bytes(p.as_bytes())));
+            .push(format!("{} packaged file(s) checked", report.files.len()));
+        for f in &report.files {
+            let problem = match &f.status {
+                FileStatus::Unchanged => continue,
+                FileStatus::Changed => "changed",
+                FileStatus::Missing => "missing",
+                FileStatus::Unverified(e) => {
+                    unreadable.push(format!("{}: {e}", show_bytes(f.path.as_bytes())));
                     continue;
                 }
             };
             set.records.push(Rec::Integrity {
-                package,
-                path: p.clone(),
+                package: f.package.clone(),
+                path: f.path.clone(),
                 problem,
             });
         }
         if let Some(first) = unreadable.first() {
-            set.incomplete = Some(format!(
+            notes.push(format!(
                 "{} file(s) could not be verified (first: {first})",
                 unreadable.len()
             ));
+        }
+        if !notes.is_empty() {
+            set.incomplete = Some(notes.join("; "));
         }
         Ok(())
     }

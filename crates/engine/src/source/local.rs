@@ -27,6 +27,7 @@ use crate::{
     FileKind, FileMeta, ProcFile, TargetPath, WalkLimits,
 };
 
+mod integrity;
 mod walk;
 
 /// Whether a [`LocalRoot`] may be the scanner's own root filesystem.
@@ -173,6 +174,9 @@ impl LocalRoot {
                 let (file, size) = open_regular(root, reopen, path)?;
                 let digest = digest::<md5::Md5>(file, size, *max_bytes)?;
                 Ok(FactValue::Md5(digest.into()))
+            }
+            FactRequest::PackageIntegrity(spec) => {
+                integrity::answer(self, reopen, spec).map(FactValue::Integrity)
             }
             FactRequest::List { path, max_entries } => list(root, path, *max_entries),
             FactRequest::Walk {
@@ -487,13 +491,23 @@ fn open_regular(
     reopen: &Reopener,
     path: &TargetPath,
 ) -> Result<(File, u64), FactError> {
+    let (file, st) = open_regular_stat(root, reopen, path)?;
+    Ok((file, st.st_size as u64))
+}
+
+/// [`open_regular`], returning the file's `fstat` (its identity) instead of only its size.
+fn open_regular_stat(
+    root: BorrowedFd<'_>,
+    reopen: &Reopener,
+    path: &TargetPath,
+) -> Result<(File, Stat), FactError> {
     let fd = open_in_root(root, path, OFlags::PATH)?;
     let st = rfs::fstat(&fd).map_err(fact_error)?;
     require_regular(&st)?;
     let file = reopen.open_read(&fd, &st, || {
         rfs::openat2(root, path.as_bytes(), READ_FLAGS, Mode::empty(), IN_ROOT)
     })?;
-    Ok((file, st.st_size as u64))
+    Ok((file, st))
 }
 
 /// How a checked regular file is opened for reading. `O_NONBLOCK` is a second guard: should a

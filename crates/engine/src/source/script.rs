@@ -184,6 +184,8 @@ fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u
         s.push_str(&format!("kh_a={}\nkh_a=${{kh_a%.}}\n", sh_bytes(path)));
     };
     match request {
+        // TODO(integrity-script): rendered next; until then its frame is missing.
+        FactRequest::PackageIntegrity(_) => {}
         FactRequest::Stat(path) => {
             set_path(s, path.as_bytes());
             s.push_str(&format!("kh_stat {i} \"$kh_a\"\n"));

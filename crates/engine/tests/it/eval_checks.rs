@@ -2,8 +2,7 @@
 //! passes, what fails, and that missing or unreadable facts never pass.
 
 use keyhole_engine::{
-    FactRequest, FactSource, Inputs, ProcFile, Profile, Waivers, WalkQuery, evaluate, follow_up,
-    gather, plan,
+    FactRequest, Inputs, ProcFile, Profile, Waivers, WalkQuery, evaluate, gather, plan,
 };
 use keyhole_hdf::{ControlStatus, Execution, ResultStatus};
 
@@ -651,7 +650,7 @@ fn commands_os_release_and_packages() {
 }
 
 #[test]
-fn package_integrity_takes_three_bounded_rounds() {
+fn package_integrity_is_one_request_in_one_round() {
     let p = profile(
         "  - id: I-1
     impact: 0.7
@@ -693,17 +692,27 @@ fn package_integrity_takes_three_bounded_rounds() {
     tampered.rounds.borrow_mut().clear();
     let inputs = Inputs::defaults(&p);
     let facts = gather(&p, &inputs, &tampered);
-    // Plan, md5sums lists, digests: three rounds, then nothing more to ask.
-    assert_eq!(tampered.rounds.borrow().len(), 3);
-    assert!(follow_up(&p, &inputs, &facts).is_empty());
+    // One pass: the lists and digests are part of the one integrity request.
+    assert_eq!(tampered.rounds.borrow().len(), 1);
+    assert_eq!(
+        tampered.rounds.borrow()[0],
+        plan(&p, &inputs).len(),
+        "one request for both controls"
+    );
     let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
     assert_eq!(control(&exec, "I-1").status(), ControlStatus::Failed);
     assert!(message(&exec, "I-1").contains("/usr/bin/app"));
     assert_eq!(control(&exec, "I-2").status(), ControlStatus::Failed);
     assert!(message(&exec, "I-2").contains("/usr/bin/gone"));
 
-    // A source that stopped after the first round verified nothing: that is no pass.
-    let partial = tampered.gather(&plan(&p, &inputs));
+    // A source that did not answer the integrity request verified nothing: that is no pass.
+    let mut partial = keyhole_engine::Facts::default();
+    for (r, a) in facts
+        .iter()
+        .filter(|(r, _)| !matches!(r, FactRequest::PackageIntegrity(_)))
+    {
+        partial.insert(r.clone(), a.clone());
+    }
     let exec = evaluate(&p, &inputs, &partial, &Waivers::none(), now());
     assert_eq!(control(&exec, "I-1").status(), ControlStatus::ProfileError);
     assert!(
@@ -712,8 +721,9 @@ fn package_integrity_takes_three_bounded_rounds() {
         message(&exec, "I-1")
     );
 
-    // Without dpkg there is nothing to verify and no further round.
+    // Without dpkg there is nothing to verify: both controls pass with nothing found.
     let plain = base();
-    let _ = gather(&p, &inputs, &plain);
-    assert_eq!(plain.rounds.borrow().len(), 1);
+    let facts = gather(&p, &inputs, &plain);
+    let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
+    assert_eq!(control(&exec, "I-1").status(), ControlStatus::Passed);
 }
