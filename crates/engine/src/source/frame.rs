@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 
 use super::{join_rel, meta_from_raw, walk_order};
+use crate::integrity::{self, DPKG_INFO, MD5SUMS_MAX};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind,
-    FileMeta, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    FileMeta, IntegrityReport, IntegritySpec, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
 };
 
 /// One request's part of the output.
@@ -23,8 +24,29 @@ struct Frame {
     deeper: bool,
     /// The hex payload, decoded.
     payload: Vec<u8>,
+    /// The sub-frames (PackageIntegrity), in order; the last one is open while its status is
+    /// `None`.
+    subs: Vec<Sub>,
     /// What was wrong with the frame, if anything.
     malformed: Option<String>,
+}
+
+/// One sub-frame (`@S kind` … `@F status`) of a PackageIntegrity frame.
+#[derive(Debug)]
+struct Sub {
+    /// `L` (List), `N` (the names of the lists read), `R` (Read) or `5` (Md5 records).
+    kind: u8,
+    /// The hex payload, decoded.
+    payload: Vec<u8>,
+    /// The word after `@F`.
+    status: Option<String>,
+}
+
+impl Frame {
+    /// The sub-frame being read, if one is open.
+    fn open_sub(&mut self) -> Option<&mut Sub> {
+        self.subs.last_mut().filter(|s| s.status.is_none())
+    }
 }
 
 pub(super) fn parse(plan: &FactPlan, stdout: &[u8]) -> Facts {
@@ -55,6 +77,9 @@ fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
         };
         if let Some(rest) = line.strip_prefix(b"@E ") {
             let rest = text(rest);
+            if frame.open_sub().is_some() {
+                frame.malformed = Some("a sub-frame without its end".into());
+            }
             match rest.split_once(' ') {
                 Some((i, status)) if i.parse() == Ok(*index) => {
                     frame.status = Some(status.to_string());
@@ -64,6 +89,24 @@ fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
                 }
                 _ => frame.malformed = Some(format!("end line `@E {rest}`")),
             }
+        } else if let Some(rest) = line.strip_prefix(b"@S ") {
+            match rest {
+                [kind @ (b'L' | b'N' | b'R' | b'5')] if frame.open_sub().is_none() => {
+                    frame.subs.push(Sub {
+                        kind: *kind,
+                        payload: Vec::new(),
+                        status: None,
+                    });
+                }
+                _ => frame.malformed = Some(format!("sub-frame line `@S {}`", text(rest))),
+            }
+        } else if let Some(rest) = line.strip_prefix(b"@F ") {
+            match frame.open_sub() {
+                Some(sub) if !rest.is_empty() => sub.status = Some(text(rest)),
+                _ => frame.malformed = Some(format!("sub-frame end `@F {}`", text(rest))),
+            }
+        } else if frame.open_sub().is_some() && line.first() == Some(&b'@') {
+            frame.malformed = Some(format!("line `{}` in a sub-frame", text(line)));
         } else if let Some(rest) = line.strip_prefix(b"@M ") {
             frame.meta = Some(text(rest));
         } else if let Some(rest) = line.strip_prefix(b"@H ") {
@@ -78,7 +121,10 @@ fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
                 .filter(|t| !t.is_empty())
             {
                 match hex_byte(token) {
-                    Some(b) => frame.payload.push(b),
+                    Some(b) => match frame.open_sub() {
+                        Some(sub) => sub.payload.push(b),
+                        None => frame.payload.push(b),
+                    },
                     None => frame.malformed = Some(format!("payload token `{}`", text(token))),
                 }
             }
@@ -166,15 +212,15 @@ fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
         Some(status) => return Err(status_error(status, request)),
         None => return Err(FactError::Io("the fact script gave no status".into())),
     }
+    if !frame.subs.is_empty() && !matches!(request, FactRequest::PackageIntegrity(_)) {
+        return Err(FactError::Io(
+            "malformed fact script output: sub-frames outside a package integrity frame".into(),
+        ));
+    }
     match request {
         FactRequest::Stat(_) => stat(frame).map(FactValue::Meta),
         FactRequest::Read { max_bytes, .. } | FactRequest::Proc { max_bytes, .. } => {
-            let mut bytes = frame.payload;
-            let truncated = bytes.len() as u64 > *max_bytes;
-            if truncated {
-                bytes.truncate(*max_bytes as usize);
-            }
-            Ok(FactValue::Content(Content { bytes, truncated }))
+            Ok(FactValue::Content(content(frame.payload, *max_bytes)))
         }
         FactRequest::Sha256 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Digest),
         FactRequest::Md5 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Md5),
@@ -184,11 +230,117 @@ fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
             query,
             limits,
         } => walk(&frame, root, query, limits).map(FactValue::Walk),
-        // TODO(integrity-script): rendered and parsed by the script source next.
-        FactRequest::PackageIntegrity(_) => Err(FactError::Io(
-            "package integrity is not gathered by the shell script yet".into(),
-        )),
+        FactRequest::PackageIntegrity(spec) => {
+            integrity_report(spec, frame).map(FactValue::Integrity)
+        }
     }
+}
+
+/// The first `max_bytes` of `bytes` (the script reads one more to tell whether there was more).
+fn content(mut bytes: Vec<u8>, max_bytes: u64) -> Content {
+    let truncated = bytes.len() as u64 > max_bytes;
+    if truncated {
+        bytes.truncate(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+    }
+    Content { bytes, truncated }
+}
+
+/// A PackageIntegrity frame: its sub-answers keyed by the primitive requests they answer, and
+/// [`integrity::verify`] asking them. A request without a sub-answer (the script selected
+/// differently, or stopped) is "not gathered"; a damaged sub-frame makes the whole answer an
+/// error.
+fn integrity_report(spec: &IntegritySpec, frame: Frame) -> Result<IntegrityReport, FactError> {
+    let bad = |what: &str| {
+        FactError::Io(format!(
+            "malformed package integrity output from the fact script: {what}"
+        ))
+    };
+    if !frame.payload.is_empty() || frame.meta.is_some() || frame.hash.is_some() || frame.deeper {
+        return Err(bad("data outside the sub-frames"));
+    }
+    let mut answers: HashMap<FactRequest, Result<FactValue, FactError>> = HashMap::new();
+    // The names of the lists the `R` sub-frames read, in their order.
+    let mut names: Option<std::vec::IntoIter<Vec<u8>>> = None;
+    for sub in frame.subs {
+        let status = sub.status.as_deref().unwrap_or_default();
+        match sub.kind {
+            b'L' => {
+                let request = integrity::listing();
+                let answer = match status {
+                    "ok" => list(&sub.payload),
+                    _ => Err(status_error(status, &request)),
+                };
+                answers.insert(request, answer);
+            }
+            b'N' => {
+                let listed = match sub.payload.strip_suffix(b"/") {
+                    _ if names.is_some() || status != "ok" => return Err(bad("list names")),
+                    None if sub.payload.is_empty() => Vec::new(),
+                    None => return Err(bad("list names")),
+                    Some(listed) => listed.split(|&b| b == b'/').map(<[u8]>::to_vec).collect(),
+                };
+                if listed.iter().any(Vec::is_empty) {
+                    return Err(bad("list names"));
+                }
+                names = Some(listed.into_iter());
+            }
+            b'R' => {
+                let name = names
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .ok_or_else(|| bad("a list read without its name"))?;
+                let path = TargetPath::new(DPKG_INFO)
+                    .and_then(|dir| dir.join(&name))
+                    .ok_or_else(|| bad("list name"))?;
+                let request = FactRequest::Read {
+                    path,
+                    max_bytes: MD5SUMS_MAX,
+                };
+                let answer = match status {
+                    "ok" => Ok(FactValue::Content(content(sub.payload, MD5SUMS_MAX))),
+                    _ => Err(status_error(status, &request)),
+                };
+                answers.insert(request, answer);
+            }
+            _ => {
+                if status != "ok" {
+                    return Err(bad("digest records"));
+                }
+                let Some(records) = sub.payload.strip_suffix(b"\n") else {
+                    return Err(bad("digest records"));
+                };
+                for record in records.split(|&b| b == b'\n') {
+                    let at = record.iter().position(|&b| b == b' ');
+                    let (code, path) = match at {
+                        Some(at) => (&record[..at], &record[at + 1..]),
+                        None => return Err(bad("digest record")),
+                    };
+                    let path = TargetPath::new(path).ok_or_else(|| bad("digest path"))?;
+                    let request = integrity::digest_request(path);
+                    let code = text(code);
+                    let answer = if code.len() == 32 && code.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        hex_array(Some(&code)).map(FactValue::Md5)
+                    } else {
+                        Err(status_error(&code, &request))
+                    };
+                    answers.insert(request, answer);
+                }
+            }
+        }
+    }
+    let mut ask = |requests: &[FactRequest]| -> Vec<Result<FactValue, FactError>> {
+        requests
+            .iter()
+            .map(|r| {
+                answers
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| Err(FactError::Io("not gathered".into())))
+            })
+            .collect()
+    };
+    integrity::verify(spec, &mut ask)
 }
 
 /// `<mode hex>:<uid>:<gid>:<size>` as `stat -c %f:%u:%g:%s` prints it.

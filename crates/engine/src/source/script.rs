@@ -1,9 +1,9 @@
 //! [`ShellScript`]: a whole fact plan as one POSIX `sh` script, for one exec session.
 //!
 //! The script needs a POSIX shell (dash, busybox ash, bash) and these utilities, all busybox
-//! applets: `[`/`test`, `printf`, `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with
-//! `-xdev`, `-maxdepth`, `-mindepth`, `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`,
-//! `sha256sum` and `md5sum`.
+//! applets: `[`/`test` (with the string comparison `<`, which dash and busybox have), `printf`,
+//! `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with `-xdev`, `-maxdepth`, `-mindepth`,
+//! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum`.
 //!
 //! Output framing (stdout), per request *i* of the plan (in plan order):
 //!
@@ -15,6 +15,24 @@
 //!  2f 65 74 63 …            payload: bytes as `od -An -v -tx1` prints them
 //! @E i <status>             end: `ok`, or an error code
 //! ```
+//!
+//! A [`FactRequest::PackageIntegrity`] frame carries no payload of its own but the answers to
+//! the primitive requests [`crate::integrity::verify`] asks for, each in a sub-frame (its end
+//! is always `ok`; the answer's error, if any, is the List sub-answer's):
+//!
+//! ```text
+//! @S L                      the List of /var/lib/dpkg/info: payload as a List's
+//! @S N                      the lists to read: payload `<name>/` each (a name has no `/`)
+//! @S R                      the Read of the next list N names: payload its content
+//! @S 5                      Md5 answers: payload records `<hex digest or error code> <path>\n`
+//! @F <status>               end of the sub-frame: `ok`, or the error code of L or R
+//! ```
+//!
+//! The parser keys each sub-answer by the primitive request it answers (the List, the Read of
+//! `/var/lib/dpkg/info/<name>`, the Md5 of `<path>`, with the bounds of `integrity`) and runs
+//! `verify` on them: a request the script did not answer is "not gathered", never a pass. A path
+//! in an Md5 record comes from one line of a list, so it holds no newline. (One `N` instead of
+//! a name in each `R` saves two processes per list: only `od` can write a name.)
 //!
 //! Every byte that comes from the target (file contents, names, link texts) reaches stdout only
 //! through `od` as hex, so nothing in the target can forge a frame line. Names are never parsed
@@ -29,7 +47,7 @@ use std::time::Instant;
 
 use super::SourceError;
 use super::local::start_name;
-use crate::{FactPlan, FactRequest, Facts, WalkQuery};
+use crate::{FactPlan, FactRequest, Facts, IntegritySpec, WalkQuery, integrity};
 
 /// A fact plan rendered as one POSIX `sh` script, and the parser of its output.
 ///
@@ -60,6 +78,14 @@ use crate::{FactPlan, FactRequest, Facts, WalkQuery};
 /// Sha256/Md5 size bound is checked once before hashing; reading all names of a directory is only
 /// bounded by the directory (globbing); error texts of [`FactError::Io`](crate::FactError::Io)
 /// differ.
+///
+/// [`FactRequest::PackageIntegrity`] is answered in the same run: the script selects the lists
+/// (by name, in the byte order of its sorted globs) and the files to hash as
+/// [`crate::integrity`] does, and the parser hands its answers to [`integrity::verify`] keyed
+/// by their exact primitive requests. Where the two selections could differ — a NUL byte in a
+/// list, which `sh` cannot hold, makes the script hash one more file — a file may be reported
+/// not gathered (unverified), never passed. A file listed twice is hashed twice (LocalRoot
+/// hashes each inode once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShellScript {
     /// Prepended to every target path (no trailing `/`); empty in standard mode.
@@ -184,8 +210,7 @@ fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u
         s.push_str(&format!("kh_a={}\nkh_a=${{kh_a%.}}\n", sh_bytes(path)));
     };
     match request {
-        // TODO(integrity-script): rendered next; until then its frame is missing.
-        FactRequest::PackageIntegrity(_) => {}
+        FactRequest::PackageIntegrity(spec) => render_integrity(s, i, spec),
         FactRequest::Stat(path) => {
             set_path(s, path.as_bytes());
             s.push_str(&format!("kh_stat {i} \"$kh_a\"\n"));
@@ -242,6 +267,43 @@ fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u
             None => s.push_str(&format!("kh_b {i}; kh_e {i} NoProcess\n")),
         },
     }
+}
+
+/// A [`FactRequest::PackageIntegrity`]: the prefixes as variables, `kh_gwant PATH` (whether a
+/// path starts with one of them: quoted in the patterns, so their bytes match literally), then
+/// `kh_integ` with the bounds of [`crate::integrity`].
+fn render_integrity(s: &mut String, i: usize, spec: &IntegritySpec) {
+    let mut patterns = Vec::new();
+    for (n, prefix) in spec.prefixes.iter().enumerate() {
+        s.push_str(&format!(
+            "kh_gq{n}={}\nkh_gq{n}=${{kh_gq{n}%.}}\n",
+            sh_bytes(prefix.as_bytes())
+        ));
+        patterns.push(format!("\"$kh_gq{n}\"*"));
+    }
+    if patterns.is_empty() {
+        s.push_str("kh_gwant() { return 1; }\n");
+    } else {
+        s.push_str(&format!(
+            "kh_gwant() {{ case $1 in {}) return 0;; esac; return 1; }}\n",
+            patterns.join("|")
+        ));
+    }
+    debug_assert!(
+        integrity::DPKG_INFO
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'/'),
+        "the directory is written as it is"
+    );
+    s.push_str(&format!(
+        "kh_integ {i} {} {} {} {} {} {}\n",
+        spec.max_packages.min(SH_MAX),
+        spec.max_files.min(SH_MAX),
+        integrity::DPKG_INFO,
+        integrity::LIST_MAX.min(SH_MAX),
+        integrity::MD5SUMS_MAX.min(SH_MAX - 1),
+        integrity::HASH_MAX.min(SH_MAX),
+    ));
 }
 
 /// The `sh -c` program `xargs` runs on each batch of walked paths: arguments are the walk's start,
@@ -475,15 +537,21 @@ kh_proc() {
   kh_e "$1" "$kh_E"
 }
 
+# kh_hash PATH MAX PROGRAM: 0 and kh_H (the hex digest) if PATH resolves to a regular file of
+# at most MAX bytes that PROGRAM hashed; else sets kh_E.
+kh_hash() {
+  kh_resolve "$1" 1 && kh_regular "$kh_R" || return 1
+  if ! command -v "$3" >/dev/null 2>&1; then kh_E=Io:$3-not-available
+  elif ! kh_s=$(stat -c %s -- "$kh_R" 2>/dev/null); then kh_E=Io:stat-failed
+  elif [ "$kh_s" -gt "$2" ]; then kh_E=TooLarge
+  elif kh_h=$("$3" <"$kh_R" 2>/dev/null); then kh_H=${kh_h%% *}; kh_E=ok; return 0
+  else kh_E=Io:read-failed; fi
+  return 1
+}
+
 kh_sum() {
   kh_b "$1"
-  if kh_resolve "$2" 1 && kh_regular "$kh_R"; then
-    if ! command -v "$4" >/dev/null 2>&1; then kh_E=Io:$4-not-available
-    elif ! kh_s=$(stat -c %s -- "$kh_R" 2>/dev/null); then kh_E=Io:stat-failed
-    elif [ "$kh_s" -gt "$3" ]; then kh_E=TooLarge
-    elif kh_h=$("$4" <"$kh_R" 2>/dev/null); then printf '@H %s\n' "${kh_h%% *}"; kh_E=ok
-    else kh_E=Io:read-failed; fi
-  fi
+  if kh_hash "$2" "$3" "$4"; then printf '@H %s\n' "$kh_H"; fi
   kh_e "$1" "$kh_E"
 }
 
@@ -497,8 +565,14 @@ kh_isdir() {
 # kh_list INDEX PATH MAX: records "<kind>/<name>/", "T/" when more than MAX entries.
 kh_list() {
   kh_b "$1"
-  if ! { kh_resolve "$2" 1 && kh_isdir; }; then kh_e "$1" "$kh_E"; return; fi
-  if [ ! -r "$kh_R" ]; then kh_e "$1" PermissionDenied; return; fi
+  if kh_ls "$2" "$3"; then kh_e "$1" ok; else kh_e "$1" "$kh_E"; fi
+}
+
+# kh_ls PATH MAX: the records of kh_list as hex, and kh_d (the directory, no trailing /); else
+# sets kh_E.
+kh_ls() {
+  if ! { kh_resolve "$1" 1 && kh_isdir; }; then return 1; fi
+  if [ ! -r "$kh_R" ]; then kh_E=PermissionDenied; return 1; fi
   kh_d=${kh_R%/}
   set +f
   { kh_k=0
@@ -512,11 +586,188 @@ kh_list() {
       elif [ -b "$kh_f" ]; then kh_t=b
       else continue; fi
       kh_k=$((kh_k + 1))
-      if [ "$kh_k" -gt "$3" ]; then printf 'T/'; break; fi
+      if [ "$kh_k" -gt "$2" ]; then printf 'T/'; break; fi
       printf '%s/%s/' "$kh_t" "${kh_f##*/}"
     done; } | kh_hex
   set -f
-  kh_e "$1" ok
+}
+
+# kh_integ INDEX MAXPACKAGES MAXFILES DIR LISTMAX READMAX HASHMAX: the primitive answers a
+# PackageIntegrity request needs (integrity.rs), as sub-frames: the List of DIR, the Read of its
+# first MAXPACKAGES "*.md5sums" lists by name, the MD5 of each listed file kh_gwant wants (at
+# most MAXFILES). The file selection follows target::md5sums and integrity::select; where it
+# could differ (NUL bytes, which sh drops), the parser finds an answer missing, never a wrong one.
+kh_integ() {
+  kh_b "$1"
+  kh_gi=$1 kh_gm=$2 kh_gf=$3 kh_gx=$6 kh_gy=$7 kh_gn=0 kh_gc=0 kh_gs= kh_gh= kh_go= kh_ge=0 kh_gk=0 kh_gstop=
+  # A line starts with 16 pairs of hex digits (as u8::from_str_radix takes them: "+f" too).
+  kh_g2='[0123456789abcdefABCDEF+][0123456789abcdefABCDEF]'
+  kh_g16=$kh_g2$kh_g2$kh_g2$kh_g2$kh_g2$kh_g2$kh_g2$kh_g2
+  kh_g16=$kh_g16$kh_g16
+  kh_g32='[0123456789abcdef][0123456789abcdef][0123456789abcdef][0123456789abcdef]'
+  kh_g32=$kh_g32$kh_g32$kh_g32$kh_g32$kh_g32$kh_g32$kh_g32$kh_g32
+  printf '@S L\n'
+  if ! kh_ls "$4" "$5"; then printf '@F %s\n' "$kh_E"; kh_e "$kh_gi" ok; return; fi
+  printf '@F ok\n'
+  kh_gd=$kh_d
+  # The lists by name in byte order: each glob is sorted (LC_ALL=C); the hidden names (all
+  # starting with ".") go between the names sorting before "." and those after.
+  set +f
+  for kh_gp in "$kh_gd"/*.md5sums; do
+    if [ -z "$kh_gh" ] && [ . \< "${kh_gp##*/}" ]; then kh_ghidden; fi
+    kh_gadd "$kh_gp"
+  done
+  [ -n "$kh_gh" ] || kh_ghidden
+  set -f
+  # Names cannot contain "/": kh_gs is "name/name/.../", the names of the R sub-frames.
+  printf '@S N\n'
+  printf '%s' "$kh_gs" | kh_hex
+  printf '@F ok\n'
+  IFS=/
+  for kh_gp in $kh_gs; do
+    unset IFS
+    kh_gl=$kh_gd/$kh_gp
+    printf '@S R\n'
+    if kh_regular "$kh_gl"; then
+      if od -An -v -tx1 -N $((kh_gx + 1)) -- "$kh_gl" 2>/dev/null; then kh_E=ok; else kh_E=Io:read-failed; fi
+    fi
+    printf '@F %s\n' "$kh_E"
+    [ "$kh_E" = ok ] || continue
+    kh_gb=$(head -c "$kh_gx" -- "$kh_gl" 2>/dev/null; echo .)
+    kh_gb=${kh_gb%.}
+    # A list larger than READMAX is used up to its last complete line (only a list that does
+    # not end with a newline needs its size).
+    case $kh_gb in
+      ''|*"$kh_nl") ;;
+      *) if kh_gz=$(stat -c %s -- "$kh_gl" 2>/dev/null) && [ "$kh_gz" -gt "$kh_gx" ]; then
+           case $kh_gb in *"$kh_nl"*) kh_gb=${kh_gb%"$kh_nl"*};; *) kh_gb=;; esac
+         fi;;
+    esac
+    # One line per field (empty lines vanish, as they do in target::md5sums).
+    IFS=$kh_nl
+    for kh_gt in $kh_gb; do
+      unset IFS
+      case $kh_gt in $kh_g16" "?*) ;; *) continue;; esac
+      kh_gr=${kh_gt#????????????????????????????????}
+      kh_gr=${kh_gr# }
+      kh_gr=${kh_gr# }
+      [ -n "$kh_gr" ] || continue
+      case /$kh_gr/ in */../*) continue;; esac
+      kh_gwant "/$kh_gr" || continue
+      if [ "$kh_gc" -ge "$kh_gf" ]; then kh_gstop=1; break; fi
+      kh_gc=$((kh_gc + 1))
+      kh_gqueue "/$kh_gr"
+      if [ "$kh_gk" -ge 64 ] || [ "$kh_ge" -ge 64 ]; then kh_gflush; fi
+    done
+    unset IFS
+    kh_gflush
+    [ -z "$kh_gstop" ] || break
+  done
+  unset IFS
+  kh_e "$kh_gi" ok
+}
+
+# kh_gadd PATH: PATH's name joins the lists to read if it is a regular file among the first
+# MAXPACKAGES.
+kh_gadd() {
+  if [ ! -L "$1" ] && [ -f "$1" ]; then
+    kh_gn=$((kh_gn + 1))
+    if [ "$kh_gn" -le "$kh_gm" ]; then kh_gs=$kh_gs${1##*/}/; fi
+  fi
+}
+
+# kh_ghidden: kh_gadd for the hidden lists, in byte order (".md5sums" among ".*.md5sums").
+kh_ghidden() {
+  kh_gh=1 kh_gv=
+  for kh_gu in "$kh_gd"/.*.md5sums; do
+    if [ -z "$kh_gv" ] && [ .md5sums \< "${kh_gu##*/}" ]; then kh_gadd "$kh_gd/.md5sums"; kh_gv=1; fi
+    kh_gadd "$kh_gu"
+  done
+  [ -n "$kh_gv" ] || kh_gadd "$kh_gd/.md5sums"
+}
+
+# kh_gqueue PATH: an Md5 answer for PATH, as kh_hash gives it: an error record now (kh_ge
+# counts them), or PATH (kh_gwN) and the regular file it resolves to (kh_gzN) queued for
+# kh_gflush.
+kh_gqueue() {
+  if kh_resolve "$1" 1 && kh_regular "$kh_R"; then
+    eval "kh_gw$kh_gk=\$1 kh_gz$kh_gk=\$kh_R"
+    kh_gk=$((kh_gk + 1))
+  else
+    kh_go=$kh_go$kh_E" "$1$kh_nl kh_ge=$((kh_ge + 1))
+  fi
+}
+
+# kh_grec CODE N: the record "<digest or error code> <path>" of queued file N.
+kh_grec() {
+  eval "kh_go=\$kh_go\$1\" \"\$kh_gw$2\$kh_nl"
+}
+
+# kh_gflush: the queued files hashed, then all records written as hex. One stat and one md5sum
+# serve the whole queue when their output is in step with it: stat prints one size per file it
+# could read (so as many lines as files means every one), md5sum "<digest>  <name>" per file it
+# could read, each line checked against the file's own name. From the first line out of step
+# (a file gone, or a name md5sum escapes), each file is asked on its own, as kh_hash does.
+kh_gflush() {
+  kh_gj=0
+  if [ "$kh_gk" -gt 0 ] && ! command -v md5sum >/dev/null 2>&1; then
+    while [ "$kh_gj" -lt "$kh_gk" ]; do
+      kh_grec Io:md5sum-not-available "$kh_gj"
+      kh_gj=$((kh_gj + 1))
+    done
+  elif [ "$kh_gk" -gt 0 ]; then
+    kh_ga=
+    while [ "$kh_gj" -lt "$kh_gk" ]; do
+      kh_ga="$kh_ga \"\$kh_gz$kh_gj\""
+      kh_gj=$((kh_gj + 1))
+    done
+    eval "kh_gsz=\$(stat -c %s -- $kh_ga 2>/dev/null)"
+    IFS=$kh_nl
+    set -- $kh_gsz
+    unset IFS
+    [ "$#" -eq "$kh_gk" ] || set --
+    kh_ga= kh_gq= kh_gj=0
+    while [ "$kh_gj" -lt "$kh_gk" ]; do
+      eval "kh_R=\$kh_gz$kh_gj"
+      if [ "$#" -gt 0 ]; then kh_s=$1; shift
+      elif ! kh_s=$(stat -c %s -- "$kh_R" 2>/dev/null); then kh_s=; fi
+      case $kh_s in
+        ''|*[!0-9]*) kh_grec Io:stat-failed "$kh_gj";;
+        *) if [ "$kh_s" -gt "$kh_gy" ]; then kh_grec TooLarge "$kh_gj"
+           else kh_ga="$kh_ga \"\$kh_gz$kh_gj\"" kh_gq="$kh_gq $kh_gj"; fi;;
+      esac
+      kh_gj=$((kh_gj + 1))
+    done
+    if [ -n "$kh_gq" ]; then
+      eval "kh_gsum=\$(md5sum -- $kh_ga 2>/dev/null)"
+      IFS=$kh_nl
+      set -- $kh_gsum
+      unset IFS
+      for kh_gj in $kh_gq; do
+        eval "kh_R=\$kh_gz$kh_gj"
+        kh_H=
+        if [ "$#" -gt 0 ]; then
+          case $1 in
+            $kh_g32"  "*)
+              kh_x=${1#????????????????????????????????}
+              if [ "x$kh_x" = "x  $kh_R" ]; then kh_H=${1%"$kh_x"}; shift; else set --; fi;;
+            *) set --;;
+          esac
+        fi
+        if [ -z "$kh_H" ]; then
+          if kh_h=$(md5sum <"$kh_R" 2>/dev/null); then kh_H=${kh_h%% *}
+          else kh_grec Io:read-failed "$kh_gj"; continue; fi
+        fi
+        kh_grec "$kh_H" "$kh_gj"
+      done
+    fi
+  fi
+  if [ -n "$kh_go" ]; then
+    printf '@S 5\n'
+    printf '%s' "$kh_go" | kh_hex
+    printf '@F ok\n'
+  fi
+  kh_go= kh_ge=0 kh_gk=0
 }
 
 # kh_walk INDEX PATH MAXDEPTH LINES SECONDS XDEV HANDLER BATCH

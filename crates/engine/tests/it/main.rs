@@ -5,6 +5,7 @@ mod eval_checks;
 mod eval_fixture;
 mod eval_profile;
 mod eval_waivers;
+mod integrity_script;
 mod source_debian;
 mod source_fixtures;
 mod source_local;

@@ -140,7 +140,41 @@ fn debian_plan() -> FactPlan {
     for r in proc_requests() {
         plan.add(r);
     }
+    for r in baseline_integrity() {
+        plan.add(r);
+    }
     plan
+}
+
+/// The package integrity requests of the built-in container baseline (its `integrity_paths`
+/// prefixes and caps), as a scan asks them.
+fn baseline_integrity() -> Vec<FactRequest> {
+    let profile = keyhole_engine::Profile::builtin("container-baseline").unwrap();
+    let inputs = keyhole_engine::Inputs::defaults(&profile);
+    let requests: Vec<FactRequest> = keyhole_engine::plan(&profile, &inputs)
+        .requests()
+        .filter(|r| matches!(r, FactRequest::PackageIntegrity(_)))
+        .cloned()
+        .collect();
+    assert!(!requests.is_empty(), "the baseline verifies packages");
+    requests
+}
+
+/// The integrity reports in `facts`, each with the number of files it verified unchanged.
+fn integrity_counts(facts: &Facts) -> Vec<(usize, usize)> {
+    facts
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Ok(keyhole_engine::FactValue::Integrity(r)) => Some((
+                r.files.len(),
+                r.files
+                    .iter()
+                    .filter(|f| f.status == keyhole_engine::FileStatus::Unchanged)
+                    .count(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The facts about paths outside `/mnt` (a mount only the running container has).
@@ -238,6 +272,15 @@ fn a_debian_container_gives_the_same_facts_from_every_source() {
         &without_proc(&by_process),
     );
     assert_eq!(status_ids(&inside), status_ids(&by_process));
+    // A fresh minbase: hundreds of packaged files under the baseline's prefixes, all intact.
+    let counts = integrity_counts(&inside);
+    assert!(
+        !counts.is_empty()
+            && counts
+                .iter()
+                .all(|&(n, unchanged)| n > 200 && n == unchanged),
+        "{counts:?}"
+    );
 
     // As the target's UID without capabilities, inside and from the host.
     let inside = ShellScript::parse(&plan, &c.exec_script(&script, APP, &[]));
