@@ -214,14 +214,17 @@ impl FactSource for LocalRoot {
         let started = Instant::now();
         let reopen = Reopener::new();
         // Walks sharing a start and limits are one job (one traversal); every other request is
-        // a job of its own. Walks go first: they are the longest, and the others fill the gaps.
+        // a job of its own. The longest go first (walks, then package integrity, which hashes
+        // on threads of its own), so that they overlap and the short ones fill the gaps.
         let groups = walk::group(plan.requests());
+        let heavy = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(_));
         let jobs: Vec<Job<'_>> = groups
             .into_iter()
             .map(|((start, limits), requests)| Job::Walks(start, limits, requests))
+            .chain(plan.requests().filter(heavy).map(Job::One))
             .chain(
                 plan.requests()
-                    .filter(|r| !matches!(r, FactRequest::Walk { .. }))
+                    .filter(|r| !matches!(r, FactRequest::Walk { .. }) && !heavy(r))
                     .map(Job::One),
             )
             .collect();
