@@ -189,6 +189,17 @@ pub enum FactRequest {
         /// Its bounds.
         limits: WalkLimits,
     },
+    /// The regular files directly in a directory, each read up to `max_bytes` (the first
+    /// `max_files` by name; other entries and names starting with `.` are not read). For package databases kept as one file
+    /// per package (distroless `/var/lib/dpkg/status.d/`).
+    ReadDir {
+        /// The directory.
+        path: TargetPath,
+        /// Most files read (the bound reached is reported).
+        max_files: u64,
+        /// Most bytes read of each.
+        max_bytes: u64,
+    },
     /// Verification of the files dpkg recorded MD5 digests for (see [`crate::integrity`]): the
     /// `*.md5sums` lists of `/var/lib/dpkg/info` are read and every listed file under one of
     /// the prefixes is hashed, in one request, so that one gathering pass (one exec session)
@@ -383,6 +394,18 @@ pub enum FactValue {
     Walk(WalkOutcome),
     /// Answer to [`FactRequest::PackageIntegrity`].
     Integrity(IntegrityReport),
+    /// Answer to [`FactRequest::ReadDir`]: each regular file's name and content (or why it
+    /// could not be read), by name, and the bound reached, if any.
+    Files(Vec<NamedContent>, Option<Bound>),
+}
+
+/// One file of a [`FactRequest::ReadDir`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedContent {
+    /// The name (last component), as bytes.
+    pub name: Vec<u8>,
+    /// Its first bytes, or why they could not be read.
+    pub content: Result<Content, FactError>,
 }
 
 /// What a [`FactRequest::PackageIntegrity`] found.

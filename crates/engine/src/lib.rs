@@ -19,8 +19,8 @@ mod yaml;
 
 pub use facts::{
     Bound, CheckedFile, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue,
-    Facts, FileKind, FileMeta, FileStatus, IntegrityReport, IntegritySpec, ProcFile, TargetPath,
-    WalkLimits, WalkOutcome, WalkQuery,
+    Facts, FileKind, FileMeta, FileStatus, IntegrityReport, IntegritySpec, NamedContent, ProcFile,
+    TargetPath, WalkLimits, WalkOutcome, WalkQuery,
 };
 pub use source::{LocalRoot, OwnRoot, ShellScript, SourceError};
 

@@ -691,6 +691,7 @@ impl Resource {
             Self::Packages | Self::Package(_) => {
                 plan.add(read(DPKG_STATUS, PACKAGE_DB_MAX));
                 plan.add(read(APK_INSTALLED, PACKAGE_DB_MAX));
+                plan.add(status_d());
             }
             Self::Integrity { .. } => plan.add(self.integrity_request()),
             Self::Files { .. } => plan.add(
@@ -726,6 +727,20 @@ impl Resource {
             max_packages: *max_packages,
             max_files: *max_files,
         })
+    }
+}
+
+/// Distroless images' per-package dpkg status directory.
+const STATUS_D: &str = "/var/lib/dpkg/status.d";
+/// Most files of [`STATUS_D`] read.
+const STATUS_D_MAX_FILES: u64 = 10_000;
+
+/// The read of [`STATUS_D`].
+fn status_d() -> FactRequest {
+    FactRequest::ReadDir {
+        path: path(STATUS_D),
+        max_files: STATUS_D_MAX_FILES,
+        max_bytes: ACCOUNT_DB_MAX,
     }
 }
 
@@ -804,6 +819,7 @@ fn what(r: &FactRequest) -> String {
         FactRequest::List { path, .. } => format!("the listing of {}", q(path)),
         FactRequest::Walk { root, .. } => format!("the walk of {}", q(root)),
         FactRequest::PackageIntegrity(_) => "the dpkg checksum lists".into(),
+        FactRequest::ReadDir { path, .. } => format!("the files of {}", q(path)),
         FactRequest::Proc { file, .. } => format!("`/proc/<pid>/{}`", file.relative_path()),
     }
 }
@@ -939,10 +955,52 @@ impl Ctx<'_> {
                         .map(target::apk_installed)
                         .unwrap_or_default(),
                 );
+                all.extend(self.status_d()?);
                 Ok(all)
             })
             .as_deref()
             .map_err(Clone::clone)
+    }
+
+    /// The packages of distroless images' `/var/lib/dpkg/status.d/` (one dpkg status stanza per
+    /// file; the `*.md5sums` beside them are not package records). A file that cannot be read
+    /// whole, or more files than are read, is an issue: a partial list is never judged.
+    fn status_d(&self) -> Result<Vec<Package>, Issue> {
+        let r = status_d();
+        let (files, bound) = match self.facts.get(&r) {
+            Some(Err(FactError::NotFound)) => return Ok(Vec::new()),
+            _ => match self.answer(&r)? {
+                FactValue::Files(files, bound) => (files, bound),
+                _ => return Err(wrong_answer(&r)),
+            },
+        };
+        if bound.is_some() {
+            return Err(Issue::Error(format!(
+                "{} holds more than the {STATUS_D_MAX_FILES} files read",
+                what(&r)
+            )));
+        }
+        let mut all = Vec::new();
+        for f in files.iter().filter(|f| !f.name.ends_with(b".md5sums")) {
+            let name = show_bytes(&f.name);
+            match &f.content {
+                Ok(c) if c.truncated => {
+                    return Err(Issue::Error(format!(
+                        "{name} in {} is larger than the {} bytes read",
+                        what(&r),
+                        c.bytes.len()
+                    )));
+                }
+                Ok(c) => all.extend(target::dpkg_status_d(&c.bytes)),
+                Err(e) => {
+                    return Err(Issue::Error(format!(
+                        "{name} in {} could not be read: {e}",
+                        what(&r)
+                    )));
+                }
+            }
+        }
+        Ok(all)
     }
 
     fn proc_whole(&self, file: ProcFile, max: u64) -> Result<&'_ [u8], Issue> {

@@ -256,10 +256,22 @@ fn field<'a>(p: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// Installed packages of `/var/lib/dpkg/status` (state `installed` only).
 pub(crate) fn dpkg_status(bytes: &[u8]) -> Vec<Package> {
+    dpkg_packages(bytes, false)
+}
+
+/// Packages of one distroless `/var/lib/dpkg/status.d/` file: the package's control data, which
+/// has no `Status` field (a file is there because the package is in the image); a stanza that
+/// does have one counts only when it says `installed`.
+pub(crate) fn dpkg_status_d(bytes: &[u8]) -> Vec<Package> {
+    dpkg_packages(bytes, true)
+}
+
+fn dpkg_packages(bytes: &[u8], no_status_is_installed: bool) -> Vec<Package> {
     paragraphs(bytes, b':')
         .iter()
-        .filter(|p| {
-            field(p, "Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("installed"))
+        .filter(|p| match field(p, "Status") {
+            Some(s) => s.split_whitespace().nth(2) == Some("installed"),
+            None => no_status_is_installed,
         })
         .filter_map(|p| {
             Some(Package {

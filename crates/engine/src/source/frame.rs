@@ -8,7 +8,8 @@ use super::{join_rel, meta_from_raw, walk_order};
 use crate::integrity::{self, DPKG_INFO, MD5SUMS_MAX};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind,
-    FileMeta, IntegrityReport, IntegritySpec, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    FileMeta, IntegrityReport, IntegritySpec, NamedContent, TargetPath, WalkLimits, WalkOutcome,
+    WalkQuery,
 };
 
 /// One request's part of the output.
@@ -212,9 +213,14 @@ fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
         Some(status) => return Err(status_error(status, request)),
         None => return Err(FactError::Io("the fact script gave no status".into())),
     }
-    if !frame.subs.is_empty() && !matches!(request, FactRequest::PackageIntegrity(_)) {
+    if !frame.subs.is_empty()
+        && !matches!(
+            request,
+            FactRequest::PackageIntegrity(_) | FactRequest::ReadDir { .. }
+        )
+    {
         return Err(FactError::Io(
-            "malformed fact script output: sub-frames outside a package integrity frame".into(),
+            "malformed fact script output: sub-frames in a frame that has none".into(),
         ));
     }
     match request {
@@ -233,7 +239,52 @@ fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
         FactRequest::PackageIntegrity(spec) => {
             integrity_report(spec, frame).map(FactValue::Integrity)
         }
+        FactRequest::ReadDir { max_bytes, .. } => read_dir(request, frame, *max_bytes),
     }
+}
+
+/// A ReadDir frame: an `N` sub-frame naming the files read (status `Entries` when there were
+/// more), then one `R` sub-frame per name, in order; anything else is malformed.
+fn read_dir(request: &FactRequest, frame: Frame, max_bytes: u64) -> Result<FactValue, FactError> {
+    let bad = |what: &str| FactError::Io(format!("malformed fact script output: {what}"));
+    if !frame.payload.is_empty() || frame.meta.is_some() || frame.hash.is_some() || frame.deeper {
+        return Err(bad("data outside the sub-frames"));
+    }
+    let mut subs = frame.subs.into_iter();
+    let names = subs
+        .next()
+        .filter(|s| s.kind == b'N')
+        .ok_or_else(|| bad("the file names are missing"))?;
+    let bound = match names.status.as_deref() {
+        Some("ok") => None,
+        Some("Entries") => Some(Bound::Entries),
+        _ => return Err(bad("the status of the file names")),
+    };
+    let names: Vec<Vec<u8>> = match names.payload.strip_suffix(b"/") {
+        None if names.payload.is_empty() => Vec::new(),
+        None => return Err(bad("file names")),
+        Some(listed) => listed.split(|&b| b == b'/').map(<[u8]>::to_vec).collect(),
+    };
+    if names.iter().any(Vec::is_empty) {
+        return Err(bad("an empty file name"));
+    }
+    let mut files = Vec::with_capacity(names.len());
+    for name in names {
+        let sub = subs
+            .next()
+            .filter(|s| s.kind == b'R')
+            .ok_or_else(|| bad("a file read is missing"))?;
+        let content = match sub.status.as_deref() {
+            Some("ok") => Ok(content(sub.payload, max_bytes)),
+            Some(status) => Err(status_error(status, request)),
+            None => return Err(bad("a file read without its end")),
+        };
+        files.push(NamedContent { name, content });
+    }
+    if subs.next().is_some() {
+        return Err(bad("more file reads than names"));
+    }
+    Ok(FactValue::Files(files, bound))
 }
 
 /// The first `max_bytes` of `bytes` (the script reads one more to tell whether there was more).

@@ -24,7 +24,7 @@ use sha2::Digest;
 use super::{DIRECTORY, REGULAR_FILE, SourceError, kind_from_mode, meta_from_raw};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, ProcFile, TargetPath, WalkLimits,
+    FileKind, FileMeta, NamedContent, ProcFile, TargetPath, WalkLimits,
 };
 
 mod integrity;
@@ -175,6 +175,11 @@ impl LocalRoot {
                 let digest = digest::<md5::Md5>(file, size, *max_bytes)?;
                 Ok(FactValue::Md5(digest.into()))
             }
+            FactRequest::ReadDir {
+                path,
+                max_files,
+                max_bytes,
+            } => read_dir(root, reopen, path, *max_files, *max_bytes),
             FactRequest::PackageIntegrity(spec) => {
                 integrity::answer(self, reopen, spec).map(FactValue::Integrity)
             }
@@ -698,6 +703,45 @@ fn list(root: BorrowedFd<'_>, path: &TargetPath, max_entries: u64) -> Result<Fac
         .collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(FactValue::Entries(entries, more.then_some(Bound::Entries)))
+}
+
+/// Most entries of a directory listed to find the files a [`FactRequest::ReadDir`] reads.
+const READ_DIR_LIST_MAX: u64 = 100_000;
+
+/// The first `max_files` regular files of `path` by name (not the hidden ones), each read up to
+/// `max_bytes`.
+fn read_dir(
+    root: BorrowedFd<'_>,
+    reopen: &Reopener,
+    path: &TargetPath,
+    max_files: u64,
+    max_bytes: u64,
+) -> Result<FactValue, FactError> {
+    let FactValue::Entries(entries, listed_bound) = list(root, path, READ_DIR_LIST_MAX)? else {
+        unreachable!("a listing answers entries")
+    };
+    let files: Vec<&DirEntry> = entries
+        .iter()
+        .filter(|e| e.kind == FileKind::File && !e.name.starts_with(b"."))
+        .collect();
+    let cap = usize::try_from(max_files).unwrap_or(usize::MAX);
+    let bound = listed_bound.or((files.len() > cap).then_some(Bound::Entries));
+    let read = files
+        .into_iter()
+        .take(cap)
+        .map(|e| {
+            let content = path
+                .join(&e.name)
+                .ok_or_else(|| FactError::Io("a name with a NUL byte".into()))
+                .and_then(|p| open_regular(root, reopen, &p))
+                .and_then(|(file, size)| read_bounded(file, size, max_bytes));
+            NamedContent {
+                name: e.name.clone(),
+                content,
+            }
+        })
+        .collect();
+    Ok(FactValue::Files(read, bound))
 }
 
 /// The last component of a walk's start as written (empty for `/`): the name `Named` compares

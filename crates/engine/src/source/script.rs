@@ -211,6 +211,18 @@ fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u
     };
     match request {
         FactRequest::PackageIntegrity(spec) => render_integrity(s, i, spec),
+        FactRequest::ReadDir {
+            path,
+            max_files,
+            max_bytes,
+        } => {
+            set_path(s, path.as_bytes());
+            s.push_str(&format!(
+                "kh_readdir {i} \"$kh_a\" {} {}\n",
+                (*max_files).min(SH_MAX),
+                plus_one(*max_bytes)
+            ));
+        }
         FactRequest::Stat(path) => {
             set_path(s, path.as_bytes());
             s.push_str(&format!("kh_stat {i} \"$kh_a\"\n"));
@@ -526,6 +538,39 @@ kh_read() {
     if kh_cat "$kh_R" "$3"; then kh_E=ok; else kh_E=Io:read-failed; fi
   fi
   kh_e "$1" "$kh_E"
+}
+
+# kh_readdir INDEX PATH MAXFILES COUNT: the first MAXFILES regular files directly in PATH by
+# name (not the hidden ones), each read up to COUNT bytes, as sub-frames: N (their names as
+# "name/" each; status Entries when there were more) then one R per name, in that order.
+kh_readdir() {
+  kh_b "$1"
+  if ! { kh_resolve "$2" 1 && kh_isdir; }; then kh_e "$1" "$kh_E"; return; fi
+  if [ ! -r "$kh_R" ]; then kh_e "$1" PermissionDenied; return; fi
+  kh_rd=${kh_R%/} kh_rs= kh_rn=0 kh_rb=ok
+  set +f
+  for kh_rp in "$kh_rd"/*; do
+    if [ ! -L "$kh_rp" ] && [ -f "$kh_rp" ]; then
+      kh_rn=$((kh_rn + 1))
+      if [ "$kh_rn" -gt "$3" ]; then kh_rb=Entries; break; fi
+      kh_rs=$kh_rs${kh_rp##*/}/
+    fi
+  done
+  set -f
+  printf '@S N\n'
+  printf '%s' "$kh_rs" | kh_hex
+  printf '@F %s\n' "$kh_rb"
+  IFS=/
+  for kh_rp in $kh_rs; do
+    unset IFS
+    printf '@S R\n'
+    if kh_regular "$kh_rd/$kh_rp"; then
+      if kh_cat "$kh_rd/$kh_rp" "$4"; then kh_E=ok; else kh_E=Io:read-failed; fi
+    fi
+    printf '@F %s\n' "$kh_E"
+  done
+  unset IFS
+  kh_e "$1" ok
 }
 
 # kh_proc INDEX PATH COUNT: a kernel file of the target process (not inside the target root).

@@ -727,3 +727,77 @@ fn package_integrity_is_one_request_in_one_round() {
     let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
     assert_eq!(control(&exec, "I-1").status(), ControlStatus::Passed);
 }
+
+#[test]
+fn distroless_status_d_lists_packages_and_a_partial_list_is_never_judged() {
+    let p = profile(
+        "  - id: D-1
+    impact: 0.5
+    checks:
+      - package: libc6
+        version: {min: '2.36-9+deb12u4'}
+  - id: D-2
+    impact: 0.5
+    checks:
+      - packages: ~
+        count: 2
+      - package: removed
+        exists: false
+",
+    );
+    // Distroless writes each package's control data, without a `Status` field, and (in newer
+    // images) its md5sums beside it; a stanza with a Status counts only when installed.
+    let fx = base()
+        .file(
+            "/var/lib/dpkg/status.d/libc6",
+            0o644,
+            "Package: libc6\nVersion: 2.36-9+deb12u4\nArchitecture: amd64\n",
+        )
+        .file(
+            "/var/lib/dpkg/status.d/base-files",
+            0o644,
+            "Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n",
+        )
+        .file(
+            "/var/lib/dpkg/status.d/libc6.md5sums",
+            0o644,
+            "Package: bogus\n",
+        )
+        .file(
+            "/var/lib/dpkg/status.d/removed",
+            0o644,
+            "Package: removed\nStatus: deinstall ok config-files\nVersion: 1\n",
+        )
+        .file(
+            "/var/lib/dpkg/status.d/.hidden",
+            0o644,
+            "Package: hidden\nVersion: 1\n",
+        );
+    let exec = run(&p, &fx);
+    for id in ["D-1", "D-2"] {
+        assert_eq!(
+            control(&exec, id).status(),
+            ControlStatus::Passed,
+            "{id}: {}",
+            message(&exec, id)
+        );
+    }
+    let old = fx.clone().file(
+        "/var/lib/dpkg/status.d/libc6",
+        0o644,
+        "Package: libc6\nVersion: 2.31-13+deb11u5\nArchitecture: amd64\n",
+    );
+    assert_eq!(
+        control(&run(&p, &old), "D-1").status(),
+        ControlStatus::Failed
+    );
+    // An unreadable package file leaves the list partial: an error, not a verdict.
+    let unreadable = fx.deny("/var/lib/dpkg/status.d/base-files");
+    let exec = run(&p, &unreadable);
+    assert_eq!(control(&exec, "D-2").status(), ControlStatus::ProfileError);
+    assert!(
+        message(&exec, "D-2").contains("base-files"),
+        "{}",
+        message(&exec, "D-2")
+    );
+}

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use keyhole_engine::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    FileKind, FileMeta, NamedContent, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
 };
 use md5::Md5;
 use serde_json::Value;
@@ -333,6 +333,42 @@ impl Fixture {
                     return Err(FactError::TooLarge { limit: *max_bytes });
                 }
                 Ok(FactValue::Digest(Sha256::digest(c).into()))
+            }
+            FactRequest::ReadDir {
+                path,
+                max_files,
+                max_bytes,
+            } => {
+                let dir = self.resolve(path.as_bytes(), true)?;
+                if !matches!(self.tree[&dir].node, Node::Dir) {
+                    return Err(FactError::WrongKind {
+                        expected: "directory".into(),
+                    });
+                }
+                let files: Vec<Vec<u8>> = self
+                    .children(&dir)
+                    .into_iter()
+                    .filter(|(p, e)| {
+                        Self::meta(e).kind == FileKind::File && !name(p).starts_with(b".")
+                    })
+                    .map(|(p, _)| p)
+                    .collect();
+                let bound = (files.len() as u64 > *max_files).then_some(Bound::Entries);
+                let read = files
+                    .into_iter()
+                    .take(*max_files as usize)
+                    .map(|p| NamedContent {
+                        name: name(&p).to_vec(),
+                        content: self.regular(&TargetPath::new(p.clone()).unwrap()).map(|c| {
+                            let n = c.len().min(*max_bytes as usize);
+                            Content {
+                                bytes: c[..n].to_vec(),
+                                truncated: n < c.len(),
+                            }
+                        }),
+                    })
+                    .collect();
+                Ok(FactValue::Files(read, bound))
             }
             // Composed from this source's own primitive answers, as every source does.
             FactRequest::PackageIntegrity(spec) => {

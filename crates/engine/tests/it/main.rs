@@ -6,6 +6,7 @@ mod eval_fixture;
 mod eval_profile;
 mod eval_waivers;
 mod integrity_script;
+mod read_dir;
 mod source_debian;
 mod source_fixtures;
 mod source_local;
