@@ -188,7 +188,7 @@ impl LocalRoot {
                 root: start,
                 limits,
                 ..
-            } => walk::walk_group(root, reopen, start, *limits, &[request])
+            } => walk::walk_group(root, reopen, start, *limits, &[request], cpus())
                 .pop()
                 .expect("one answer per request")
                 .map(FactValue::Walk),
@@ -223,9 +223,14 @@ impl FactSource for LocalRoot {
         // on threads of its own), so that they overlap and the short ones fill the gaps.
         let groups = walk::group(plan.requests());
         let heavy = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(_));
+        // The walks get the CPUs the hashing does not keep busy: on two CPUs, a second walk
+        // thread only competes with the hashing inside the kernel (measured: slower overall).
+        let walk_cpus = cpus()
+            .saturating_sub(plan.requests().filter(heavy).count())
+            .max(1);
         let jobs: Vec<Job<'_>> = groups
             .into_iter()
-            .map(|((start, limits), requests)| Job::Walks(start, limits, requests))
+            .map(|((start, limits), requests)| Job::Walks(start, limits, requests, walk_cpus))
             .chain(plan.requests().filter(heavy).map(Job::One))
             .chain(
                 plan.requests()
@@ -244,8 +249,8 @@ impl FactSource for LocalRoot {
 
 /// A unit of gathering work.
 enum Job<'p> {
-    /// Walks answered by one traversal (see [`walk`]).
-    Walks(&'p TargetPath, WalkLimits, Vec<&'p FactRequest>),
+    /// Walks answered by one traversal (see [`walk`]), on up to that many CPUs.
+    Walks(&'p TargetPath, WalkLimits, Vec<&'p FactRequest>, usize),
     /// Any other request.
     One(&'p FactRequest),
 }
@@ -297,9 +302,10 @@ impl LocalRoot {
     fn run_job<'p>(&self, reopen: &Reopener, job: &Job<'p>, out: &mut Answers<'p>) {
         match job {
             Job::One(request) => out.push((request, self.answer(reopen, request))),
-            Job::Walks(start, limits, requests) => match &self.root {
+            Job::Walks(start, limits, requests, cpus) => match &self.root {
                 Ok(root) => {
-                    let answers = walk::walk_group(root.as_fd(), reopen, start, *limits, requests);
+                    let answers =
+                        walk::walk_group(root.as_fd(), reopen, start, *limits, requests, *cpus);
                     out.extend(
                         requests
                             .iter()
@@ -311,6 +317,11 @@ impl LocalRoot {
             },
         }
     }
+}
+
+/// The CPUs this process may use.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Same device and inode as the scanner's `/`. Fails closed: if `/` cannot be examined, the root
@@ -569,16 +580,22 @@ impl Reopener {
         checked: &Stat,
         fallback: impl FnOnce() -> rustix::io::Result<OwnedFd>,
     ) -> Result<File, FactError> {
-        let fd = match &self.fds {
-            Some(fds) => rfs::openat(
+        if let Some(fds) = &self.fds {
+            // No second identity check here: `N` is our own descriptor (no path the target
+            // controls is resolved), and the magic link refers to the open file itself, not to
+            // a name, so the kernel reopens the very inode `checked` describes. A rename in the
+            // target cannot change what it refers to; `fds` was checked to be procfs.
+            let fd = rfs::openat(
                 fds,
-                path_fd.as_raw_fd().to_string(),
+                // The number formatted on the stack: no allocation per file.
+                rustix::path::DecInt::new(path_fd.as_raw_fd()),
                 READ_FLAGS,
                 Mode::empty(),
-            ),
-            None => fallback(),
+            )
+            .map_err(fact_error)?;
+            return Ok(File::from(fd));
         }
-        .map_err(fact_error)?;
+        let fd = fallback().map_err(fact_error)?;
         let st = rfs::fstat(&fd).map_err(fact_error)?;
         if identity(&st) != identity(checked) || require_regular(&st).is_err() {
             return Err(FactError::Io(

@@ -13,3 +13,4 @@ mod source_local;
 mod source_props;
 mod source_runc;
 mod source_script;
+mod walk_parallel;

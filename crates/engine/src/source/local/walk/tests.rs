@@ -280,3 +280,204 @@ proptest! {
         prop_assert!(w[..6].iter().all(|o| o.examined == w[0].examined && o.truncated == w[0].truncated));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The parallel walk answers exactly as the sequential one.
+
+/// Threads to force in tests (whatever the machine has), starting at once, with a queue small
+/// enough that threads also descend on their own.
+fn forced(queue_max: usize) -> super::Parallel {
+    super::Parallel {
+        threads: 3,
+        spawn_after: 0,
+        queue_max,
+    }
+}
+
+/// `run` on `dir` with every kind of query.
+fn run_all(dir: &Path, limits: WalkLimits, how: super::How) -> Option<Vec<WalkOutcome>> {
+    let root = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open root");
+    let queries = [
+        WalkQuery::Setuid,
+        WalkQuery::Setgid,
+        WalkQuery::WorldWritable,
+        named(&["id_rsa", ".env", "a.b"]),
+        contains(16, 1000),
+        contains(1000, 40),
+    ];
+    let refs: Vec<&WalkQuery> = queries.iter().collect();
+    let reopen = super::super::Reopener::new();
+    super::run(
+        std::os::fd::AsFd::as_fd(&root),
+        &reopen,
+        &tp("/"),
+        &refs,
+        limits,
+        how,
+    )
+    .expect("the root can be walked")
+}
+
+/// Names whose bytes sort differently from their paths: `.` and `-` come before `/`, so a
+/// comparison of whole paths would put `/a.b` before `/a/x`; the walk puts `/a/x` first.
+const TRICKY: [&str; 8] = ["a", "a.b", "a-b", "ab", "b", "a0", "id_rsa", ".env"];
+
+/// A random tree of up to `max` entries: (path below the root, kind, mode, content).
+fn big_tree(max: usize) -> impl Strategy<Value = Vec<(Vec<String>, u8, u32, Vec<u8>)>> {
+    let path = prop::collection::vec(prop::sample::select(TRICKY.to_vec()), 1..5)
+        .prop_map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+    let mode = prop::sample::select(vec![0o644, 0o4755, 0o2755, 0o666, 0o777, 0o1777, 0o755]);
+    let content = prop::collection::vec(
+        prop::sample::select(vec![&b"PRIVATE KEY"[..], b"xxxxxxxxxx", b"\n"]),
+        0..8,
+    )
+    .prop_map(|parts| parts.concat());
+    // Mostly directories and files, so that trees get wide and deep.
+    let kind = prop::sample::select(vec![0u8, 0, 1, 1, 1, 2]);
+    prop::collection::vec((path, kind, mode, content), 0..max)
+}
+
+fn sequential(dir: &Path, limits: WalkLimits) -> Vec<WalkOutcome> {
+    run_all(dir, limits, super::How::Sequential).expect("the sequential walk always answers")
+}
+
+#[test]
+fn walk_order_compares_components() {
+    use std::cmp::Ordering::Less;
+    let order = |a: &str, b: &str| super::walk_order(&tp(a), &tp(b));
+    // A directory before its entries, its entries before its next sibling.
+    assert_eq!(order("/a", "/a/b"), Less);
+    assert_eq!(order("/a/b", "/a.b"), Less);
+    assert_eq!(order("/a/z/z", "/a-b"), Less);
+    assert_eq!(order("/a/b", "/ab"), Less);
+    assert_eq!(order("/", "/a"), Less);
+    assert_eq!(order("/usr/", "/usr/bin"), Less);
+    assert_eq!(order("/usr/bin", "/usr/bin/su"), Less);
+    // Within a directory: bytes, whatever their meaning.
+    assert_eq!(order("/B", "/a"), Less);
+    assert_eq!(order("/a\u{e9}", "/a\u{e9}t"), Less);
+}
+
+/// Every order question in one tree: sorted in parallel, the matches come out as the sequential
+/// walk lists them.
+#[test]
+fn parallel_walk_lists_matches_in_walk_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for top in TRICKY {
+        for sub in TRICKY {
+            let d = dir.path().join(top).join(sub);
+            fs::create_dir_all(&d).expect("mkdir");
+            for name in TRICKY {
+                write(&d.join(name), KEY, 0o4755);
+            }
+        }
+    }
+    // 8 + 64 + 512 entries, every file a match of several queries.
+    let limits = WalkLimits::default();
+    let want = sequential(dir.path(), limits);
+    assert_eq!(want[0].examined, 1 + 8 + 64 + 512);
+    assert_eq!(want[0].matches.len(), 512);
+    let first: Vec<String> = want[0].matches[..9]
+        .iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "/.env/.env/.env",
+            "/.env/.env/a",
+            "/.env/.env/a-b",
+            "/.env/.env/a.b",
+            "/.env/.env/a0",
+            "/.env/.env/ab",
+            "/.env/.env/b",
+            "/.env/.env/id_rsa",
+            "/.env/a/.env",
+        ]
+    );
+    for queue_max in [1, 2, 64] {
+        for _ in 0..4 {
+            let got = run_all(
+                dir.path(),
+                limits,
+                super::How::ParallelOnly(forced(queue_max)),
+            );
+            assert_eq!(got.as_ref(), Some(&want), "queue of {queue_max}");
+        }
+    }
+}
+
+/// A walk over `max_entries` is answered by the sequential walk: the same entries, the same
+/// matches, whatever the threads did first.
+#[test]
+fn parallel_walk_over_max_entries_answers_sequentially() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for top in TRICKY {
+        for sub in TRICKY {
+            let d = dir.path().join(top).join(sub);
+            fs::create_dir_all(&d).expect("mkdir");
+            for name in TRICKY {
+                write(&d.join(name), KEY, 0o4755);
+            }
+        }
+    }
+    for max_entries in [1, 2, 9, 100, 584] {
+        let limits = WalkLimits {
+            max_entries,
+            ..WalkLimits::default()
+        };
+        let want = sequential(dir.path(), limits);
+        assert_eq!(want[0].truncated, Some(Bound::Entries));
+        assert_eq!(want[0].examined, max_entries);
+        // The attempt stops (and so answers nothing) ...
+        let attempt = run_all(dir.path(), limits, super::How::ParallelOnly(forced(2)));
+        assert_eq!(attempt, None, "max_entries {max_entries}");
+        // ... and the walk answers sequentially.
+        for _ in 0..4 {
+            let got = run_all(dir.path(), limits, super::How::Parallel(forced(2)));
+            assert_eq!(got.as_ref(), Some(&want), "max_entries {max_entries}");
+        }
+    }
+    // Exactly as many entries as allowed: no bound reached, so the parallel answer stands.
+    let limits = WalkLimits {
+        max_entries: 585,
+        ..WalkLimits::default()
+    };
+    let want = sequential(dir.path(), limits);
+    assert_eq!((want[0].truncated, want[0].examined), (None, 585));
+    let got = run_all(dir.path(), limits, super::How::ParallelOnly(forced(2)));
+    assert_eq!(got, Some(want));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_tree_parallel_equals_sequential(
+        entries in big_tree(60),
+        max_entries in prop::sample::select(vec![0u64, 1, 3, 7, 20, 40, 1000]),
+        max_depth in 0u32..5,
+        queue_max in 1usize..4,
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        build(dir.path(), &entries);
+        let limits = WalkLimits { max_entries, max_depth, ..WalkLimits::default() };
+        let want = sequential(dir.path(), limits);
+        let got = run_all(dir.path(), limits, super::How::Parallel(forced(queue_max)));
+        prop_assert_eq!(got.as_ref(), Some(&want));
+        // The attempt alone: it answers exactly when no entries bound is reached, and then
+        // answers as the sequential walk does.
+        if max_depth > 0 {
+            let attempt = run_all(dir.path(), limits, super::How::ParallelOnly(forced(queue_max)));
+            match attempt {
+                Some(got) => prop_assert_eq!(got, want),
+                None => prop_assert_eq!(want[0].truncated, Some(Bound::Entries)),
+            }
+        }
+    }
+}
