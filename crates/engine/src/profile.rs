@@ -891,6 +891,9 @@ impl Inputs {
         S: AsRef<str>,
     {
         let mut inputs = Self::defaults(profile);
+        // The profile compiled with the one override alone: when there is only one, it is the
+        // final compilation too (compiling the built-in profile costs milliseconds).
+        let mut last_alone = None;
         for o in overrides {
             let o = o.as_ref();
             let (name, value) = o.split_once('=').ok_or_else(|| EngineError::Input {
@@ -922,7 +925,8 @@ impl Inputs {
             // Checked alone against the defaults, so the error names this input.
             let mut alone = Self::defaults(profile).values;
             alone.insert(name.to_owned(), node.clone());
-            if let Some(e) = profile.compile(&alone).first_error() {
+            let compiled = profile.compile(&alone);
+            if let Some(e) = compiled.first_error() {
                 return Err(EngineError::Input {
                     name: name.to_owned(),
                     problem: format!("the profile cannot use this value: {e}"),
@@ -930,8 +934,12 @@ impl Inputs {
             }
             inputs.values.insert(name.to_owned(), node);
             inputs.overridden.insert(name.to_owned());
+            last_alone = Some(compiled);
         }
-        if !inputs.overridden.is_empty() {
+        if let (1, Some(compiled)) = (inputs.overridden.len(), last_alone) {
+            // One input overridden (perhaps several times: the last value is `alone`'s).
+            inputs.compiled = Arc::new(compiled);
+        } else if !inputs.overridden.is_empty() {
             let compiled = profile.compile(&inputs.values);
             if let Some(e) = compiled.first_error() {
                 return Err(EngineError::Input {
