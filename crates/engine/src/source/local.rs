@@ -225,8 +225,9 @@ impl FactSource for LocalRoot {
         let heavy = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(_));
         // The walks get the CPUs the hashing does not keep busy: on two CPUs, a second walk
         // thread only competes with the hashing inside the kernel (measured: slower overall).
+        let hashing = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(spec) if !spec.prefixes.is_empty());
         let walk_cpus = cpus()
-            .saturating_sub(plan.requests().filter(heavy).count())
+            .saturating_sub(plan.requests().filter(hashing).count())
             .max(1);
         let jobs: Vec<Job<'_>> = groups
             .into_iter()
