@@ -201,7 +201,7 @@ pub enum FactRequest {
         max_bytes: u64,
     },
     /// Verification of the files dpkg recorded MD5 digests for (see [`crate::integrity`]): the
-    /// `*.md5sums` lists of `/var/lib/dpkg/info` are read and every listed file under one of
+    /// `*.md5sums` lists of a directory (`/var/lib/dpkg/info`) are read and every listed file under one of
     /// the prefixes is hashed, in one request, so that one gathering pass (one exec session)
     /// answers it.
     PackageIntegrity(IntegritySpec),
@@ -218,6 +218,9 @@ pub enum FactRequest {
 /// What a [`FactRequest::PackageIntegrity`] verifies.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct IntegritySpec {
+    /// The directory of the `<package>.md5sums` lists: `/var/lib/dpkg/info`, or distroless
+    /// images' `/var/lib/dpkg/status.d`.
+    pub lists: TargetPath,
     /// Path prefixes (e.g. `/usr/bin/`) whose listed files are verified; a file is verified
     /// when its path starts with one of them.
     pub prefixes: Vec<TargetPath>,

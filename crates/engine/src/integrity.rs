@@ -17,7 +17,9 @@ use crate::matcher::show_bytes;
 
 /// The dpkg info directory, which holds one `<package>.md5sums` per package.
 pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
-/// Most entries of [`DPKG_INFO`] listed.
+/// Where distroless images keep them instead (beside one control file per package).
+pub const DPKG_STATUS_D: &str = "/var/lib/dpkg/status.d";
+/// Most entries of the lists directory listed.
 pub const LIST_MAX: u64 = 100_000;
 /// Largest `*.md5sums` list read (a larger one is used up to its last complete line).
 pub const MD5SUMS_MAX: u64 = 1 << 20;
@@ -27,28 +29,28 @@ pub const HASH_MAX: u64 = 1 << 30;
 /// Answers a batch of primitive requests, in order (one answer per request).
 pub type Ask<'a> = dyn FnMut(&[FactRequest]) -> Vec<Result<FactValue, FactError>> + 'a;
 
-/// The listing request of the first batch.
-pub fn listing() -> FactRequest {
+/// The listing request of the first batch: the lists directory of `spec`.
+pub fn listing(spec: &IntegritySpec) -> FactRequest {
     FactRequest::List {
-        path: TargetPath::new(DPKG_INFO).expect("an absolute path"),
+        path: spec.lists.clone(),
         max_entries: LIST_MAX,
     }
 }
 
-/// The reads of the second batch: the first `max` `*.md5sums` lists of `entries` by name (a
-/// list is a regular file: a symlink named like one is not followed).
-pub fn list_reads(entries: &[DirEntry], max: u64) -> Vec<FactRequest> {
+/// The reads of the second batch: the first `max` `*.md5sums` lists of `entries` (the listing
+/// of the directory `lists`) by name (a list is a regular file: a symlink named like one is not
+/// followed).
+pub fn list_reads(lists: &TargetPath, entries: &[DirEntry], max: u64) -> Vec<FactRequest> {
     let mut names: Vec<&[u8]> = entries
         .iter()
         .filter(|e| e.kind == FileKind::File && e.name.ends_with(b".md5sums"))
         .map(|e| e.name.as_slice())
         .collect();
     names.sort_unstable();
-    let info = TargetPath::new(DPKG_INFO).expect("an absolute path");
     names
         .into_iter()
         .take(usize::try_from(max).unwrap_or(usize::MAX))
-        .filter_map(|n| info.join(n))
+        .filter_map(|n| lists.join(n))
         .map(|path| FactRequest::Read {
             path,
             max_bytes: MD5SUMS_MAX,
@@ -72,14 +74,14 @@ struct Listed {
 }
 
 /// Answers `spec` by asking `ask` for the listing, then the lists, then the digests. An
-/// unreadable dpkg info directory is the answer's error (`NotFound`: not a dpkg-based target).
+/// unreadable lists directory is the answer's error (`NotFound`: not a dpkg-based target).
 pub fn verify(spec: &IntegritySpec, ask: &mut Ask<'_>) -> Result<IntegrityReport, FactError> {
-    let entries = match one(ask, &listing())? {
+    let entries = match one(ask, &listing(spec))? {
         FactValue::Entries(entries, bound) => (entries, bound),
         _ => return Err(wrong_answer()),
     };
     let mut report = IntegrityReport::default();
-    let reads = list_reads(&entries.0, spec.max_packages);
+    let reads = list_reads(&spec.lists, &entries.0, spec.max_packages);
     let lists = entries
         .0
         .iter()
@@ -217,6 +219,7 @@ mod tests {
 
     fn spec(prefixes: &[&str], max_packages: u64, max_files: u64) -> IntegritySpec {
         IntegritySpec {
+            lists: TargetPath::new(DPKG_INFO).unwrap(),
             prefixes: prefixes
                 .iter()
                 .map(|p| TargetPath::new(*p).unwrap())

@@ -232,6 +232,7 @@ pub(crate) enum Resource {
     Package(String),
     /// Files of dpkg packages whose content differs from the recorded MD5.
     Integrity {
+        lists: TargetPath,
         prefixes: Vec<TargetPath>,
         max_files: u64,
         max_packages: u64,
@@ -399,7 +400,19 @@ impl Resource {
             "package" => Self::Package(matcher::text(scope, at, node)?),
             "commands" => Self::Commands(name_list(scope, at, node)?),
             "package_integrity" => {
-                let a = args(scope, at, node, &["paths", "max_files", "max_packages"])?;
+                let a = args(
+                    scope,
+                    at,
+                    node,
+                    &["lists", "paths", "max_files", "max_packages"],
+                )?;
+                let lists = match arg(a, "lists") {
+                    Some(e) => {
+                        let v = scope.resolve(&e.value, &format!("{at}.lists"))?;
+                        target_path(scope, &format!("{at}.lists"), &v)?
+                    }
+                    None => path(crate::integrity::DPKG_INFO),
+                };
                 let prefixes = match arg(a, "paths") {
                     Some(e) => {
                         let v = scope.resolve(&e.value, &format!("{at}.paths"))?;
@@ -414,6 +427,7 @@ impl Resource {
                     None => vec![path("/")],
                 };
                 Self::Integrity {
+                    lists,
                     prefixes,
                     max_files: match arg(a, "max_files") {
                         Some(e) => positive(scope, &format!("{at}.max_files"), &e.value)?,
@@ -573,13 +587,20 @@ impl Resource {
             Self::OsRelease => "os-release".into(),
             Self::Packages => "installed packages".into(),
             Self::Package(n) => format!("package {n}"),
-            Self::Integrity { prefixes, .. } => format!(
-                "changed files of dpkg packages under {}",
+            Self::Integrity {
+                lists, prefixes, ..
+            } => format!(
+                "changed files of dpkg packages under {}{}",
                 prefixes
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if lists.as_bytes() == crate::integrity::DPKG_INFO.as_bytes() {
+                    String::new()
+                } else {
+                    format!(" (lists in {lists})")
+                }
             ),
             Self::Files { root, find, .. } => {
                 let what = match find {
@@ -715,6 +736,7 @@ impl Resource {
     /// The one request a `package_integrity` resource is answered by.
     fn integrity_request(&self) -> FactRequest {
         let Self::Integrity {
+            lists,
             prefixes,
             max_files,
             max_packages,
@@ -723,6 +745,7 @@ impl Resource {
             unreachable!("only package_integrity asks for integrity")
         };
         FactRequest::PackageIntegrity(IntegritySpec {
+            lists: lists.clone(),
             prefixes: prefixes.clone(),
             max_packages: *max_packages,
             max_files: *max_files,

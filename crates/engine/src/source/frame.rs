@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::{join_rel, meta_from_raw, walk_order};
-use crate::integrity::{self, DPKG_INFO, MD5SUMS_MAX};
+use crate::integrity::{self, MD5SUMS_MAX};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactValue, Facts, FileKind,
     FileMeta, IntegrityReport, IntegritySpec, NamedContent, TargetPath, WalkLimits, WalkOutcome,
@@ -316,7 +316,7 @@ fn integrity_report(spec: &IntegritySpec, frame: Frame) -> Result<IntegrityRepor
         let status = sub.status.as_deref().unwrap_or_default();
         match sub.kind {
             b'L' => {
-                let request = integrity::listing();
+                let request = integrity::listing(spec);
                 let answer = match status {
                     "ok" => list(&sub.payload),
                     _ => Err(status_error(status, &request)),
@@ -340,9 +340,7 @@ fn integrity_report(spec: &IntegritySpec, frame: Frame) -> Result<IntegrityRepor
                     .as_mut()
                     .and_then(Iterator::next)
                     .ok_or_else(|| bad("a list read without its name"))?;
-                let path = TargetPath::new(DPKG_INFO)
-                    .and_then(|dir| dir.join(&name))
-                    .ok_or_else(|| bad("list name"))?;
+                let path = spec.lists.join(&name).ok_or_else(|| bad("list name"))?;
                 let request = FactRequest::Read {
                     path,
                     max_bytes: MD5SUMS_MAX,

@@ -226,8 +226,10 @@ impl FactSource for LocalRoot {
         // The walks get the CPUs the hashing does not keep busy: on two CPUs, a second walk
         // thread only competes with the hashing inside the kernel (measured: slower overall).
         let hashing = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(spec) if !spec.prefixes.is_empty());
+        // One CPU for hashing, however many lists directories are asked (dpkg's and
+        // distroless's: an image has one of them, and the other answers at once).
         let walk_cpus = cpus()
-            .saturating_sub(plan.requests().filter(hashing).count())
+            .saturating_sub(usize::from(plan.requests().any(|r| hashing(&r))))
             .max(1);
         let jobs: Vec<Job<'_>> = groups
             .into_iter()

@@ -21,7 +21,7 @@
 //! is always `ok`; the answer's error, if any, is the List sub-answer's):
 //!
 //! ```text
-//! @S L                      the List of /var/lib/dpkg/info: payload as a List's
+//! @S L                      the List of the lists directory: payload as a List's
 //! @S N                      the lists to read: payload `<name>/` each (a name has no `/`)
 //! @S R                      the Read of the next list N names: payload its content
 //! @S 5                      Md5 answers: payload records `<hex digest or error code> <path>\n`
@@ -29,7 +29,7 @@
 //! ```
 //!
 //! The parser keys each sub-answer by the primitive request it answers (the List, the Read of
-//! `/var/lib/dpkg/info/<name>`, the Md5 of `<path>`, with the bounds of `integrity`) and runs
+//! `<lists directory>/<name>`, the Md5 of `<path>`, with the bounds of `integrity`) and runs
 //! `verify` on them: a request the script did not answer is "not gathered", never a pass. A path
 //! in an Md5 record comes from one line of a list, so it holds no newline. (One `N` instead of
 //! a name in each `R` saves two processes per list: only `od` can write a name.)
@@ -301,17 +301,14 @@ fn render_integrity(s: &mut String, i: usize, spec: &IntegritySpec) {
             patterns.join("|")
         ));
     }
-    debug_assert!(
-        integrity::DPKG_INFO
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'/'),
-        "the directory is written as it is"
-    );
     s.push_str(&format!(
-        "kh_integ {i} {} {} {} {} {} {}\n",
+        "kh_gdir={}\nkh_gdir=${{kh_gdir%.}}\n",
+        sh_bytes(spec.lists.as_bytes())
+    ));
+    s.push_str(&format!(
+        "kh_integ {i} {} {} \"$kh_gdir\" {} {} {}\n",
         spec.max_packages.min(SH_MAX),
         spec.max_files.min(SH_MAX),
-        integrity::DPKG_INFO,
         integrity::LIST_MAX.min(SH_MAX),
         integrity::MD5SUMS_MAX.min(SH_MAX - 1),
         integrity::HASH_MAX.min(SH_MAX),

@@ -174,7 +174,13 @@ pub(crate) fn bad() -> Fixture {
 #[test]
 fn a_hardened_container_passes_every_applicable_control() {
     let results = by_id(&scan(&good()));
-    let not_applicable = ["KH-SVC-002", "KH-SVC-004", "KH-PKG-001"];
+    let not_applicable = [
+        "KH-SVC-002",
+        "KH-SVC-004",
+        "KH-PKG-001",
+        "KH-PKG-005",
+        "KH-PKG-006",
+    ];
     for (id, (status, why)) in &results {
         let want = if not_applicable.contains(&id.as_str()) {
             ControlStatus::NotApplicable
@@ -191,9 +197,13 @@ fn a_careless_container_fails_every_control_it_violates() {
     let results = by_id(&exec);
     // The OS is identified and it has a package database; everything else is wrong.
     let passing = ["KH-OS-001", "KH-PKG-001"];
+    // A dpkg image, not a distroless one.
+    let not_applicable = ["KH-PKG-005", "KH-PKG-006"];
     for (id, (status, why)) in &results {
         let want = if passing.contains(&id.as_str()) {
             ControlStatus::Passed
+        } else if not_applicable.contains(&id.as_str()) {
+            ControlStatus::NotApplicable
         } else {
             ControlStatus::Failed
         };
@@ -276,4 +286,62 @@ fn the_fact_plan_is_small_and_does_not_depend_on_the_target() {
         // One pass, package integrity included: what standard mode's one exec session needs.
         assert_eq!(*rounds, [first.len()], "{rounds:?}");
     }
+}
+
+#[test]
+fn a_distroless_image_is_verified_through_status_d() {
+    // Distroless: one control file per package and its md5sums in status.d, no dpkg info.
+    let app = b"#!app binary";
+    let distroless = good()
+        .remove("/var/lib/dpkg")
+        .file(
+            "/var/lib/dpkg/status.d/app",
+            0o644,
+            "Package: app\nVersion: 1.0\n",
+        )
+        .file(
+            "/var/lib/dpkg/status.d/app.md5sums",
+            0o644,
+            format!("{}  usr/bin/app\n", md5_hex(app)),
+        )
+        .file("/usr/bin/app", 0o755, app.as_slice());
+    let results = by_id(&scan(&distroless));
+    for id in ["KH-PKG-005", "KH-PKG-006"] {
+        assert_eq!(
+            results[id].0,
+            ControlStatus::Passed,
+            "{id}: {}",
+            results[id].1
+        );
+    }
+    for id in ["KH-PKG-002", "KH-PKG-003"] {
+        assert_eq!(
+            results[id].0,
+            ControlStatus::NotApplicable,
+            "{id}: {}",
+            results[id].1
+        );
+    }
+    let tampered = distroless.file("/usr/bin/app", 0o755, "trojan").file(
+        "/var/lib/dpkg/status.d/app.md5sums",
+        0o644,
+        format!(
+            "{}  usr/bin/app\n{}  usr/bin/gone\n",
+            md5_hex(app),
+            md5_hex(b"x")
+        ),
+    );
+    let results = by_id(&scan(&tampered));
+    assert_eq!(results["KH-PKG-005"].0, ControlStatus::Failed);
+    assert!(
+        results["KH-PKG-005"].1.contains("/usr/bin/app"),
+        "{}",
+        results["KH-PKG-005"].1
+    );
+    assert_eq!(results["KH-PKG-006"].0, ControlStatus::Failed);
+    assert!(
+        results["KH-PKG-006"].1.contains("/usr/bin/gone"),
+        "{}",
+        results["KH-PKG-006"].1
+    );
 }

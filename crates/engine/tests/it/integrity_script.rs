@@ -212,6 +212,7 @@ fn hostile_dpkg(root: &Path, with_nul: bool) {
 
 fn spec(prefixes: &[&[u8]], max_packages: u64, max_files: u64) -> IntegritySpec {
     IntegritySpec {
+        lists: tp(keyhole_engine::integrity::DPKG_INFO),
         prefixes: prefixes.iter().map(tp).collect(),
         max_packages,
         max_files,
@@ -675,4 +676,28 @@ fn batch_output_out_of_step_falls_back_file_by_file() {
         assert!(marker.exists(), "{name}: the wrappers were not used");
         assert_eq!(report(&facts, &s), report(&local, &s), "{name}");
     }
+}
+
+#[test]
+fn the_lists_directory_is_a_parameter_quoted_like_any_path() {
+    // Distroless keeps its lists in status.d; an awkward directory name proves the quoting.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let odd: &[u8] = b"/var/lib/dpkg/status.d/$(touch pwned) \"x\"*";
+    put(root, b"usr/bin/kept", b"kept");
+    put(root, b"usr/bin/edited", b"edited");
+    let lists = [
+        line(&md5_hex(b"kept"), "  ", b"usr/bin/kept"),
+        line(&md5_hex(b"original"), "  ", b"usr/bin/edited"),
+    ]
+    .concat();
+    put(root, &[&odd[1..], b"/app.md5sums"].concat(), &lists);
+    put(root, &[&odd[1..], b"/app"].concat(), b"Package: app\n");
+    let mut s = spec(&[b"/usr/bin/"], 10, 10);
+    s.lists = tp(odd);
+    let local = same_everywhere(root, &[s.clone()]);
+    let r = report(&local, &s).unwrap();
+    assert_eq!(status_of(&r, b"/usr/bin/kept"), [&FileStatus::Unchanged]);
+    assert_eq!(status_of(&r, b"/usr/bin/edited"), [&FileStatus::Changed]);
+    assert!(r.files.iter().all(|f| f.package == "app"), "{r:?}");
 }
