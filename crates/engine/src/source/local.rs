@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -266,40 +267,17 @@ const MAX_WORKERS: usize = 4;
 type Answers<'p> = Vec<(&'p FactRequest, Result<FactValue, FactError>)>;
 
 impl LocalRoot {
-    /// Answers `jobs` on up to [`MAX_WORKERS`] threads (each takes the next job not taken), in
-    /// no particular order. Requests are independent, so the answers are the same as one after
-    /// the other; hashing hundreds of packaged files is what gains most.
+    /// Answers `jobs` on up to [`MAX_WORKERS`] threads. Requests are independent, so the
+    /// answers are the same as one after the other.
     fn run_jobs<'p>(&self, reopen: &Reopener, jobs: &[Job<'p>]) -> Answers<'p> {
-        let next = AtomicUsize::new(0);
-        let work = || {
+        in_parallel(jobs.len(), |i| {
             let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else {
-                    return out;
-                };
-                self.run_job(reopen, job, &mut out);
-            }
-        };
-        let workers = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(MAX_WORKERS)
-            .min(jobs.len());
-        std::thread::scope(|s| {
-            // A helper thread that cannot be started (a thread limit, a sandbox) only means
-            // less parallelism: this thread works through the jobs anyway.
-            let helpers: Vec<_> = (1..workers)
-                .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
-                .collect();
-            let mut all = work();
-            for h in helpers {
-                match h.join() {
-                    Ok(out) => all.extend(out),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            all
+            self.run_job(reopen, &jobs[i], &mut out);
+            out
         })
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn run_job<'p>(&self, reopen: &Reopener, job: &Job<'p>, out: &mut Answers<'p>) {
@@ -320,6 +298,43 @@ impl LocalRoot {
             },
         }
     }
+}
+
+/// `work(i)` for every `i < len`, in index order, computed on up to [`MAX_WORKERS`] threads
+/// (this one included; each takes the next index not taken).
+pub(super) fn in_parallel<T: Send + Sync>(len: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<OnceLock<T>> = (0..len).map(|_| OnceLock::new()).collect();
+    let run = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else {
+                return;
+            };
+            let _ = slot.set(work(i));
+        }
+    };
+    let workers = cpus().min(MAX_WORKERS).min(len);
+    std::thread::scope(|s| {
+        // A helper thread that cannot be started (a thread limit, a sandbox) only means less
+        // parallelism: this thread works through the indices anyway.
+        let helpers: Vec<_> = (1..workers)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, run).ok())
+            .collect();
+        run();
+        for h in helpers {
+            if let Err(panic) = h.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .expect("every index is worked before the threads end")
+        })
+        .collect()
 }
 
 /// The CPUs this process may use.

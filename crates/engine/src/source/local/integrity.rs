@@ -5,10 +5,9 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 
-use super::{LocalRoot, MAX_WORKERS, Reopener, digest, identity, open_regular_stat};
+use super::{LocalRoot, Reopener, digest, identity, in_parallel, open_regular_stat};
 use crate::{FactError, FactRequest, FactValue, IntegrityReport, IntegritySpec, TargetPath};
 
 /// Answers `spec` from `src` (see [`crate::integrity::verify`]).
@@ -31,50 +30,19 @@ pub(super) fn answer(
 /// A digest already computed (or being computed) for one inode.
 type Seen = HashMap<(u64, u64), Option<Result<[u8; 16], FactError>>>;
 
-/// The MD5 answers of `requests` (all `Md5`), in order, hashed on up to [`MAX_WORKERS`]
-/// threads.
+/// The MD5 answers of `requests` (all `Md5`), in order, hashed on several threads.
 fn digests(
     root: BorrowedFd<'_>,
     reopen: &Reopener,
     requests: &[FactRequest],
 ) -> Vec<Result<FactValue, FactError>> {
-    let answers: Vec<OnceLock<Result<FactValue, FactError>>> =
-        requests.iter().map(|_| OnceLock::new()).collect();
-    let next = AtomicUsize::new(0);
     let seen = (Mutex::new(Seen::new()), Condvar::new());
-    let work = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(FactRequest::Md5 { path, max_bytes }) = requests.get(i) else {
-                return;
-            };
-            let answer = md5_once(root, reopen, path, *max_bytes, &seen).map(FactValue::Md5);
-            let _ = answers[i].set(answer);
+    in_parallel(requests.len(), |i| match &requests[i] {
+        FactRequest::Md5 { path, max_bytes } => {
+            md5_once(root, reopen, path, *max_bytes, &seen).map(FactValue::Md5)
         }
-    };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_WORKERS)
-        .min(requests.len());
-    std::thread::scope(|s| {
-        // A helper that cannot be started only means less parallelism.
-        let helpers: Vec<_> = (1..workers)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
-            .collect();
-        work();
-        for h in helpers {
-            if let Err(panic) = h.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-    });
-    answers
-        .into_iter()
-        .map(|a| {
-            a.into_inner()
-                .unwrap_or_else(|| Err(FactError::Io("not gathered".into())))
-        })
-        .collect()
+        _ => Err(FactError::Io("not an MD5 request".into())),
+    })
 }
 
 /// The MD5 of the regular file at `path`; a file whose inode another thread hashes (or has
