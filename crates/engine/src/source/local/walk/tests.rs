@@ -363,10 +363,9 @@ fn walk_order_compares_components() {
     assert_eq!(order("/a\u{e9}", "/a\u{e9}t"), Less);
 }
 
-/// Every order question in one tree: sorted in parallel, the matches come out as the sequential
-/// walk lists them.
-#[test]
-fn parallel_walk_lists_matches_in_walk_order() {
+/// Every tricky name as a top directory, a subdirectory of each, and a setuid file holding a
+/// key in each of those: 8 + 64 + 512 entries.
+fn tricky_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     for top in TRICKY {
         for sub in TRICKY {
@@ -377,6 +376,14 @@ fn parallel_walk_lists_matches_in_walk_order() {
             }
         }
     }
+    dir
+}
+
+/// Every order question in one tree: sorted in parallel, the matches come out as the sequential
+/// walk lists them.
+#[test]
+fn parallel_walk_lists_matches_in_walk_order() {
+    let dir = tricky_tree();
     // 8 + 64 + 512 entries, every file a match of several queries.
     let limits = WalkLimits::default();
     let want = sequential(dir.path(), limits);
@@ -416,16 +423,7 @@ fn parallel_walk_lists_matches_in_walk_order() {
 /// matches, whatever the threads did first.
 #[test]
 fn parallel_walk_over_max_entries_answers_sequentially() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    for top in TRICKY {
-        for sub in TRICKY {
-            let d = dir.path().join(top).join(sub);
-            fs::create_dir_all(&d).expect("mkdir");
-            for name in TRICKY {
-                write(&d.join(name), KEY, 0o4755);
-            }
-        }
-    }
+    let dir = tricky_tree();
     for max_entries in [1, 2, 9, 100, 584] {
         let limits = WalkLimits {
             max_entries,
