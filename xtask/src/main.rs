@@ -7,6 +7,9 @@
 //!   `kubernetes-validate --strict` (oldest and newest supported Kubernetes) and `checkov` on
 //!   them; tools are installed into a venv under `target/` at pinned versions.
 //!
+//! - `cluster up [--k8s 1.37|1.34] | down | env`: a real kube-apiserver and controller manager
+//!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
+//!   each release in turn (part of `ci`).
 //! - `bench`: speed and memory as ratios against baselines measured in the same run.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
 //!   run by the GitHub workflow, not available on the project's machines).
@@ -14,6 +17,7 @@
 //! The cheap checks (`tidy`) are plain `#[test]`s in this crate, so `cargo test` runs them too.
 
 mod bench;
+mod cluster;
 mod e2e;
 mod gates;
 #[cfg(test)]
@@ -32,11 +36,19 @@ fn main() -> Result<()> {
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
         "bench" => bench::run_bench(),
+        "cluster" => cluster::command(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "realapi" => cluster::realapi(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|bench|e2e>");
+            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"
+            );
+            eprintln!(
+                "  cluster up [--k8s 1.37|1.34] | down | env   a real control plane on loopback"
+            );
+            eprintln!(
+                "  realapi  the real-control-plane tests, on each Kubernetes release in turn"
             );
             bail!("unknown task {task:?}")
         }
@@ -103,6 +115,7 @@ fn ci() -> Result<()> {
     )?;
     gates::run()?;
     static_agent()?;
+    cluster::realapi()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
     // One plain closing line for whoever reads the log: the sum over all test binaries.
     println!("tests: {passed} passed, {failed} failed");
