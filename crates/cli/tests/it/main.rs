@@ -7,6 +7,7 @@ mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
+mod realapi;
 mod scan;
 mod session;
 mod signals;
