@@ -474,9 +474,12 @@ impl Pki {
             "etcd-client",
             leaf(&etcd_ca, "kube-apiserver-etcd-client", &[], &[], false)?,
         )?;
-        // The ServiceAccount token signing key (ES256); the API server derives the public key
-        // that verifies tokens from the same file.
-        write_private(&pki.path("sa.key"), &KeyPair::generate()?.serialize_pem())?;
+        // The ServiceAccount token signing key (ES256) and the public key that verifies tokens
+        // (the API server reads only public keys, or PKCS#1/SEC1 private keys, from
+        // --service-account-key-file; rcgen writes PKCS#8).
+        let sa = KeyPair::generate()?;
+        write_private(&pki.path("sa.key"), &sa.serialize_pem())?;
+        std::fs::write(pki.path("sa.pub"), sa.public_key_pem())?;
         Ok(pki)
     }
 
@@ -724,7 +727,7 @@ fn start(state: &Path, kube: &Path, etcd: &Path) -> Result<Up> {
             "--allow-privileged=true".into(),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            pki.arg("service-account-key-file", "sa.key"),
+            pki.arg("service-account-key-file", "sa.pub"),
             pki.arg("service-account-signing-key-file", "sa.key"),
             // For the node to come (see the module doc).
             pki.arg("kubelet-client-certificate", "kubelet-client.crt"),

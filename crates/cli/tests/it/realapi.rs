@@ -35,7 +35,9 @@ use keyhole_core::{
 use keyhole_credentials::{ClusterEndpoint, ScopedToken};
 use keyhole_scanners::{ImageRef, InjectOptions};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, AttachParams, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use secrecy::ExposeSecret as _;
 
@@ -531,10 +533,18 @@ async fn realapi_kubernetes_authorizer_allows_exactly_the_hand_written_matrix_pe
         );
         let (code, _) = clean_ending(&audit_records(&log));
         assert_eq!(code, 0);
-        assert_eq!(
-            whoami(&client).await,
-            Err(401),
-            "{mode}: the token must die with the run"
+        // The API server checks the bound Secret through its informer cache: the refusal
+        // follows the deletion within moments, not at once.
+        let cleaned = std::time::Instant::now();
+        eventually(
+            Duration::from_secs(15),
+            &format!("{mode}: the token is refused (401) once the run is cleaned up"),
+            || async { whoami(&client).await == Err(401) },
+        )
+        .await;
+        eprintln!(
+            "{mode}: token refused {:.0?} after cleanup",
+            cleaned.elapsed()
         );
         eprintln!(
             "{mode}: {} of {} SubjectAccessReviews allowed, as written",
@@ -926,5 +936,122 @@ async fn realapi_reap_after_a_killed_access_run_leaves_nothing() {
     );
     assert_eq!(managed(&admin, &ns).await, Vec::<String>::new(), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
+    delete_namespace(&admin, &ns).await;
+}
+
+// ------------------------------------------------------------------- exec: get and create
+
+/// The HTTP status of a WebSocket exec into the target (no node runs it, so an authorized
+/// request fails after authorization, with another status than 403).
+async fn exec_status(client: &Client, ns: &str) -> u16 {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    match pods
+        .exec(POD, ["id"], &AttachParams::default().container("app"))
+        .await
+    {
+        Ok(_) => 101,
+        Err(kube::Error::UpgradeConnection(
+            kube::client::UpgradeConnectionError::ProtocolSwitch(s),
+        )) => s.as_u16(),
+        Err(kube::Error::Api(s)) => s.code,
+        Err(e) => panic!("exec: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane: run cargo xtask realapi"]
+async fn realapi_websocket_exec_needs_create_from_1_35_and_keyhole_grants_both() {
+    let (admin, endpoint) = admin().await;
+    let minor: u32 = admin
+        .apiserver_version()
+        .await
+        .unwrap()
+        .minor
+        .trim_end_matches('+')
+        .parse()
+        .unwrap();
+    let ns = namespace(&admin, "exec", false).await;
+    create_pod(&admin, &target_pod(&ns, POD)).await.unwrap();
+
+    // A ServiceAccount granted only `get` on pods/exec (what sufficed before 1.35).
+    let sa = "exec-get-only";
+    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: ObjectMeta {
+                    name: Some(sa.into()),
+                    ..ObjectMeta::default()
+                },
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": sa},
+        "rules": [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get"],
+                   "resourceNames": [POD]}],
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}],
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let answer = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .create_token_request(
+            sa,
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let token = ScopedToken::checked(
+        answer.status.unwrap().token.unwrap().into(),
+        &keyhole_credentials::ExpectedClaims {
+            namespace: ns.clone(),
+            service_account: sa.into(),
+            not_after: Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(600))
+                .unwrap(),
+            audiences: vec![],
+            bound_secret: None,
+        },
+        Timestamp::now(),
+    )
+    .unwrap();
+    let get_only = exec_status(&token_client(&endpoint, &ns, &token), &ns).await;
+
+    // keyhole's standard run grants get and create.
+    let run = new_run(&ns, ScanMode::Standard);
+    let applied = apply(&admin, &run).await;
+    let token = keyhole_credentials::mint(&admin, &run, &[], &applied.anchor_uid, Timestamp::now())
+        .await
+        .unwrap();
+    let keyhole = exec_status(&token_client(&endpoint, &ns, &token), &ns).await;
+    eprintln!("1.{minor}: exec with get only → {get_only}, with keyhole's role → {keyhole}");
+    assert_ne!(
+        keyhole, 403,
+        "1.{minor}: keyhole's standard role must allow exec"
+    );
+    if minor >= 35 {
+        assert_eq!(get_only, 403, "1.{minor}: WebSocket exec needs create too");
+    } else {
+        assert_ne!(
+            get_only, 403,
+            "1.{minor}: WebSocket exec is authorized as get"
+        );
+    }
     delete_namespace(&admin, &ns).await;
 }
