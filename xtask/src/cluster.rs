@@ -204,8 +204,8 @@ fn bin_dir(version: &str, module: &Path) -> Result<PathBuf> {
     Ok(cache_root()?.join(version).join(module_key(module)?))
 }
 
-/// Builds `packages` of `module` into `out` (atomically: into `out/.partial` first), niced so
-/// it shares the machine politely.
+/// Builds `packages` of `module` into `out` (atomically: into `out/.partial-<pid>` first, so
+/// two clones building at once do not mix their files), niced so it shares the machine.
 fn go_build(module: &Path, out: &Path, tags: &str, ldflags: &str, packages: &[&str]) -> Result<()> {
     let cache = cache_root()?;
     let go = Command::new("go").arg("version").output();
@@ -214,7 +214,7 @@ fn go_build(module: &Path, out: &Path, tags: &str, ldflags: &str, packages: &[&s
         "the real control plane is built from Go modules: install Go (1.26 or later; see {})",
         module.join("go.mod").display()
     );
-    let partial = out.join(".partial");
+    let partial = out.join(format!(".partial-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
     let started = Instant::now();
