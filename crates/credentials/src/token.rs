@@ -18,7 +18,7 @@ pub fn token_expiration_seconds(ttl: Ttl) -> i64 {
 /// The anchor Secret of a run: an empty, immutable Secret that the token is bound to, so that
 /// deleting it (or its owner, the run's ServiceAccount) revokes the token: within seconds, not at
 /// once, since kube-apiserver caches a successful token check for up to 10 s (measured on 1.34
-/// and 1.37: refused 7–8 s after the run's cleanup). A Secret is
+/// and 1.37: refused 7–9 s after the run's cleanup). A Secret is
 /// used because TokenRequest binds only to Pods, Secrets and Nodes; it holds no data and the
 /// run's Role grants no access to it.
 pub fn anchor_secret(run: &Run, owner: OwnerReference) -> Secret {
