@@ -162,6 +162,9 @@ pub(crate) fn realapi() -> Result<()> {
                 .env(VERSION_ENV, k8s.version))?;
             Ok(tests.elapsed())
         });
+        if result.is_err() {
+            keep_logs(k8s);
+        }
         let stopped = down();
         let tests = result.with_context(|| format!("realapi on Kubernetes {}", k8s.version))?;
         stopped?;
@@ -173,6 +176,18 @@ pub(crate) fn realapi() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Copies the control plane's logs to `target/cluster-logs/<version>/` (the state directory
+/// is removed by `down`), for a failed run to be diagnosed.
+fn keep_logs(k8s: &Release) {
+    let keep = root().join("target/cluster-logs").join(k8s.version);
+    let _ = std::fs::create_dir_all(&keep);
+    for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        let log = format!("{name}.log");
+        let _ = std::fs::copy(state_dir().join(&log), keep.join(&log));
+    }
+    eprintln!("control-plane logs kept in {}", keep.display());
 }
 
 // ------------------------------------------------------------------------------ binaries
