@@ -157,6 +157,7 @@ proptest! {
         let rb = role_binding(&run, UID);
 
         let names: Vec<String> = pods.iter().map(|p| p.to_string()).collect();
+        prop_assert!(!role.rules.as_deref().unwrap().is_empty(), "the Role has rules");
         for rule in role.rules.as_deref().unwrap() {
             prop_assert_eq!(rule.resource_names.as_ref(), Some(&names));
         }
@@ -173,7 +174,9 @@ proptest! {
         let planned: BTreeSet<ResourceRequest> =
             planned_requests(mode, &namespace, &pods).unwrap().into_iter().collect();
         prop_assert_eq!(&planned, &expected, "planned_requests lists what {} needs", mode);
-        for (why, r) in dangerous_requests(&namespace, &pods) {
+        let dangerous = dangerous_requests(&namespace, &pods);
+        prop_assert!(dangerous.len() > 30, "only {} dangerous requests", dangerous.len());
+        for (why, r) in dangerous {
             prop_assert!(!role_allows(&role, &r.clone().into()), "allowed: {} ({})", r, why);
         }
 
