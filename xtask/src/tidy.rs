@@ -60,10 +60,12 @@ fn ci_and_readme_agree_on_the_test_command() {
 
 #[test]
 fn every_crate_uses_the_workspace_lints() {
-    for e in std::fs::read_dir(root().join("crates"))
+    let crates: Vec<_> = std::fs::read_dir(root().join("crates"))
         .expect("crates/")
         .flatten()
-    {
+        .collect();
+    assert!(crates.len() > 10, "found only {} crates", crates.len());
+    for e in crates {
         let manifest = std::fs::read_to_string(e.path().join("Cargo.toml")).expect("Cargo.toml");
         assert!(
             manifest.contains("[lints]\nworkspace = true"),
