@@ -152,22 +152,7 @@ fn root_tier_under_sudo(saf: &Path) -> Result<(u64, u64)> {
             out.status
         );
     }
-    let mut binaries = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] == "compiler-artifact"
-            && msg["profile"]["test"] == true
-            && let (Some(exe), Some(manifest)) =
-                (msg["executable"].as_str(), msg["manifest_path"].as_str())
-        {
-            let dir = Path::new(manifest)
-                .parent()
-                .context("a manifest path has a directory")?;
-            binaries.push((PathBuf::from(exe), dir.to_path_buf()));
-        }
-    }
+    let binaries = test_binaries(&String::from_utf8_lossy(&out.stdout));
     if binaries.is_empty() {
         bail!("cargo built no test binary for {ROOT_TIER:?}");
     }
@@ -231,6 +216,41 @@ fn static_agent() -> Result<()> {
     }
     eprintln!("keyhole-agent: statically linked ({})", bin.display());
     Ok(())
+}
+
+/// The test executables in cargo's `--message-format=json` output, each with its package
+/// directory (where cargo would run it).
+fn test_binaries(messages: &str) -> Vec<(PathBuf, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter_map(|m| {
+            let exe = m["executable"].as_str()?;
+            let dir = Path::new(m["manifest_path"].as_str()?).parent()?;
+            Some((PathBuf::from(exe), dir.to_path_buf()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn test_binaries_are_the_test_artifacts_with_their_package_directories() {
+    let messages = [
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":false},"executable":null}"#,
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":true},"executable":"/w/target/debug/deps/it-1"}"#,
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":false},"executable":"/w/target/debug/examples/gather"}"#,
+        r#"{"reason":"build-finished","success":true}"#,
+        "not json",
+    ]
+    .join("\n");
+    assert_eq!(
+        test_binaries(&messages),
+        [(
+            PathBuf::from("/w/target/debug/deps/it-1"),
+            PathBuf::from("/w/crates/engine")
+        )]
+    );
 }
 
 /// Runs `cargo test` (or one test binary), in the workspace root unless `cmd` names a
