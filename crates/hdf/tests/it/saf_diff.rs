@@ -2,9 +2,10 @@
 //!
 //! Needs `KEYHOLE_SAF_BIN` naming the `saf` executable of SAF CLI 1.5.3: `cargo xtask ci`
 //! installs it under `target/saf` and sets the variable. Without it the test fails and says so.
-//! Starting the CLI costs about 2-3 s, so the corpus is judged by one Node process that runs
-//! SAF's own command entry point (`@oclif/core` `run` with the same argv) once per case; a few
-//! cases are also run as separate `saf` processes to check that the batch judges as the CLI does.
+//! Starting the CLI costs about 2-3 s, so the corpus is judged by one Node process per core, each
+//! running SAF's own command entry point (`@oclif/core` `run` with the same argv) once per case;
+//! a few cases are also run as separate `saf` processes to check that the batch judges as the
+//! CLI does.
 //!
 //! SAF stops at the first failed check, keyhole reports every one. So each failing case is also
 //! "peeled": the threshold is rewritten with its first 1, 2, … failed checks satisfied, and SAF
