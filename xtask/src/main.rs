@@ -91,8 +91,20 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Packages whose tests need root (real `runc` containers, device nodes, `setpriv`, files of
+/// other owners). As root they run with the rest; otherwise they are built as the user and
+/// their test binaries run under `sudo -n`, so that nothing in `target/` becomes root's.
+const ROOT_TIER: &[&str] = &["keyhole-engine"];
+
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
+    let privilege = tools::Privilege::detect()?;
+    if privilege == tools::Privilege::Sudo {
+        eprintln!(
+            "xtask ci: not running as root: apt-get and the tests of {ROOT_TIER:?} (real \
+             containers) run under `sudo -n`"
+        );
+    }
     tools::apt_install(tools::TEST_PACKAGES)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
@@ -107,12 +119,23 @@ fn ci() -> Result<()> {
     // The threshold crate is checked case by case against the real SAF CLI.
     let saf = tools::saf()?;
     // CI=true makes insta fail on a missing or changed snapshot instead of writing a new one.
-    let (passed, failed) = cargo_test(
-        cargo()
-            .args(["test", "--workspace", "--locked"])
-            .env("CI", "true")
-            .env("KEYHOLE_SAF_BIN", saf),
-    )?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"])
+        .env("CI", "true")
+        .env("KEYHOLE_SAF_BIN", &saf);
+    let (passed, failed) = match privilege {
+        tools::Privilege::Root => cargo_test(&mut test)?,
+        tools::Privilege::Sudo => {
+            for p in ROOT_TIER {
+                test.args(["--exclude", p]);
+            }
+            let (mut passed, mut failed) = cargo_test(&mut test)?;
+            let (p, f) = root_tier_under_sudo(&saf)?;
+            passed += p;
+            failed += f;
+            (passed, failed)
+        }
+    };
     gates::run()?;
     static_agent()?;
     cluster::realapi()?;
@@ -120,6 +143,57 @@ fn ci() -> Result<()> {
     // One plain closing line for whoever reads the log: the sum over all test binaries.
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// The [`ROOT_TIER`] when not root: builds its test binaries as the user, runs each under
+/// `sudo -n` from its package directory (as cargo would), and its doc tests as the user.
+fn root_tier_under_sudo(saf: &Path) -> Result<(u64, u64)> {
+    let mut build = cargo();
+    build
+        .args(["test", "--locked", "--no-run", "--message-format=json"])
+        .env("CI", "true")
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit());
+    for p in ROOT_TIER {
+        build.args(["-p", p]);
+    }
+    eprintln!("$ {}", show(&build));
+    let out = build.output().context("cannot start cargo test --no-run")?;
+    if !out.status.success() {
+        bail!(
+            "building the tests of {ROOT_TIER:?} failed ({})",
+            out.status
+        );
+    }
+    let binaries = test_binaries(&String::from_utf8_lossy(&out.stdout));
+    if binaries.is_empty() {
+        bail!("cargo built no test binary for {ROOT_TIER:?}");
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let saf = saf.display().to_string();
+    let (mut passed, mut failed) = (0, 0);
+    for (exe, dir) in &binaries {
+        let dir_text = dir.display().to_string();
+        let env = [
+            ("CI", "true"),
+            ("KEYHOLE_SAF_BIN", saf.as_str()),
+            ("PATH", path.as_str()),
+            ("CARGO_MANIFEST_DIR", dir_text.as_str()),
+            ("RUST_BACKTRACE", "1"),
+        ];
+        let mut cmd = tools::Privilege::Sudo.command(&env, exe);
+        cmd.current_dir(dir);
+        let (p, f) = cargo_test(&mut cmd)?;
+        passed += p;
+        failed += f;
+    }
+    let mut doc = cargo();
+    doc.args(["test", "--locked", "--doc"]).env("CI", "true");
+    for p in ROOT_TIER {
+        doc.args(["-p", p]);
+    }
+    let (p, f) = cargo_test(&mut doc)?;
+    Ok((passed + p, failed + f))
 }
 
 /// Builds `keyhole-agent` statically linked (it is copied into debug and sidecar images that
@@ -157,13 +231,51 @@ fn static_agent() -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test`, passing its output through, and sums the `test result:` lines of every
-/// test binary; fails when cargo does.
+/// The test executables in cargo's `--message-format=json` output, each with its package
+/// directory (where cargo would run it).
+fn test_binaries(messages: &str) -> Vec<(PathBuf, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter_map(|m| {
+            let exe = m["executable"].as_str()?;
+            let dir = Path::new(m["manifest_path"].as_str()?).parent()?;
+            Some((PathBuf::from(exe), dir.to_path_buf()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[test]
+fn test_binaries_are_the_test_artifacts_with_their_package_directories() {
+    let messages = [
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":false},"executable":null}"#,
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":true},"executable":"/w/target/debug/deps/it-1"}"#,
+        r#"{"reason":"compiler-artifact","manifest_path":"/w/crates/engine/Cargo.toml","profile":{"test":false},"executable":"/w/target/debug/examples/gather"}"#,
+        r#"{"reason":"build-finished","success":true}"#,
+        "not json",
+    ]
+    .join("\n");
+    assert_eq!(
+        test_binaries(&messages),
+        [(
+            PathBuf::from("/w/target/debug/deps/it-1"),
+            PathBuf::from("/w/crates/engine")
+        )]
+    );
+}
+
+/// Runs `cargo test` (or one test binary), in the workspace root unless `cmd` names a
+/// directory, passing its output through, and sums the `test result:` lines of every test
+/// binary; fails when the command does.
 fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
     use std::io::{BufRead as _, BufReader};
     eprintln!("$ {}", show(cmd));
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let mut child = cmd
-        .current_dir(root())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("cannot start cargo test")?;
@@ -190,7 +302,10 @@ fn cargo_test(cmd: &mut Command) -> Result<(u64, u64)> {
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!("cargo test failed ({status}): {passed} passed, {failed} failed");
+        bail!(
+            "{} failed ({status}): {passed} passed, {failed} failed",
+            show(cmd)
+        );
     }
     Ok((passed, failed))
 }

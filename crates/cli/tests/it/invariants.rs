@@ -13,7 +13,14 @@ fn steps(args: &[&str]) -> Vec<Value> {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let v: Value = serde_json::from_str(&plan(&all)).expect("plan -o json is JSON");
-    v["steps"].as_array().expect("steps").clone()
+    let steps = v["steps"].as_array().expect("steps").clone();
+    // So that loops over the steps cannot pass on nothing.
+    assert!(
+        steps.len() >= 4,
+        "a plan creates at least a ServiceAccount, its anchor Secret, a Role and a RoleBinding: \
+         {steps:?}"
+    );
+    steps
 }
 
 fn bodies_of_kind(steps: &[Value], kind: &str) -> Vec<Value> {
@@ -85,14 +92,17 @@ fn share_process_namespace_only_on_sidecar_pods() {
         ],
         LAUNCH,
     ];
+    let mut launch_pods = 0;
     for args in scenarios {
         for step in steps(args) {
             let b = &step["body"];
             let shares = b["spec"]["shareProcessNamespace"] == true;
             let is_launch_pod = b["kind"] == "Pod";
+            launch_pods += usize::from(is_launch_pod);
             assert_eq!(shares, is_launch_pod, "{args:?}: {}", step["path"]);
         }
     }
+    assert_eq!(launch_pods, 1, "the launch scenario plans one sidecar pod");
 }
 
 #[test]

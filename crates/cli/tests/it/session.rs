@@ -272,7 +272,9 @@ async fn rewrite_expiry(cluster: &keyhole_testkit::FakeCluster, at: Timestamp) {
         "metadata": {"annotations": {keyhole_core::EXPIRES_AT_ANNOTATION: at.to_string()}}
     }));
     let pp = PatchParams::default();
-    for o in cluster.managed_objects() {
+    let objects = cluster.managed_objects();
+    assert!(!objects.is_empty(), "there are objects to expire");
+    for o in objects {
         let ns = o.namespace.as_deref().unwrap();
         let r = match o.kind.as_str() {
             "ServiceAccount" => Api::<ServiceAccount>::namespaced(admin.clone(), ns)

@@ -483,7 +483,7 @@ fn exec_schema() -> &'static jsonschema::Validator {
     V.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/hdf-schema/exec-json.json"
+            "/../../fixtures/hdf-schema/exec-json.json"
         );
         let text =
             std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));

@@ -305,9 +305,8 @@ proptest! {
         let base = builtin_text();
         let start = at % base.len();
         let end = (start + cut).min(base.len());
-        if !base.is_char_boundary(start) || !base.is_char_boundary(end) {
-            return Ok(());
-        }
+        // Rejected, not passed: proptest fails the test when too many cases are rejected.
+        prop_assume!(base.is_char_boundary(start) && base.is_char_boundary(end));
         let text = format!("{}{}{}", &base[..start], insert, &base[end..]);
         let r = Profile::from_yaml_str(&text, "fuzz.yaml");
         assert_located(&text, r)?;

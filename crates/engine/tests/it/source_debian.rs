@@ -30,11 +30,13 @@ fn mirror() -> String {
     {
         return first.to_string();
     }
+    // Only a Debian archive serves bookworm: on an Ubuntu host (a GitHub runner) apt's entries
+    // are Ubuntu mirrors, and the public Debian mirror is used instead.
     let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
     list.lines()
         .filter_map(|l| l.strip_prefix("deb "))
         .filter_map(|l| l.split_whitespace().find(|w| w.contains("://")))
-        .next()
+        .find(|uri| uri.contains("debian"))
         .unwrap_or("http://deb.debian.org/debian")
         .to_string()
 }

@@ -545,6 +545,7 @@ fn only_a_reader_with_the_targets_uid_may_read_its_root() {
     assert!(matches!(answer(&same, &environ), Ok(FactValue::Content(_))));
 
     let other = reader.gather_as(OTHER, c.pid);
+    assert_eq!(other.len(), same.len(), "every request is answered");
     for (r, a) in other.iter() {
         match r {
             // World-readable kernel files of the process stay readable; the rest is denied.

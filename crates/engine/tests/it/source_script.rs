@@ -111,6 +111,11 @@ fn rendered_scripts_are_ascii_and_no_name_reaches_the_shell_parser() {
             !dir.path().join("pwned").exists(),
             "{name}: a name was executed"
         );
+        assert_eq!(
+            facts.len(),
+            plan.requests().count(),
+            "{name}: every request is answered"
+        );
         for (r, a) in facts.iter() {
             assert_eq!(a, &Err(FactError::NotFound), "{name}: {r:?}");
         }

@@ -9,7 +9,7 @@ use keyhole_hdf::{
 };
 use serde_json::json;
 
-use crate::support::{Rng, control, exec, profile, read_shared, result, single};
+use crate::support::{Rng, control, exec, profile, read_fixture, result, single};
 
 use ResultStatus::{Error as E, Failed as F, Passed as P, Skipped as S};
 
@@ -391,7 +391,7 @@ fn random_exec(rng: &mut Rng) -> Execution {
 /// Hand-made executions: rounding edges and every rule or quirk, including ones SAF crashes on.
 fn fixed_execs() -> Vec<(String, Execution)> {
     let mut out = Vec::new();
-    let sample = Execution::from_json_str(&read_shared("samples/sample-exec.json")).unwrap();
+    let sample = Execution::from_json_str(&read_fixture("samples/sample-exec.json")).unwrap();
     out.push(("sample".into(), sample));
     for (p, f, s, e) in [
         (2, 1, 0, 0),
@@ -505,7 +505,7 @@ fn fixed_execs() -> Vec<(String, Execution)> {
     out
 }
 
-/// The whole corpus: fixed cases (with the shared sample thresholds for the sample) and
+/// The whole corpus: fixed cases (with the sample thresholds of `fixtures/samples/` for the sample) and
 /// random executions, about 30 in all.
 pub(crate) fn build() -> Vec<Case> {
     let mut rng = Rng::new(SEED);
@@ -522,7 +522,7 @@ pub(crate) fn build() -> Vec<Case> {
                 "threshold-fail-compliance.yaml",
                 "generated-threshold.yaml",
             ] {
-                thresholds.push((file.into(), read_shared(&format!("samples/{file}"))));
+                thresholds.push((file.into(), read_fixture(&format!("samples/{file}"))));
             }
             // Reading quirks, on the sample (2 passed, 1 failed: C2 medium, C1 passed high).
             for (label, yaml) in [

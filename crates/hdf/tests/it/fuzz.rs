@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::strategies::json_value;
-use crate::support::read_shared;
+use crate::support::read_fixture;
 
 /// Every JSON pointer to a value inside `value`.
 fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
@@ -30,7 +30,7 @@ fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
 }
 
 fn sample() -> (Value, Vec<String>) {
-    let value: Value = serde_json::from_str(&read_shared("samples/sample-exec.json")).unwrap();
+    let value: Value = serde_json::from_str(&read_fixture("samples/sample-exec.json")).unwrap();
     let mut all = Vec::new();
     pointers(&value, String::new(), &mut all);
     (value, all)
@@ -114,7 +114,7 @@ proptest! {
     fn threshold_parser_never_panics_on_arbitrary_yaml(value in prop_oneof![json_value(), threshold_like()]) {
         let yaml = serde_norway::to_string(&value).unwrap();
         if let Ok(threshold) = Threshold::from_yaml_str(&yaml) {
-            let exec = Execution::from_json_str(&read_shared("samples/sample-exec.json")).unwrap();
+            let exec = Execution::from_json_str(&read_fixture("samples/sample-exec.json")).unwrap();
             let _ = evaluate(&exec, &threshold);
         }
     }

@@ -3,7 +3,7 @@
 use keyhole_hdf::{Execution, HdfError, RefValue, ResultStatus, WaiverFlag};
 use serde_json::{Value, json};
 
-use crate::support::{assert_schema_valid, control, read_shared, single};
+use crate::support::{assert_schema_valid, control, read_fixture, single};
 
 /// Drops `null` members of objects, recursively: the writer leaves absent optional fields out
 /// instead of writing `null`, which means the same to the schema and to Heimdall.
@@ -22,7 +22,7 @@ fn without_nulls(value: Value) -> Value {
 
 #[test]
 fn sample_round_trip_keeps_every_value() {
-    let text = read_shared("samples/sample-exec.json");
+    let text = read_fixture("samples/sample-exec.json");
     let original: Value = serde_json::from_str(&text).unwrap();
     let exec = Execution::from_json_str(&text).unwrap();
     let written: Value = serde_json::from_str(&exec.to_json_pretty().unwrap()).unwrap();
@@ -93,7 +93,7 @@ fn unknown_fields_survive_at_every_level() {
 
 #[test]
 fn reader_accepts_what_inspecjs_accepts() {
-    let mut value: Value = serde_json::from_str(&read_shared("samples/sample-exec.json")).unwrap();
+    let mut value: Value = serde_json::from_str(&read_fixture("samples/sample-exec.json")).unwrap();
     let result = &mut value["profiles"][0]["controls"][0]["results"][0];
     // A result without status (inspecjs: "no_status"), a null backtrace, a waiver flag string.
     result["status"] = Value::Null;
@@ -112,7 +112,7 @@ fn reader_accepts_what_inspecjs_accepts() {
 
 #[test]
 fn reader_refuses_missing_required_fields_with_a_helpful_message() {
-    let sample: Value = serde_json::from_str(&read_shared("samples/sample-exec.json")).unwrap();
+    let sample: Value = serde_json::from_str(&read_fixture("samples/sample-exec.json")).unwrap();
     for pointer in [
         "/version",
         "/statistics",

@@ -1,56 +1,216 @@
 //! Differential test against the real MITRE SAF CLI (`saf validate threshold -i HDF -T FILE`).
 //!
-//! Runs only when `KEYHOLE_SAF_BIN` names the `saf` executable (e.g.
-//! `target/saf/node_modules/.bin/saf` after `npm install @mitre/saf@1.5.3 --ignore-scripts`).
-//! Starting the CLI costs about 2-3 s, so the corpus is judged by one Node process that runs
-//! SAF's own command entry point (`@oclif/core` `run` with the same argv) once per case; a few
-//! cases are also run as separate `saf` processes to check that the batch judges as the CLI does.
+//! Needs `KEYHOLE_SAF_BIN` naming the `saf` executable of SAF CLI 1.5.3: `cargo xtask ci`
+//! installs it under `target/saf` and sets the variable. Without it the test fails and says so.
+//! Starting the CLI costs about 2-3 s, so the corpus is judged by one Node process per core, each
+//! running SAF's own command entry point (`@oclif/core` `run` with the same argv) once per case;
+//! a few cases are also run as separate `saf` processes to check that the batch judges as the
+//! CLI does.
+//!
+//! SAF stops at the first failed check, keyhole reports every one. So each failing case is also
+//! "peeled": the threshold is rewritten with its first 1, 2, … failed checks satisfied, and SAF
+//! must then report keyhole's second, third, … violation, and finally pass. Crashes are compared
+//! by reason: each SAF exception must be the one keyhole's error names.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use keyhole_hdf::{Execution, Threshold, evaluate};
+use keyhole_hdf::{Execution, Threshold, Verdict, evaluate};
 use serde_json::Value;
+use serde_norway::Value as Yaml;
 
 use crate::corpus;
 use crate::support::assert_schema_valid;
+
+/// The SAF CLI release the semantics are pinned to (as `xtask/src/tools.rs` installs it).
+const SAF_VERSION: &str = "1.5.3";
 
 /// What a judge said about one (HDF, threshold) pair.
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
     /// "All validation tests passed".
     Pass,
-    /// A failed check, with the message SAF prints after `Error: `.
+    /// A failed check, with the message SAF prints after `Error: ` (keyhole: its first
+    /// violation, which is the one SAF reports).
     Fail(String),
-    /// No verdict: SAF threw (keyhole: an error result).
+    /// No verdict: SAF threw (keyhole: an error result), with the reason.
     Crash(String),
 }
 
-impl Outcome {
-    fn agrees_with(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Crash(_), Self::Crash(_)) => true,
-            (a, b) => a == b,
-        }
+/// Which SAF exception goes with which keyhole error, written from SAF 1.5.3's observed
+/// behaviour: (what keyhole's error says, what SAF's exception says). A crash pair agrees only
+/// when one row matches both reasons.
+const CRASHES: &[(&str, &str)] = &[
+    (
+        "has no profiles",
+        "TypeError: Cannot read properties of undefined (reading 'contains')",
+    ),
+    (
+        "has tag `severity` of an unusable type",
+        "TypeError: raw.tags.severity?.toLowerCase is not a function",
+    ),
+    (
+        "has tag `nist` of an unusable type",
+        "TypeError: rawNist.match is not a function",
+    ),
+    (
+        "is part of an overlay cycle",
+        "RangeError: Maximum call stack size exceeded",
+    ),
+];
+
+/// The row of [`CRASHES`] that pairs keyhole's error `ours` with SAF's exception `theirs`.
+fn crash_row(ours: &str, theirs: &str) -> Option<usize> {
+    CRASHES
+        .iter()
+        .position(|(k, s)| ours.contains(k) && theirs.contains(s))
+}
+
+/// Whether keyhole's outcome `ours` agrees with SAF's `theirs`: the same pass, the same first
+/// failure message, or crashes for the same reason (see [`CRASHES`]).
+fn agrees(ours: &Outcome, theirs: &Outcome) -> bool {
+    match (ours, theirs) {
+        (Outcome::Crash(a), Outcome::Crash(b)) => crash_row(a, b).is_some(),
+        (a, b) => a == b,
     }
 }
 
-fn keyhole(hdf: &str, threshold: &str) -> Outcome {
+/// Keyhole's verdict on one pair (the first violation stands for SAF's message), and the
+/// verdict itself when there is one.
+fn keyhole(hdf: &str, threshold: &str) -> (Outcome, Option<Verdict>) {
     let exec = match Execution::from_json_str(hdf) {
         Ok(exec) => exec,
-        Err(e) => return Outcome::Crash(e.to_string()),
+        Err(e) => return (Outcome::Crash(e.to_string()), None),
     };
     let threshold = match Threshold::from_yaml_str(threshold) {
         Ok(t) => t,
-        Err(e) => return Outcome::Crash(e.to_string()),
+        Err(e) => return (Outcome::Crash(e.to_string()), None),
     };
     match evaluate(&exec, &threshold) {
-        Ok(v) if v.passed => Outcome::Pass,
-        Ok(v) => Outcome::Fail(v.violations[0].message.clone()),
-        Err(e) => Outcome::Crash(e.to_string()),
+        Ok(v) if v.passed => (Outcome::Pass, Some(v)),
+        Ok(v) => (Outcome::Fail(v.violations[0].message.clone()), Some(v)),
+        Err(e) => (Outcome::Crash(e.to_string()), None),
     }
+}
+
+/// Looks through YAML tags (`!!int 5` is a number to SAF's parser and to keyhole's).
+fn untagged(v: &Yaml) -> &Yaml {
+    match v {
+        Yaml::Tagged(t) => untagged(&t.value),
+        v => v,
+    }
+}
+
+/// The value that satisfies `check`, whatever the execution: `min` bounds 0, `max` bounds a
+/// million (compliance: 100), an exact total the actual count. `None` for a `controls` list,
+/// which is removed instead (no list passes when the actual one is empty).
+fn satisfying(check: &str, verdict: &Verdict) -> Option<Yaml> {
+    let parts: Vec<&str> = check.split('.').collect();
+    match parts[..] {
+        [.., "controls"] => None,
+        ["compliance", "max"] => Some(Yaml::from(100)),
+        [.., "min"] => Some(Yaml::from(0)),
+        [.., "max"] => Some(Yaml::from(1_000_000)),
+        [status, "total"] => {
+            let t = &verdict.counts.total;
+            let count = match status {
+                "passed" => t.passed,
+                "failed" => t.failed,
+                "skipped" => t.skipped,
+                "error" => t.error,
+                "no_impact" => t.no_impact,
+                _ => panic!("unexpected check {check}"),
+            };
+            Some(Yaml::from(count))
+        }
+        _ => panic!("unexpected check {check}"),
+    }
+}
+
+/// The nested mapping entry at `path` (keys as written), if every step is a mapping.
+fn nested_mut<'a>(doc: &'a mut Yaml, path: &[&str]) -> Option<&'a mut Yaml> {
+    let (last, parents) = path.split_last()?;
+    let mut at = doc;
+    for key in parents {
+        at = match at {
+            Yaml::Mapping(m) => m.get_mut(*key)?,
+            _ => return None,
+        };
+    }
+    match at {
+        Yaml::Mapping(m) => m.get_mut(*last),
+        _ => None,
+    }
+}
+
+/// `threshold` rewritten so that `check` passes and nothing else changes meaning: the entry SAF
+/// reads is set to a [`satisfying`] value where it has one, else removed (with every spelling
+/// of it, so that no other spelling takes over). A file SAF reads as nested stays nested.
+fn satisfy(threshold: &str, check: &str, verdict: &Verdict) -> String {
+    let mut doc: Yaml = serde_norway::from_str(threshold).expect("keyhole parsed this threshold");
+    let Yaml::Mapping(top) = &doc else {
+        panic!("a threshold that yields violations is a mapping: {threshold}")
+    };
+    let flattened = top.values().all(|v| matches!(untagged(v), Yaml::Number(_)));
+    let path: Vec<&str> = check.split('.').collect();
+    match satisfying(check, verdict) {
+        Some(value) if flattened => {
+            // SAF unflattens every key split on `.` into its first three parts (JavaScript's
+            // `split('.', 3)` drops the rest; an empty third part adds no level), a later key
+            // replacing an earlier one: set every key that reads as `check`, whichever wins.
+            let Yaml::Mapping(top) = &mut doc else {
+                unreachable!()
+            };
+            let mut set = 0;
+            for (key, slot) in top.iter_mut() {
+                let key = key.as_str().expect("flattened keys are strings");
+                let mut parts = key.split('.');
+                let mut reads_as = vec![parts.next().unwrap_or_default()];
+                reads_as.push(parts.next().unwrap_or("undefined"));
+                reads_as.extend(parts.next().filter(|p| !p.is_empty()));
+                if reads_as == path {
+                    *slot = value.clone();
+                    set += 1;
+                }
+            }
+            assert!(set > 0, "no entry for {check} in\n{threshold}");
+        }
+        Some(value) => {
+            // A nested file's checks are read with lodash `get` (a literal top-level key first),
+            // except compliance, which SAF reads through the nested mapping only.
+            let literal = !check.starts_with("compliance.") && top.contains_key(check);
+            let slot = if literal {
+                let Yaml::Mapping(top) = &mut doc else {
+                    unreachable!()
+                };
+                top.get_mut(check)
+            } else {
+                nested_mut(&mut doc, &path)
+            };
+            *slot.unwrap_or_else(|| panic!("no entry for {check} in\n{threshold}")) = value;
+        }
+        None => {
+            let Yaml::Mapping(top) = &mut doc else {
+                unreachable!()
+            };
+            top.remove(check);
+            let (last, parents) = path.split_last().unwrap();
+            if let Some(Yaml::Mapping(parent)) = nested_mut(&mut doc, parents) {
+                parent.remove(*last);
+            }
+            let Yaml::Mapping(top) = &mut doc else {
+                unreachable!()
+            };
+            let now_flat = top.values().all(|v| matches!(untagged(v), Yaml::Number(_)));
+            if !flattened && now_flat {
+                // A key neither judge reads, so that the file is still read as nested.
+                top.insert(Yaml::from("keyhole-peel"), Yaml::from("kept nested"));
+            }
+        }
+    }
+    serde_norway::to_string(&doc).unwrap()
 }
 
 /// Reads SAF's outcome from its exit code and output lines.
@@ -99,6 +259,28 @@ const cases = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
   fs.writeFileSync(process.argv[4], JSON.stringify(results));
 })();
 "#;
+
+/// Judges `pairs` with SAF in one Node process per available core (each in its own
+/// subdirectory of `dir`), in order.
+fn run_batches(saf: &Path, dir: &Path, pairs: &[(PathBuf, PathBuf)]) -> Vec<Outcome> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let chunk = pairs.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = pairs
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let sub = dir.join(format!("batch-{i}"));
+                std::fs::create_dir_all(&sub).unwrap();
+                s.spawn(move || run_batch(saf, &sub, part))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
 
 fn run_batch(saf: &Path, dir: &Path, pairs: &[(PathBuf, PathBuf)]) -> Vec<Outcome> {
     let driver = dir.join("driver.js");
@@ -163,8 +345,20 @@ fn run_cli(saf: &Path, hdf: &Path, threshold: &Path) -> Outcome {
     )
 }
 
-/// Writes the corpus to `dir`; returns (case label, HDF path, threshold path, keyhole outcome).
-fn write_corpus(dir: &Path) -> Vec<(String, PathBuf, PathBuf, Outcome)> {
+/// One (HDF, threshold) pair to judge.
+struct Pair {
+    label: String,
+    hdf: PathBuf,
+    threshold: PathBuf,
+    /// Keyhole's outcome on this pair.
+    ours: Outcome,
+    /// For a peeled threshold: what SAF must say, from keyhole's verdict on the original
+    /// threshold (its next failed check, or a pass once all are satisfied).
+    peel_expected: Option<Outcome>,
+}
+
+/// Writes the corpus to `dir`, each failing threshold followed by its peeled versions.
+fn write_corpus(dir: &Path) -> Vec<Pair> {
     let mut out = Vec::new();
     for (i, case) in corpus::build().into_iter().enumerate() {
         // Executions SAF crashes on are written without validation: they stay schema-valid.
@@ -174,12 +368,42 @@ fn write_corpus(dir: &Path) -> Vec<(String, PathBuf, PathBuf, Outcome)> {
         for (j, (label, yaml)) in case.thresholds.iter().enumerate() {
             let threshold = dir.join(format!("{i:02}-{j:02}.yaml"));
             std::fs::write(&threshold, yaml).unwrap();
-            out.push((
-                format!("{} / {label}", case.name),
-                hdf.clone(),
+            let (ours, verdict) = keyhole(&hdf_text, yaml);
+            out.push(Pair {
+                label: format!("{} / {label}", case.name),
+                hdf: hdf.clone(),
                 threshold,
-                keyhole(&hdf_text, yaml),
-            ));
+                ours,
+                peel_expected: None,
+            });
+            let Some(verdict) = verdict.filter(|v| !v.passed) else {
+                continue;
+            };
+            // Each failed check once, with its first message (a `controls` check can fail
+            // several ways; SAF stops at the first).
+            let mut checks: Vec<(&str, &str)> = Vec::new();
+            for v in &verdict.violations {
+                if !checks.iter().any(|(c, _)| *c == v.check) {
+                    checks.push((&v.check, &v.message));
+                }
+            }
+            let mut text = yaml.clone();
+            for k in 1..=checks.len() {
+                text = satisfy(&text, checks[k - 1].0, &verdict);
+                let peeled = dir.join(format!("{i:02}-{j:02}-peel{k:02}.yaml"));
+                std::fs::write(&peeled, &text).unwrap();
+                let expected = match checks.get(k) {
+                    Some((_, message)) => Outcome::Fail((*message).to_owned()),
+                    None => Outcome::Pass,
+                };
+                out.push(Pair {
+                    label: format!("{} / {label} with {k} check(s) satisfied", case.name),
+                    hdf: hdf.clone(),
+                    threshold: peeled,
+                    ours: keyhole(&hdf_text, &text).0,
+                    peel_expected: Some(expected),
+                });
+            }
         }
     }
     out
@@ -247,75 +471,116 @@ fn corpus_is_schema_valid_and_reaches_every_check() {
 
 #[test]
 fn verdicts_agree_with_the_saf_cli() {
-    let Some(saf) = std::env::var_os("KEYHOLE_SAF_BIN").map(PathBuf::from) else {
-        // Written past the test harness's capture so that the skip is visible in CI logs.
-        let _ = writeln!(
-            std::io::stderr(),
-            "saf_diff: KEYHOLE_SAF_BIN is not set; the differential test against the SAF CLI was NOT run"
-        );
-        return;
-    };
+    let saf = std::env::var_os("KEYHOLE_SAF_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "KEYHOLE_SAF_BIN is not set, so keyhole's verdicts cannot be compared with MITRE's \
+                 SAF CLI. `cargo xtask ci` installs SAF CLI {SAF_VERSION} under target/saf and sets \
+                 it; by hand: install `@mitre/saf@{SAF_VERSION}` with npm as xtask/src/tools.rs \
+                 does, then set KEYHOLE_SAF_BIN=target/saf/node_modules/.bin/saf"
+            )
+        });
+    assert!(
+        saf.is_file(),
+        "KEYHOLE_SAF_BIN={} is not a file; `cargo xtask ci` installs SAF CLI {SAF_VERSION} under \
+         target/saf",
+        saf.display()
+    );
     let started = Instant::now();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("saf-diff");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let corpus = write_corpus(&dir);
-    let pairs: Vec<(PathBuf, PathBuf)> = corpus
+    let files: Vec<(PathBuf, PathBuf)> = corpus
         .iter()
-        .map(|(_, h, t, _)| (h.clone(), t.clone()))
+        .map(|p| (p.hdf.clone(), p.threshold.clone()))
         .collect();
-    let saf_outcomes = run_batch(&saf, &dir, &pairs);
+    let saf_outcomes = run_batches(&saf, &dir, &files);
 
-    // The batch must judge as the `saf` executable itself: check a pass, a compliance failure
-    // and a count failure (or whatever the corpus offers first) in separate processes.
+    // The batch must judge as the `saf` executable itself: check a pass, a compliance failure,
+    // a count failure, a controls failure and a crash in separate processes.
     let mut spot: Vec<usize> = Vec::new();
-    let kinds: [fn(&Outcome) -> bool; 4] = [
+    let kinds: [fn(&Outcome) -> bool; 5] = [
         |o| *o == Outcome::Pass,
         |o| matches!(o, Outcome::Fail(m) if m.starts_with("Overall")),
         |o| matches!(o, Outcome::Fail(m) if m.contains("Threshold not met")),
         |o| matches!(o, Outcome::Fail(m) if m.starts_with("Expected")),
+        |o| matches!(o, Outcome::Crash(_)),
     ];
     for wanted in kinds {
-        spot.extend(saf_outcomes.iter().position(wanted));
+        spot.push(
+            saf_outcomes
+                .iter()
+                .position(wanted)
+                .expect("the corpus has a case of every kind"),
+        );
     }
     let cli: Vec<Outcome> = std::thread::scope(|s| {
         let handles: Vec<_> = spot
             .iter()
             .map(|&i| {
-                let (saf, pair) = (&saf, &pairs[i]);
+                let (saf, pair) = (&saf, &files[i]);
                 s.spawn(move || run_cli(saf, &pair.0, &pair.1))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (&i, cli_outcome) in spot.iter().zip(&cli) {
-        assert_eq!(
-            cli_outcome, &saf_outcomes[i],
-            "batch and CLI disagree on {}",
-            corpus[i].0
+        let batch = &saf_outcomes[i];
+        let same = match (cli_outcome, batch) {
+            // The CLI prints its own wrapper around an exception; the reason must be in it.
+            (Outcome::Crash(c), Outcome::Crash(b)) => c.contains(b.as_str()),
+            (c, b) => c == b,
+        };
+        assert!(
+            same,
+            "batch and CLI disagree on {}:\n  cli:   {cli_outcome:?}\n  batch: {batch:?}",
+            corpus[i].label
         );
     }
 
     let mut disagreements = Vec::new();
-    let (mut passes, mut fails, mut crashes) = (0, 0, 0);
-    for ((label, hdf, threshold, ours), theirs) in corpus.iter().zip(&saf_outcomes) {
+    let (mut passes, mut fails, mut crashes, mut peeled) = (0, 0, 0, 0);
+    let mut rows_seen = vec![false; CRASHES.len()];
+    for (pair, theirs) in corpus.iter().zip(&saf_outcomes) {
         match theirs {
             Outcome::Pass => passes += 1,
             Outcome::Fail(_) => fails += 1,
             Outcome::Crash(_) => crashes += 1,
         }
-        if !ours.agrees_with(theirs) {
+        if let (Outcome::Crash(a), Outcome::Crash(b)) = (&pair.ours, theirs)
+            && let Some(row) = crash_row(a, b)
+        {
+            rows_seen[row] = true;
+        }
+        let place = format!(
+            "{} ({} with {})",
+            pair.label,
+            pair.hdf.display(),
+            pair.threshold.display()
+        );
+        if !agrees(&pair.ours, theirs) {
             disagreements.push(format!(
-                "{label} ({} with {}):\n  saf:     {theirs:?}\n  keyhole: {ours:?}",
-                hdf.display(),
-                threshold.display()
+                "{place}:\n  saf:     {theirs:?}\n  keyhole: {:?}",
+                pair.ours
             ));
+        }
+        if let Some(expected) = &pair.peel_expected {
+            peeled += 1;
+            if expected != theirs {
+                disagreements.push(format!(
+                    "{place}:\n  saf:     {theirs:?}\n  keyhole's verdict on the original \
+                     threshold lists next: {expected:?}"
+                ));
+            }
         }
     }
     let _ = writeln!(
         std::io::stderr(),
-        "saf_diff: {} cases ({passes} pass, {fails} fail, {crashes} crash) judged by SAF; {} spot-checked as separate \
-         processes; {} disagreements; {:.1} s",
+        "saf_diff: {} cases ({passes} pass, {fails} fail, {crashes} crash; {peeled} of them peeled \
+         thresholds) judged by SAF; {} spot-checked as separate processes; {} disagreements; \
+         {:.1} s",
         corpus.len(),
         spot.len(),
         disagreements.len(),
@@ -325,5 +590,19 @@ fn verdicts_agree_with_the_saf_cli() {
         disagreements.is_empty(),
         "keyhole and SAF disagree:\n{}",
         disagreements.join("\n")
+    );
+    let unseen: Vec<&str> = CRASHES
+        .iter()
+        .zip(&rows_seen)
+        .filter(|(_, seen)| !**seen)
+        .map(|((k, _), _)| *k)
+        .collect();
+    assert!(
+        unseen.is_empty(),
+        "no corpus case crashes both judges as {unseen:?}: the corpus lost a crash case"
+    );
+    assert!(
+        peeled > 50 && crashes >= 8,
+        "the corpus must reach later violations and crashes: {peeled} peeled, {crashes} crashes"
     );
 }

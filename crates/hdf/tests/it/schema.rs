@@ -6,11 +6,11 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::strategies;
-use crate::support::{assert_schema_valid, control, read_shared, schema_errors, single};
+use crate::support::{assert_schema_valid, control, read_fixture, schema_errors, single};
 
 #[test]
 fn sample_is_schema_valid_and_its_round_trip_too() {
-    let text = read_shared("samples/sample-exec.json");
+    let text = read_fixture("samples/sample-exec.json");
     assert!(schema_errors(&serde_json::from_str(&text).unwrap()).is_empty());
     let exec = Execution::from_json_str(&text).unwrap();
     assert_schema_valid(&exec.to_json_pretty().unwrap());
@@ -19,7 +19,7 @@ fn sample_is_schema_valid_and_its_round_trip_too() {
 
 #[test]
 fn invalid_sample_is_rejected_by_the_schema_and_by_the_reader() {
-    let text = read_shared("samples/invalid-exec.json");
+    let text = read_fixture("samples/invalid-exec.json");
     let value: Value = serde_json::from_str(&text).unwrap();
     let errors = schema_errors(&value).join("\n");
     // The sample lacks `platform.release`, has a result without `start_time` and a `pending` status.

@@ -1,4 +1,5 @@
-//! Shared helpers: paths to `shared/`, the HDF schema validator, builders and a seeded RNG.
+//! Shared helpers: the repository's `fixtures/`, the HDF schema validator, builders and a
+//! seeded RNG.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -9,20 +10,21 @@ use keyhole_hdf::{
 };
 use serde_json::{Value, json};
 
-/// `shared/` beside the repository clone (the same relative layout in CI).
-pub(crate) fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+/// The repository's `fixtures/` (HDF schema and samples; sources in `fixtures/README.md`).
+pub(crate) fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
-pub(crate) fn read_shared(relative: &str) -> String {
-    let path = shared_dir().join(relative);
+/// The text of `fixtures/<relative>`.
+pub(crate) fn read_fixture(relative: &str) -> String {
+    let path = fixtures_dir().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
 fn exec_schema() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
-        let schema: Value = serde_json::from_str(&read_shared("hdf-schema/exec-json.json"))
+        let schema: Value = serde_json::from_str(&read_fixture("hdf-schema/exec-json.json"))
             .expect("schema is JSON");
         jsonschema::validator_for(&schema).expect("exec-json.json compiles")
     })

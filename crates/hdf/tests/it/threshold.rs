@@ -121,7 +121,7 @@ fn entries_saf_never_reads_are_listed_as_ignored() {
 
 #[test]
 fn generated_sample_threshold_reads_like_saf() {
-    let t = parse(&crate::support::read_shared(
+    let t = parse(&crate::support::read_fixture(
         "samples/generated-threshold.yaml",
     ));
     assert_eq!(t.compliance.min, Some(40.0));

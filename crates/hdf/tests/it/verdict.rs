@@ -1,16 +1,16 @@
-//! Verdicts: the shared sample vectors and each SAF rule on small executions.
+//! Verdicts: the sample vectors of `fixtures/samples/` and each SAF rule on small executions.
 
 use keyhole_hdf::{
     Counts, Execution, HdfError, ResultStatus, Severity, Threshold, Verdict, evaluate,
 };
 use serde_json::json;
 
-use crate::support::{control, exec, profile, read_shared, single};
+use crate::support::{control, exec, profile, read_fixture, single};
 
 use ResultStatus::{Error as E, Failed as F, Passed as P, Skipped as S};
 
 fn sample() -> Execution {
-    Execution::from_json_str(&read_shared("samples/sample-exec.json")).unwrap()
+    Execution::from_json_str(&read_fixture("samples/sample-exec.json")).unwrap()
 }
 
 fn judge(exec: &Execution, threshold_yaml: &str) -> Verdict {
@@ -61,11 +61,11 @@ fn sample_compliance_is_40_with_na_excluded() {
 #[test]
 fn sample_thresholds_pass_and_fail_as_saf_judges_them() {
     let exec = sample();
-    assert!(judge(&exec, &read_shared("samples/threshold-pass.yaml")).passed);
-    assert!(judge(&exec, &read_shared("samples/generated-threshold.yaml")).passed);
+    assert!(judge(&exec, &read_fixture("samples/threshold-pass.yaml")).passed);
+    assert!(judge(&exec, &read_fixture("samples/generated-threshold.yaml")).passed);
     let v = judge(
         &exec,
-        &read_shared("samples/threshold-fail-compliance.yaml"),
+        &read_fixture("samples/threshold-fail-compliance.yaml"),
     );
     assert!(!v.passed);
     assert_eq!(v.violations.len(), 1);
@@ -80,7 +80,7 @@ fn generated_threshold_catches_a_regression_with_every_violation_in_saf_order() 
     let mut exec = sample();
     // C1 (impact 0.7: high) now fails instead of passing.
     exec.profiles[0].controls[0].results[0].status = Some(F);
-    let v = judge(&exec, &read_shared("samples/generated-threshold.yaml"));
+    let v = judge(&exec, &read_fixture("samples/generated-threshold.yaml"));
     assert_eq!(v.compliance, 20);
     assert_eq!(
         checks(&v),
