@@ -276,8 +276,7 @@ mod tests {
     const B: [u8; 16] = [0xbb; 16];
 
     fn line(d: [u8; 16], path: &str) -> String {
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{hex}  {path}\n")
+        format!("{}  {path}\n", hex::encode(d))
     }
 
     #[test]
