@@ -6,7 +6,7 @@ mod check;
 mod error;
 mod eval;
 mod facts;
-pub mod integrity;
+mod integrity;
 mod matcher;
 mod profile;
 mod resource;
