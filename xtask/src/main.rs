@@ -16,6 +16,7 @@
 mod bench;
 mod e2e;
 mod gates;
+mod package;
 #[cfg(test)]
 mod tidy;
 mod tools;
@@ -32,6 +33,7 @@ fn main() -> Result<()> {
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
         "bench" => bench::run_bench(),
+        "package" => package::run_package(),
         _ => {
             eprintln!("usage: cargo xtask <ci|gates|bench|e2e>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
@@ -101,6 +103,7 @@ fn ci() -> Result<()> {
             .env("CI", "true")
             .env("KEYHOLE_SAF_BIN", saf),
     )?;
+    package::run_package()?;
     gates::run()?;
     static_agent()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
