@@ -1,16 +1,12 @@
 //! The `environment` resource: the target process's environment variables (values are secret:
 //! never shown in messages).
 
-use super::args::no_args;
 use super::{Ctx, FieldSpec, Kind, NamedWalks, PROC_MAX, Rec, Record, RecordSet};
 use super::{bytes, f, proc, secret};
-use crate::EngineError;
 use crate::facts::{FactPlan, ProcFile};
 use crate::matcher::FieldType::Text;
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target::{self, EnvVar};
-use crate::yaml::Node;
 
 /// The target process's environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,13 +14,6 @@ pub(crate) struct Environment;
 
 /// The fields of environment variables.
 const FIELDS: &[FieldSpec] = &[f("name", Text), secret("value", Text)];
-
-impl Environment {
-    /// `environment: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
-}
 
 impl Kind for Environment {
     const FIELDS: &'static [FieldSpec] = FIELDS;

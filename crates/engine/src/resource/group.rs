@@ -1,15 +1,11 @@
 //! The `group` resource: the entries of `/etc/group`, which also name the groups of files.
 
-use super::args::no_args;
 use super::{ACCOUNT_DB_MAX, Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet};
 use super::{bytes, f, opt_int, read, text};
-use crate::EngineError;
 use crate::facts::{FactPlan, FactRequest};
 use crate::matcher::FieldType::{Int, List, Text};
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target::{self, GroupEntry};
-use crate::yaml::Node;
 
 /// The group database.
 const GROUP: &str = "/etc/group";
@@ -29,13 +25,6 @@ const FIELDS: &[FieldSpec] = &[
 /// The read of the group database.
 pub(super) fn request() -> FactRequest {
     read(GROUP, ACCOUNT_DB_MAX)
-}
-
-impl Group {
-    /// `group: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
 }
 
 impl Kind for Group {

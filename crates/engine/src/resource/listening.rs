@@ -1,16 +1,12 @@
 //! The `listening` resource: sockets accepting traffic in the target's network namespace, from
 //! its `/proc/<pid>/net` tables.
 
-use super::args::no_args;
 use super::{Ctx, FieldSpec, Kind, NamedWalks, PROC_MAX, Rec, Record, RecordSet};
 use super::{f, opt_int, proc, text};
-use crate::EngineError;
 use crate::facts::{FactPlan, ProcFile};
 use crate::matcher::FieldType::{Bool, Int, Text};
 use crate::matcher::{Issue, Value};
-use crate::scope::Scope;
 use crate::target::{self, Socket};
-use crate::yaml::Node;
 
 /// The socket tables read, with the protocol each lists.
 const NET_FILES: [(ProcFile, &str); 4] = [
@@ -33,13 +29,6 @@ const FIELDS: &[FieldSpec] = &[
     f("loopback", Bool),
     f("uid", Int),
 ];
-
-impl Listening {
-    /// `listening: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
-}
 
 impl Kind for Listening {
     const FIELDS: &'static [FieldSpec] = FIELDS;

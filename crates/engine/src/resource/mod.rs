@@ -30,6 +30,7 @@ use crate::facts::{FactPlan, FactRequest, ProcFile, TargetPath, WalkLimits};
 use crate::matcher::{FieldType, Issue, Value};
 use crate::scope::Scope;
 use crate::yaml::Node;
+use args::no_args;
 
 pub(crate) use ctx::Ctx;
 pub(crate) use files::Find;
@@ -228,23 +229,25 @@ impl Resource {
     ) -> Result<Option<Self>, EngineError> {
         let at = &format!("{at}.{key}");
         let node = &*scope.resolve(node, at)?;
+        // A resource without an argument: null (or an empty mapping) only.
+        let unit = |r: Self| no_args(scope, at, node).map(|()| r);
         Ok(Some(match key {
             "file" => Self::File(file::File::parse(scope, at, node, false)?),
             "directory" => Self::File(file::File::parse(scope, at, node, true)?),
-            "passwd" => Self::Passwd(passwd::Passwd::parse(scope, at, node)?),
-            "shadow" => Self::Shadow(shadow::Shadow::parse(scope, at, node)?),
-            "group" => Self::Group(group::Group::parse(scope, at, node)?),
-            "os_release" => Self::OsRelease(os_release::OsRelease::parse(scope, at, node)?),
-            "packages" => Self::Packages(packages::Packages::parse_all(scope, at, node)?),
+            "passwd" => unit(Self::Passwd(passwd::Passwd))?,
+            "shadow" => unit(Self::Shadow(shadow::Shadow))?,
+            "group" => unit(Self::Group(group::Group))?,
+            "os_release" => unit(Self::OsRelease(os_release::OsRelease))?,
+            "packages" => unit(Self::Packages(packages::Packages { name: None }))?,
             "package" => Self::Packages(packages::Packages::parse_one(scope, at, node)?),
             "package_integrity" => {
                 Self::Integrity(package_integrity::PackageIntegrity::parse(scope, at, node)?)
             }
             "files" => Self::Files(files::Files::parse(scope, at, node)?),
             "commands" => Self::Commands(commands::Commands::parse(scope, at, node)?),
-            "process" => Self::Process(process::Process::parse(scope, at, node)?),
-            "environment" => Self::Environment(environment::Environment::parse(scope, at, node)?),
-            "listening" => Self::Listening(listening::Listening::parse(scope, at, node)?),
+            "process" => unit(Self::Process(process::Process))?,
+            "environment" => unit(Self::Environment(environment::Environment))?,
+            "listening" => unit(Self::Listening(listening::Listening))?,
             _ => return Ok(None),
         }))
     }

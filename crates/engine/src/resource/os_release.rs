@@ -4,15 +4,11 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::args::no_args;
 use super::{Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet, eol, f, read, text};
-use crate::EngineError;
 use crate::facts::FactPlan;
 use crate::matcher::FieldType::{Int, Text};
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target;
-use crate::yaml::Node;
 
 /// Where `os-release` is looked for, in order.
 const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
@@ -39,13 +35,6 @@ const FIELDS: &[FieldSpec] = &[
 pub(crate) fn platform_requests(plan: &mut FactPlan) {
     for p in OS_RELEASE {
         plan.add(read(p, OS_RELEASE_MAX));
-    }
-}
-
-impl OsRelease {
-    /// `os_release: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 
-use super::args::no_args;
 use super::ctx::{what, wrong_answer};
 use super::{ACCOUNT_DB_MAX, Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet};
 use super::{f, path, read, text};
@@ -63,11 +62,6 @@ fn status_d() -> FactRequest {
 }
 
 impl Packages {
-    /// `packages: ~` (no argument).
-    pub(super) fn parse_all(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self { name: None })
-    }
-
     /// `package: <name>`.
     pub(super) fn parse_one(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
         Ok(Self {

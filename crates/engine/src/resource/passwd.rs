@@ -1,15 +1,11 @@
 //! The `passwd` resource: the entries of `/etc/passwd`, which also name the owners of files.
 
-use super::args::no_args;
 use super::{ACCOUNT_DB_MAX, Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet};
 use super::{bytes, f, opt_int, read, text};
-use crate::EngineError;
 use crate::facts::{FactPlan, FactRequest};
 use crate::matcher::FieldType::{Int, Text};
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target::{self, PasswdEntry};
-use crate::yaml::Node;
 
 /// The user database.
 const PASSWD: &str = "/etc/passwd";
@@ -32,13 +28,6 @@ const FIELDS: &[FieldSpec] = &[
 /// The read of the user database.
 pub(super) fn request() -> FactRequest {
     read(PASSWD, ACCOUNT_DB_MAX)
-}
-
-impl Passwd {
-    /// `passwd: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
 }
 
 impl Kind for Passwd {

@@ -4,16 +4,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::args::no_args;
 use super::{Ctx, FieldSpec, Kind, NamedWalks, PROC_MAX, PROC_STATUS_MAX, Rec, RecordSet};
 use super::{Record, f, proc, secret, text};
-use crate::EngineError;
 use crate::facts::{FactPlan, ProcFile};
 use crate::matcher::FieldType::{Bool, Int, List, Text};
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target;
-use crate::yaml::Node;
 
 /// The target process (`/proc/<pid>/status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +31,6 @@ const FIELDS: &[FieldSpec] = &[
     f("seccomp", Text),
     secret("cmdline", Text),
 ];
-
-impl Process {
-    /// `process: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
-}
 
 impl Kind for Process {
     const FIELDS: &'static [FieldSpec] = FIELDS;

@@ -1,16 +1,12 @@
 //! The `shadow` resource: the entries of `/etc/shadow` (password states and ageing; hashes are
 //! only ever named by scheme).
 
-use super::args::no_args;
 use super::{ACCOUNT_DB_MAX, Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet};
 use super::{bytes, f, opt_int, read, text};
-use crate::EngineError;
 use crate::facts::{FactPlan, FactRequest};
 use crate::matcher::FieldType::{Int, Text};
 use crate::matcher::{Issue, Value, show_bytes};
-use crate::scope::Scope;
 use crate::target::{self, ShadowEntry};
-use crate::yaml::Node;
 
 /// The password database.
 const SHADOW: &str = "/etc/shadow";
@@ -35,13 +31,6 @@ const FIELDS: &[FieldSpec] = &[
 /// The read of the password database.
 fn request() -> FactRequest {
     read(SHADOW, ACCOUNT_DB_MAX)
-}
-
-impl Shadow {
-    /// `shadow: ~` (no argument).
-    pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
-        no_args(scope, at, node).map(|()| Self)
-    }
 }
 
 impl Kind for Shadow {
