@@ -1,9 +1,10 @@
 //! The `packages` and `package` resources: the packages installed according to the target's
 //! package databases (`package: name` is the one package of that name).
 //!
-//! Each database is one request in [`database_requests`] and one reader in
-//! [`Ctx::packages`]; a database that is absent adds no packages. Supporting another package
-//! manager means adding both here.
+//! Each database is one row of [`DATABASES`]: the request that reads it and the reader that
+//! turns the answer into packages. A database that is absent adds no packages; one that cannot
+//! be read whole is an issue, so a partial list is never judged. Supporting another package
+//! manager means one more row (and its reader) here.
 
 use std::borrow::Cow;
 
@@ -43,14 +44,29 @@ const FIELDS: &[FieldSpec] = &[
     f("manager", Text),
 ];
 
-/// The reads of every package database.
-fn database_requests() -> [FactRequest; 3] {
-    [
-        read(DPKG_STATUS, PACKAGE_DB_MAX),
-        read(APK_INSTALLED, PACKAGE_DB_MAX),
-        status_d(),
-    ]
+/// One package database.
+struct Database {
+    /// The request that reads it.
+    request: fn() -> FactRequest,
+    /// Its packages, from the answer to `request` (none when it is absent).
+    packages: fn(&Ctx<'_>, &FactRequest) -> Result<Vec<Package>, Issue>,
 }
+
+/// Every package database read, in the order their packages are listed.
+const DATABASES: &[Database] = &[
+    Database {
+        request: || read(DPKG_STATUS, PACKAGE_DB_MAX),
+        packages: |ctx, r| Ok(ctx.whole(r)?.map(target::dpkg_status).unwrap_or_default()),
+    },
+    Database {
+        request: || read(APK_INSTALLED, PACKAGE_DB_MAX),
+        packages: |ctx, r| Ok(ctx.whole(r)?.map(target::apk_installed).unwrap_or_default()),
+    },
+    Database {
+        request: status_d,
+        packages: |ctx, r| ctx.status_d(r),
+    },
+];
 
 /// The read of distroless images' per-package dpkg status directory.
 fn status_d() -> FactRequest {
@@ -81,8 +97,8 @@ impl Kind for Packages {
     }
 
     fn requests(&self, _: &[&str], _: &NamedWalks, plan: &mut FactPlan) {
-        for r in database_requests() {
-            plan.add(r);
+        for db in DATABASES {
+            plan.add((db.request)());
         }
     }
 
@@ -97,22 +113,14 @@ impl Kind for Packages {
 }
 
 impl Ctx<'_> {
-    /// The packages of every database, read once per scan. A database that cannot be read
-    /// whole is an issue: a partial list is never judged.
+    /// The packages of every database, read once per scan.
     fn packages(&self) -> Result<&[Package], Issue> {
         self.packages
             .get_or_init(|| {
-                let [dpkg, apk, _] = database_requests();
-                let mut all = self
-                    .whole(&dpkg)?
-                    .map(target::dpkg_status)
-                    .unwrap_or_default();
-                all.extend(
-                    self.whole(&apk)?
-                        .map(target::apk_installed)
-                        .unwrap_or_default(),
-                );
-                all.extend(self.status_d()?);
+                let mut all = Vec::new();
+                for db in DATABASES {
+                    all.extend((db.packages)(self, &(db.request)())?);
+                }
                 Ok(all)
             })
             .as_deref()
@@ -122,18 +130,17 @@ impl Ctx<'_> {
     /// The packages of distroless images' `/var/lib/dpkg/status.d/` (one dpkg status stanza per
     /// file; the `*.md5sums` beside them are not package records). A file that cannot be read
     /// whole, or more files than are read, is an issue: a partial list is never judged.
-    fn status_d(&self) -> Result<Vec<Package>, Issue> {
-        let r = status_d();
-        if self.not_found(&r) {
+    fn status_d(&self, r: &FactRequest) -> Result<Vec<Package>, Issue> {
+        if self.not_found(r) {
             return Ok(Vec::new());
         }
-        let FactValue::Files(files, bound) = self.answer(&r)? else {
-            return Err(wrong_answer(&r));
+        let FactValue::Files(files, bound) = self.answer(r)? else {
+            return Err(wrong_answer(r));
         };
         if bound.is_some() {
             return Err(Issue::Error(format!(
                 "{} holds more than the {STATUS_D_MAX_FILES} files read",
-                what(&r)
+                what(r)
             )));
         }
         let mut all = Vec::new();
@@ -143,7 +150,7 @@ impl Ctx<'_> {
                 Ok(c) if c.truncated => {
                     return Err(Issue::Error(format!(
                         "{name} in {} is larger than the {} bytes read",
-                        what(&r),
+                        what(r),
                         c.bytes.len()
                     )));
                 }
@@ -151,7 +158,7 @@ impl Ctx<'_> {
                 Err(e) => {
                     return Err(Issue::Error(format!(
                         "{name} in {} could not be read: {e}",
-                        what(&r)
+                        what(r)
                     )));
                 }
             }
