@@ -91,12 +91,16 @@ impl Record for Os<'_> {
     fn value<'a>(&'a self, field: &str, ctx: &'a Ctx<'_>) -> Option<Value<'a>> {
         let get = |k: &str| self.0.get(k).map_or(Value::Missing, |v| text(v));
         // A stale table judges nothing: the release may have gained or lost support since.
-        let eol = || match eol::stale(ctx.today) {
-            Some(why) => Err(Value::Unknown(Issue::Error(why))),
-            None => Ok(eol::end_of_life(
-                self.0.get("ID").map_or("", String::as_str),
-                self.0.get("VERSION_ID").map_or("", String::as_str),
-            )),
+        let eol = || {
+            let id = self.0.get("ID").map_or("", String::as_str);
+            let version = self.0.get("VERSION_ID").map_or("", String::as_str);
+            match eol::lookup(id, version) {
+                None => Ok(None),
+                Some(known) => match eol::stale(id, known.checked, ctx.today) {
+                    Some(why) => Err(Value::Unknown(Issue::Error(why))),
+                    None => Ok(known.eol),
+                },
+            }
         };
         Some(match field {
             "id" => get("ID"),
@@ -170,14 +174,14 @@ mod tests {
 
     #[test]
     fn a_fresh_table_judges_and_a_stale_one_says_so_instead() {
-        for (status, message) in scan("2026-12-01T12:00:00Z") {
+        for (status, message) in scan("2027-06-01T12:00:00Z") {
             assert_eq!(status, ControlStatus::Passed, "{message}");
         }
-        // 2026-11-26 + 181 days: past the trusted window.
-        for (status, message) in scan("2027-05-26T00:00:00Z") {
+        // Debian's rows were checked on 2026-12-03; + 181 days is past the trusted window.
+        for (status, message) in scan("2027-06-02T00:00:00Z") {
             assert_eq!(status, ControlStatus::ProfileError, "{message}");
             assert!(
-                message.contains("end-of-life table was last checked on 2026-11-26")
+                message.contains("end-of-life table for `debian` was last checked on 2026-12-03")
                     && message.contains("may be stale"),
                 "{message}"
             );
