@@ -5,7 +5,8 @@
 //! One module per resource holds all of that resource: its argument, its fields, its requests,
 //! its records and their values. This module only dispatches between them (through the `each`
 //! macros); adding a resource means a new module, one variant of [`Resource`] and of [`Rec`],
-//! one arm in each macro, and its name in [`Resource::parse`] and [`RESOURCE_NAMES`].
+//! one arm in each macro, and its name in [`Resource::parse`], [`Resource::name`] and
+//! [`RESOURCE_NAMES`].
 
 mod args;
 mod commands;
