@@ -20,6 +20,7 @@ mod bench;
 mod cluster;
 mod e2e;
 mod gates;
+mod package;
 #[cfg(test)]
 mod tidy;
 mod tools;
@@ -38,8 +39,9 @@ fn main() -> Result<()> {
         "bench" => bench::run_bench(),
         "cluster" => cluster::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "realapi" => cluster::realapi(),
+        "package" => package::run_package(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi>");
+            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"
@@ -136,6 +138,7 @@ fn ci() -> Result<()> {
             (passed, failed)
         }
     };
+    package::run_package()?;
     gates::run()?;
     static_agent()?;
     cluster::realapi()?;

@@ -16,3 +16,8 @@ mod log;
 pub use error::AuditError;
 pub use event::{Event, ObjectRef};
 pub use log::{AuditLog, GENESIS, Record, VerifyReport, verify, verify_str};
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

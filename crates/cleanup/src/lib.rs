@@ -25,3 +25,8 @@ pub use keyhole_core::{Created, ObjectKind};
 pub use reap::{ReapReport, ReapScope, reap};
 pub use registry::Registry;
 pub use teardown::{CleanupAction, CleanupReport, RetryPolicy, teardown};
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

@@ -28,3 +28,8 @@ pub use plan::Run;
 pub use run::RunId;
 pub use target::{PodSelection, ScanTarget};
 pub use ttl::Ttl;
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

@@ -26,3 +26,8 @@ pub use process::harden_process;
 pub use error::CredentialsError;
 pub use kubeconfig::{ClusterEndpoint, TOKEN_PLACEHOLDER, kubeconfig_template};
 pub use token::{anchor_secret, token_expiration_seconds, token_request};
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

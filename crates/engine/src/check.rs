@@ -217,9 +217,8 @@ impl Check {
                 "`optional` and `exists` contradict each other; keep one".into(),
             ));
         }
-        if let Resource::File {
-            directory: true, ..
-        } = check.resource
+        if let Resource::File(file) = &check.resource
+            && file.directory
             && check.exists != Some(false)
         {
             let spec = field_spec(scope, at, node.line, &check.resource, "type")?;
@@ -241,14 +240,11 @@ impl Check {
 
     /// Records this check's `named` walk names under its root and limits.
     pub(crate) fn merge_named(&self, named: &mut NamedWalks) {
-        if let Resource::Files {
-            root,
-            find: Find::Named(names),
-            limits,
-        } = &self.resource
+        if let Resource::Files(files) = &self.resource
+            && let Find::Named(names) = &files.find
         {
             named
-                .entry((root.clone(), *limits))
+                .entry((files.root.clone(), files.limits))
                 .or_default()
                 .extend(names.iter().cloned());
         }

@@ -16,21 +16,21 @@ use crate::facts::{
 use crate::matcher::show_bytes;
 
 /// The dpkg info directory, which holds one `<package>.md5sums` per package.
-pub const DPKG_INFO: &str = "/var/lib/dpkg/info";
+pub(crate) const DPKG_INFO: &str = "/var/lib/dpkg/info";
 /// Where distroless images keep them instead (beside one control file per package).
-pub const DPKG_STATUS_D: &str = "/var/lib/dpkg/status.d";
+pub(crate) const DPKG_STATUS_D: &str = "/var/lib/dpkg/status.d";
 /// Most entries of the lists directory listed.
-pub const LIST_MAX: u64 = 100_000;
+pub(crate) const LIST_MAX: u64 = 100_000;
 /// Largest `*.md5sums` list read (a larger one is used up to its last complete line).
-pub const MD5SUMS_MAX: u64 = 1 << 20;
+pub(crate) const MD5SUMS_MAX: u64 = 1 << 20;
 /// Largest file hashed.
-pub const HASH_MAX: u64 = 1 << 30;
+pub(crate) const HASH_MAX: u64 = 1 << 30;
 
 /// Answers a batch of primitive requests, in order (one answer per request).
-pub type Ask<'a> = dyn FnMut(&[FactRequest]) -> Vec<Result<FactValue, FactError>> + 'a;
+pub(crate) type Ask<'a> = dyn FnMut(&[FactRequest]) -> Vec<Result<FactValue, FactError>> + 'a;
 
 /// The listing request of the first batch: the lists directory of `spec`.
-pub fn listing(spec: &IntegritySpec) -> FactRequest {
+pub(crate) fn listing(spec: &IntegritySpec) -> FactRequest {
     FactRequest::List {
         path: spec.lists.clone(),
         max_entries: LIST_MAX,
@@ -40,7 +40,7 @@ pub fn listing(spec: &IntegritySpec) -> FactRequest {
 /// The reads of the second batch: the first `max` `*.md5sums` lists of `entries` (the listing
 /// of the directory `lists`) by name (a list is a regular file: a symlink named like one is not
 /// followed).
-pub fn list_reads(lists: &TargetPath, entries: &[DirEntry], max: u64) -> Vec<FactRequest> {
+pub(crate) fn list_reads(lists: &TargetPath, entries: &[DirEntry], max: u64) -> Vec<FactRequest> {
     let mut names: Vec<&[u8]> = entries
         .iter()
         .filter(|e| e.kind == FileKind::File && e.name.ends_with(b".md5sums"))
@@ -59,10 +59,29 @@ pub fn list_reads(lists: &TargetPath, entries: &[DirEntry], max: u64) -> Vec<Fac
 }
 
 /// The MD5 request of the third batch for `path`.
-pub fn digest_request(path: TargetPath) -> FactRequest {
+pub(crate) fn digest_request(path: TargetPath) -> FactRequest {
     FactRequest::Md5 {
         path,
         max_bytes: HASH_MAX,
+    }
+}
+
+impl IntegritySpec {
+    /// Answers this [`FactRequest::PackageIntegrity`] from primitive answers, as every fact
+    /// source does: `ask` answers each batch of requests in order (the listing of
+    /// [`lists`](Self::lists), then the `*.md5sums` lists read, then the MD5 of each listed
+    /// file under the prefixes). A [`FactSource`](crate::FactSource) of your own calls this
+    /// with its own primitive answers. An unreadable lists directory is the answer's error
+    /// (`NotFound`: not a dpkg-based target).
+    ///
+    /// # Errors
+    /// The listing's error, or [`FactError::Io`] when `ask` answers with the wrong kind of
+    /// value.
+    pub fn verify<F>(&self, mut ask: F) -> Result<IntegrityReport, FactError>
+    where
+        F: FnMut(&[FactRequest]) -> Vec<Result<FactValue, FactError>>,
+    {
+        verify(self, &mut ask)
     }
 }
 
@@ -75,7 +94,10 @@ struct Listed {
 
 /// Answers `spec` by asking `ask` for the listing, then the lists, then the digests. An
 /// unreadable lists directory is the answer's error (`NotFound`: not a dpkg-based target).
-pub fn verify(spec: &IntegritySpec, ask: &mut Ask<'_>) -> Result<IntegrityReport, FactError> {
+pub(crate) fn verify(
+    spec: &IntegritySpec,
+    ask: &mut Ask<'_>,
+) -> Result<IntegrityReport, FactError> {
     let entries = match one(ask, &listing(spec))? {
         FactValue::Entries(entries, bound) => (entries, bound),
         _ => return Err(wrong_answer()),
@@ -276,8 +298,7 @@ mod tests {
     const B: [u8; 16] = [0xbb; 16];
 
     fn line(d: [u8; 16], path: &str) -> String {
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{hex}  {path}\n")
+        format!("{}  {path}\n", hex::encode(d))
     }
 
     #[test]

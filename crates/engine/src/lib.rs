@@ -6,7 +6,7 @@ mod check;
 mod error;
 mod eval;
 mod facts;
-pub mod integrity;
+mod integrity;
 mod matcher;
 mod profile;
 mod resource;
@@ -28,3 +28,8 @@ pub use error::EngineError;
 pub use eval::{evaluate, gather, plan};
 pub use profile::{BUILTIN_PROFILES, InputDecl, InputType, Inputs, Profile};
 pub use waiver::{Waiver, Waivers};
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

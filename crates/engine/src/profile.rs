@@ -349,7 +349,7 @@ impl Profile {
         }
         let mut profile = Self {
             file: file.to_owned(),
-            sha256: crate::resource::hex(&Sha256::digest(text.as_bytes())),
+            sha256: hex::encode(Sha256::digest(text.as_bytes())),
             meta,
             inputs,
             controls,

@@ -50,3 +50,8 @@ pub use threshold::{
     Bounds, SeverityThreshold, StatusThreshold, Threshold, ThresholdStatus, TotalThreshold,
 };
 pub use verdict::{CountedControl, Counts, StatusCounts, Verdict, Violation, evaluate};
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

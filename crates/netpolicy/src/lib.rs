@@ -15,3 +15,8 @@ pub use error::NetpolError;
 pub use policy::{
     PodSecurityLevel, pod_security_labels, scanner_namespace, scanner_network_policy, selects,
 };
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

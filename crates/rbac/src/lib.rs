@@ -27,3 +27,8 @@ pub use error::RbacError;
 pub use live::{AccessReport, Applied, ApplyEvent, Checked, apply, verify_access};
 pub use objects::{owner_reference, role, role_binding, service_account};
 pub use rules::rules;
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

@@ -25,3 +25,8 @@ pub use inject::{InjectOptions, Injected, inject_sidecar};
 pub use security::hardened_security_context;
 pub use sidecar::{SIDECAR_NAME, TARGET_CONTAINER_NAME, sidecar_container, sidecar_pod};
 pub use yaml::to_yaml;
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

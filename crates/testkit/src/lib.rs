@@ -56,3 +56,8 @@ pub use faults::{Fault, FaultRule, Faults, RecordedCall};
 pub use https::{HttpsOptions, HttpsServer, ServerCert};
 pub use service::{BoxError, FakeService, ResponseBody};
 pub use tokens::API_AUDIENCE;
+
+/// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;

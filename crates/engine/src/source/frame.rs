@@ -138,23 +138,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// One payload byte: a token of exactly two hex digits (as `od -tx1` prints them).
 fn hex_byte(token: &[u8]) -> Option<u8> {
-    if token.len() != 2 {
-        return None;
-    }
-    u8::from_str_radix(std::str::from_utf8(token).ok()?, 16).ok()
+    let mut byte = [0u8; 1];
+    hex::decode_to_slice(token, &mut byte).ok()?;
+    Some(byte[0])
 }
 
-fn hex_array<const N: usize>(hex: Option<&str>) -> Result<[u8; N], FactError> {
-    let bad = || FactError::Io(format!("malformed digest from the fact script: {hex:?}"));
-    let hex = hex.ok_or_else(bad)?;
-    if hex.len() != 2 * N {
-        return Err(bad());
-    }
+/// A digest of exactly `N` bytes written as `2 * N` hex digits.
+fn hex_array<const N: usize>(digits: Option<&str>) -> Result<[u8; N], FactError> {
+    let bad = || FactError::Io(format!("malformed digest from the fact script: {digits:?}"));
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = hex_byte(&hex.as_bytes()[2 * i..2 * i + 2]).ok_or_else(bad)?;
-    }
+    hex::decode_to_slice(digits.ok_or_else(bad)?, &mut out).map_err(|_| bad())?;
     Ok(out)
 }
 

@@ -371,12 +371,9 @@ impl Fixture {
                 Ok(FactValue::Files(read, bound))
             }
             // Composed from this source's own primitive answers, as every source does.
-            FactRequest::PackageIntegrity(spec) => {
-                keyhole_engine::integrity::verify(spec, &mut |rs: &[FactRequest]| {
-                    rs.iter().map(|r| self.answer(r)).collect()
-                })
-                .map(FactValue::Integrity)
-            }
+            FactRequest::PackageIntegrity(spec) => spec
+                .verify(&mut |rs: &[FactRequest]| rs.iter().map(|r| self.answer(r)).collect())
+                .map(FactValue::Integrity),
             FactRequest::Md5 { path, max_bytes } => {
                 let c = self.regular(path)?;
                 if c.len() as u64 > *max_bytes {

@@ -8,13 +8,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use keyhole_engine::integrity::MD5SUMS_MAX;
 use keyhole_engine::{
     FactError, FactPlan, FactRequest, FactSource, FactValue, Facts, FileStatus, IntegrityReport,
     IntegritySpec, LocalRoot, ShellScript,
 };
 
 use crate::source_fixtures::{answer, shells, tp, within};
+
+/// The engine's cap on one `*.md5sums` list read (a larger one is used up to its last line).
+const MD5SUMS_MAX: u64 = 1 << 20;
+/// The engine's cap on one file hashed.
+const HASH_MAX: u64 = 1 << 30;
 
 /// The script through a prefix, with no process.
 fn prefixed(root: &Path) -> ShellScript {
@@ -88,8 +92,7 @@ fn hostile_dpkg(root: &Path, with_nul: bool) {
     symlink("fifo", root.join("usr/bin/to-fifo")).unwrap();
     // A sparse file larger than the hash bound: never read.
     let big = std::fs::File::create(root.join("usr/bin/huge")).unwrap();
-    big.set_len(keyhole_engine::integrity::HASH_MAX + 1)
-        .unwrap();
+    big.set_len(HASH_MAX + 1).unwrap();
     let secret = md5_hex(b"inside the root");
 
     list(
@@ -212,7 +215,7 @@ fn hostile_dpkg(root: &Path, with_nul: bool) {
 
 fn spec(prefixes: &[&[u8]], max_packages: u64, max_files: u64) -> IntegritySpec {
     IntegritySpec {
-        lists: tp(keyhole_engine::integrity::DPKG_INFO),
+        lists: tp("/var/lib/dpkg/info"),
         prefixes: prefixes.iter().map(tp).collect(),
         max_packages,
         max_files,
