@@ -2,4 +2,4 @@
 //! network exposure; a verdict with reasons that can abort the scan.
 //!
 //! Not implemented yet: this crate is a placeholder in the workspace layout so that the crate
-//! boundaries of `DESIGN.md` exist from the start. It exports nothing.
+//! boundaries of `docs/architecture.md` exist from the start. It exports nothing.
