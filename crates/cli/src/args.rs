@@ -197,9 +197,10 @@ pub(crate) struct PlanArgs {
     /// Container to scan (required for distroless and for sidecar --launch).
     #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
     pub(crate) container: Option<ContainerName>,
-    /// Scan workflow: standard, distroless, sidecar (auto is decided at scan time).
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub(crate) mode: ScanMode,
+    /// Scan workflow, required: standard, distroless or sidecar. There is no default: `auto`
+    /// is decided by looking at the live pod, which `plan` never does.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) mode: Option<ScanMode>,
     /// How long the access may live (10m to 24h); also the token lifetime.
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub(crate) ttl: Ttl,

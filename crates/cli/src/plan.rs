@@ -80,13 +80,23 @@ fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("Kubernetes objects always serialize")
 }
 
-fn build(a: &PlanArgs) -> Result<Plan, Failure> {
-    if !a.mode.is_concrete() {
-        return Err(Failure::bad_input(
+/// The mode to plan: `--mode` is required and must be concrete, since `auto` is decided by
+/// looking at the live pod, which `plan` never touches.
+fn mode(a: &PlanArgs) -> Result<ScanMode, Failure> {
+    match a.mode {
+        None => Err(Failure::bad_input(
+            "keyhole plan needs --mode standard, distroless or sidecar (there is no default: auto is decided at scan time by looking at the pod, which plan does not touch)",
+        )),
+        Some(m) if !m.is_concrete() => Err(Failure::bad_input(
             "--mode auto is decided at scan time (standard if the target has a shell, else distroless); plan one with --mode standard, distroless or sidecar",
-        ));
+        )),
+        Some(m) => Ok(m),
     }
-    if a.launch.is_some() && a.mode != ScanMode::Sidecar {
+}
+
+fn build(a: &PlanArgs) -> Result<Plan, Failure> {
+    let mode = mode(a)?;
+    if a.launch.is_some() && mode != ScanMode::Sidecar {
         return Err(Failure::bad_input(
             "--launch only applies to --mode sidecar",
         ));
@@ -104,15 +114,14 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
     };
     let expiry = Expiry::new(a.issued_at.unwrap_or_else(Timestamp::now), a.ttl)
         .map_err(Failure::bad_input)?;
-    let run = Run::new(id, target, a.mode, expiry).map_err(Failure::bad_input)?;
+    let run = Run::new(id, target, mode, expiry).map_err(Failure::bad_input)?;
 
-    let needs_container = a.mode == ScanMode::Distroless || a.launch.is_some();
+    let needs_container = mode == ScanMode::Distroless || a.launch.is_some();
     let container = match (&a.container, needs_container) {
         (Some(c), _) => Some(c.clone()),
         (None, true) => {
             return Err(Failure::bad_input(format!(
-                "--mode {} needs -c CONTAINER: the scanner joins that container's process namespace",
-                a.mode
+                "--mode {mode} needs -c CONTAINER: the scanner joins that container's process namespace"
             )));
         }
         (None, false) => None,
@@ -184,7 +193,7 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         format!("{core}/serviceaccounts/{sa_name}/token"),
         to_value(&token),
     ));
-    if a.mode == ScanMode::Distroless {
+    if mode == ScanMode::Distroless {
         let (Some(c), Some(uid)) = (&container, uid) else {
             unreachable!("checked above: distroless needs a container and a uid");
         };

@@ -71,8 +71,14 @@ fn plan_rejects_bad_names_modes_and_ttls() {
 
 #[test]
 fn plan_rejects_incomplete_workflows() {
+    // No default mode: the message says which modes plan takes, and why not auto.
     rejects(
         &["plan", "web-0"],
+        None,
+        "keyhole plan needs --mode standard, distroless or sidecar",
+    );
+    rejects(
+        &["plan", "web-0", "--mode", "auto"],
         None,
         "--mode auto is decided at scan time",
     );
