@@ -37,6 +37,8 @@ pub(crate) enum Command {
     /// internal error. Environment: KEYHOLE_LOG (diagnostics filter), KEYHOLE_API_TIMEOUT.
     Access(Box<AccessArgs>),
     /// Delete keyhole-managed objects whose expires-at passed, and orphans of vanished runs.
+    /// Exit code 4 when an object would not go, or a kind could not be listed (a warning names
+    /// it: its leftovers were not seen).
     Reap(ReapArgs),
     /// Audit log tools.
     Audit {

@@ -277,9 +277,7 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let client = user_client(&user).await?;
-        keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &policy)
-            .await
-            .map_err(|e| Failure::scan(e.to_string()))
+        Ok::<_, Failure>(keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &policy).await)
     })?;
     let mut out = String::new();
     for (o, why) in &report.selected {
@@ -297,10 +295,12 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
         report.kept,
         report.remaining.len()
     ));
+    // A kind that could not be listed may hold leftovers nobody saw: as incomplete as an object
+    // that would not go.
     Ok(Output {
         stdout: out,
-        warnings: Vec::new(),
-        exit: if report.remaining.is_empty() {
+        warnings: report.unlisted.iter().map(ToString::to_string).collect(),
+        exit: if report.remaining.is_empty() && report.is_complete() {
             0
         } else {
             keyhole_cli::session::EXIT_CLEANUP_INCOMPLETE

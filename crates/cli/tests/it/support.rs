@@ -109,6 +109,26 @@ pub(crate) async fn session_with(
     policy: RetryPolicy,
     scoped: Arc<dyn ScopedClients>,
 ) -> Ran {
+    session_as(
+        cluster.client_admin(),
+        cluster,
+        mode,
+        command,
+        policy,
+        scoped,
+    )
+    .await
+}
+
+/// [`session_with`] with `user` as the user's own client (the admin's, normally).
+pub(crate) async fn session_as(
+    user: kube::Client,
+    cluster: &FakeCluster,
+    mode: ScanMode,
+    command: &[&str],
+    policy: RetryPolicy,
+    scoped: Arc<dyn ScopedClients>,
+) -> Ran {
     let dir = scratch("audit");
     let log_path = dir.join("audit.jsonl");
     let run = run(mode);
@@ -120,7 +140,7 @@ pub(crate) async fn session_with(
         command: command.iter().map(OsString::from).collect(),
         policy,
     };
-    let outcome = run_session(cluster.client_admin(), spec, scoped, audit)
+    let outcome = run_session(user, spec, scoped, audit)
         .await
         .expect("the session starts");
     let records = audit_records(&log_path);
