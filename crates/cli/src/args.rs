@@ -50,6 +50,8 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Check that no record of an audit log was edited, removed or reordered (exit 1 if so).
+    /// Without a key this catches edits by someone who did not rewrite the whole file; with the
+    /// log's --audit-key-file, any rewrite by someone without the key.
     Verify(AuditVerifyArgs),
 }
 
@@ -62,6 +64,16 @@ pub(crate) struct KubeArgs {
     /// Context to use (default: the current context).
     #[arg(long, value_name = "NAME")]
     pub(crate) context: Option<String>,
+}
+
+/// The optional key of a keyed (HMAC) audit chain, for every command that writes or verifies
+/// the audit log.
+#[derive(Debug, Args)]
+pub(crate) struct AuditKeyArgs {
+    /// Key file (at least 32 bytes, mode 0600) making the audit log an HMAC chain that nobody
+    /// without the key can rewrite; a log must always be written and verified with the same key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +96,8 @@ pub(crate) struct AccessArgs {
     /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) audit_key: AuditKeyArgs,
     #[command(flatten)]
     pub(crate) kube: KubeArgs,
     /// The command to run, after `--`.
@@ -119,6 +133,8 @@ pub(crate) struct AuditVerifyArgs {
     /// The audit log.
     #[arg(value_name = "LOG")]
     pub(crate) log: std::path::PathBuf,
+    #[command(flatten)]
+    pub(crate) audit_key: AuditKeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
