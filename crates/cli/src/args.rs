@@ -176,11 +176,7 @@ pub(crate) struct ScanArgs {
     #[arg(long, value_name = "PID")]
     pub(crate) pid: Option<u32>,
     /// Profile: builtin:NAME or a profile YAML file.
-    #[arg(
-        long,
-        value_name = "PROFILE",
-        default_value = "builtin:container-baseline"
-    )]
+    #[arg(long, value_name = "PROFILE", default_value = keyhole_engine::DEFAULT_PROFILE)]
     pub(crate) profile: String,
     /// Override a profile input (repeatable): NAME=VALUE.
     #[arg(long = "input", value_name = "NAME=VALUE")]
