@@ -49,21 +49,15 @@ fn init_tracing() {
 fn retry_policy() -> Result<RetryPolicy, Failure> {
     let mut policy = RetryPolicy::default();
     if let Ok(text) = std::env::var("KEYHOLE_API_TIMEOUT") {
-        let bad = || {
-            Failure::bad_input(format!(
-                "KEYHOLE_API_TIMEOUT={text:?}: use milliseconds or seconds, e.g. 500ms or 3s"
-            ))
-        };
-        let (digits, unit_ms) = match text.strip_suffix("ms") {
-            Some(d) => (d, 1),
-            None => (text.strip_suffix('s').ok_or_else(bad)?, 1000),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let ms = n
-            .checked_mul(unit_ms)
-            .filter(|ms| *ms > 0)
-            .ok_or_else(bad)?;
-        policy.call_timeout = std::time::Duration::from_millis(ms);
+        let timeout = keyhole_core::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure::bad_input(format!(
+                    "KEYHOLE_API_TIMEOUT={text:?}: use a positive duration, e.g. 500ms or 3s"
+                ))
+            })?;
+        policy.call_timeout = timeout;
     }
     Ok(policy)
 }

@@ -37,6 +37,14 @@ pub enum CoreError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A duration that cannot be parsed.
+    #[error("invalid duration {value:?}: {reason}")]
+    InvalidDuration {
+        /// The rejected input.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// A target that names no pod.
     #[error("a scan target needs at least one pod name or a label selector")]
     EmptyTarget,

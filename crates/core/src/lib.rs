@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod duration;
 mod error;
 mod meta;
 mod mode;
@@ -16,6 +17,7 @@ mod run;
 mod target;
 mod ttl;
 
+pub use duration::parse_duration;
 pub use error::CoreError;
 pub use meta::{
     EXPIRES_AT_ANNOTATION, Expiry, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_ID_LABEL,
