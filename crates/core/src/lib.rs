@@ -27,6 +27,6 @@ pub use mode::ScanMode;
 pub use names::{ContainerName, LabelSelector, Name, Namespace, PodName};
 pub use object::{Created, ObjectKind};
 pub use plan::Run;
-pub use run::RunId;
+pub use run::{RunId, random_bytes};
 pub use target::{PodSelection, ScanTarget};
 pub use ttl::Ttl;
