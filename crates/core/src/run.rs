@@ -84,16 +84,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    #[test]
-    fn the_random_source_does_not_repeat() {
-        let draws: std::collections::BTreeSet<[u8; 16]> =
-            (0..64).map(|_| random_bytes::<16>().unwrap()).collect();
-        assert_eq!(draws.len(), 64);
-        let ids: std::collections::BTreeSet<RunId> =
-            (0..64).map(|_| RunId::generate().unwrap()).collect();
-        assert_eq!(ids.len(), 64);
-    }
-
     proptest! {
         #[test]
         fn any_random_bytes_make_a_parseable_label(bytes in proptest::array::uniform10(any::<u8>())) {
@@ -123,5 +113,15 @@ mod tests {
         ] {
             assert!(RunId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_random_source_does_not_repeat() {
+        let draws: std::collections::BTreeSet<[u8; 16]> =
+            (0..64).map(|_| random_bytes::<16>().unwrap()).collect();
+        assert_eq!(draws.len(), 64);
+        let ids: std::collections::BTreeSet<RunId> =
+            (0..64).map(|_| RunId::generate().unwrap()).collect();
+        assert_eq!(ids.len(), 64);
     }
 }

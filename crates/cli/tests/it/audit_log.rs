@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use keyhole_audit::{AuditKey, Event, Record};
 
-use crate::support::{NS, POD, Served, finish};
+use crate::support::{Served, finish};
 
 const RUNS: usize = 20;
 /// Recognisable key material, to look for in every output.
@@ -23,21 +23,9 @@ fn key_file(served: &Served, mode: u32) -> PathBuf {
 
 /// `keyhole access web-0 -n prod … --audit-key-file KEY -- true` with trace diagnostics on.
 fn access_with_key(served: &Served, key: &std::path::Path) -> tokio::process::Command {
-    served.keyhole(
-        &[
-            "access",
-            POD,
-            "-n",
-            NS,
-            "--kubeconfig",
-            served.kubeconfig.to_str().unwrap(),
-            "--audit-log",
-            served.audit.to_str().unwrap(),
-            "--audit-key-file",
-            key.to_str().unwrap(),
-            "--",
-            "true",
-        ],
+    served.access_with(
+        &["--audit-key-file", key.to_str().unwrap()],
+        &["true"],
         &[("KEYHOLE_LOG", "trace")],
     )
 }

@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 
 use crate::support::{
     FakeScoped, NS, audited_objects, call_shapes, clean_ending, cluster, event_names, fast_policy,
-    session, session_as, session_with,
+    session, session_as,
 };
 
 /// The calls of a whole standard-mode session, in order.
@@ -54,7 +54,8 @@ const CHECK_KUBECONFIG: &str = r#"test -r "$KUBECONFIG" && grep -q certificate-a
 async fn happy_path_creates_in_order_verifies_runs_the_command_and_removes_everything() {
     let cluster = cluster();
     let scoped = FakeScoped::new(&cluster);
-    let ran = session_with(
+    let ran = session_as(
+        cluster.client_admin(),
         &cluster,
         ScanMode::Standard,
         &["sh", "-c", CHECK_KUBECONFIG],
@@ -175,7 +176,8 @@ impl ScopedClients for Panicking {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_command_phase_still_removes_everything() {
     let cluster = cluster();
-    let ran = session_with(
+    let ran = session_as(
+        cluster.client_admin(),
         &cluster,
         ScanMode::Standard,
         &["true"],
