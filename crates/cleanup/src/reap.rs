@@ -3,6 +3,7 @@
 //! a dead API server during teardown) and runs before every scan in its namespace.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow::{Break, Continue};
 
 use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
@@ -105,26 +106,20 @@ where
     };
     let lp = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     // Bounded like teardown: a hanging or failing server must not stall the run for ever.
-    let mut last = String::new();
-    let mut list = None;
-    for attempt in 0..policy.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(policy.delay(attempt - 1)).await;
-        }
-        match tokio::time::timeout(policy.call_timeout, api.list(&lp)).await {
-            Ok(Ok(l)) => {
-                list = Some(l);
-                break;
+    let list = policy
+        .retry(|| async {
+            match tokio::time::timeout(policy.call_timeout, api.list(&lp)).await {
+                Ok(Ok(l)) => Break(Ok(l)),
+                // Refusals do not go away by asking again.
+                Ok(Err(kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 404) => {
+                    Break(Err(ListFailure::Refused(s.to_string())))
+                }
+                Ok(Err(e)) => Continue(e.to_string()),
+                Err(_) => Continue(format!("no answer within {:?}", policy.call_timeout)),
             }
-            // Refusals do not go away by asking again.
-            Ok(Err(kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 404) => {
-                return Err(ListFailure::Refused(s.to_string()));
-            }
-            Ok(Err(e)) => last = e.to_string(),
-            Err(_) => last = format!("no answer within {:?}", policy.call_timeout),
-        }
-    }
-    let list = list.ok_or(ListFailure::Unavailable(last))?;
+        })
+        .await
+        .map_err(ListFailure::Unavailable)??;
     Ok(list
         .items
         .iter()
