@@ -8,6 +8,7 @@ mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
+mod reap;
 mod scan;
 mod session;
 mod signals;
