@@ -124,11 +124,7 @@ fn run(a: &Args) -> Result<String, (u8, String)> {
         .profile
         .clone()
         .unwrap_or_else(|| "builtin:container-baseline".into());
-    let profile = match spec.strip_prefix("builtin:") {
-        Some(name) => Profile::builtin(name),
-        None => Profile::from_path(std::path::Path::new(&spec)),
-    }
-    .map_err(|e| (2, e.to_string()))?;
+    let profile = Profile::resolve(&spec).map_err(|e| (2, e.to_string()))?;
     let pid = match (a.sidecar, a.pid, &a.target_container) {
         (true, _, Some(c)) => sidecar_target(c).map_err(scan_err)?,
         (true, _, None) => return Err((2, "sidecar needs --target-container NAME".into())),

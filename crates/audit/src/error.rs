@@ -19,9 +19,10 @@ pub enum AuditError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A record's hash does not match its content: it was edited.
+    /// A record's hash does not match its content: it was edited (or the log was written with
+    /// another audit key, or with none).
     #[error(
-        "audit log line {line}: record {seq} was modified (its hash does not match its content)"
+        "audit log line {line}: record {seq} was modified (its hash does not match its content; a log written with --audit-key-file verifies only with that same key)"
     )]
     Modified {
         /// 1-based line number.
@@ -49,6 +50,14 @@ pub enum AuditError {
         /// The log file.
         path: String,
         /// Why it does not verify.
+        reason: String,
+    },
+    /// The audit key file cannot be used.
+    #[error("audit key {path}: {reason}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// What is wrong with it (never the key itself).
         reason: String,
     },
 }

@@ -22,7 +22,7 @@ mod teardown;
 pub use error::CleanupError;
 pub use guard::{Ending, Guarded, run_guarded};
 pub use keyhole_core::{Created, ObjectKind};
-pub use reap::{ReapReport, ReapScope, reap};
+pub use reap::{ReapReport, ReapScope, Unlisted, reap};
 pub use registry::Registry;
 pub use teardown::{CleanupAction, CleanupReport, RetryPolicy, teardown};
 

@@ -1,5 +1,7 @@
 //! The one teardown path: delete in reverse creation order, then verify every object is gone.
 
+use std::future::Future;
+use std::ops::ControlFlow::{self, Break, Continue};
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -44,6 +46,27 @@ impl RetryPolicy {
     pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt).unwrap_or(u32::MAX);
         self.first_delay.saturating_mul(factor).min(self.max_delay)
+    }
+
+    /// The one retry loop of cleanup: runs `attempt` up to `attempts` times, with the backoff
+    /// between tries, until it answers `Break(value)`; `Continue(why)` asks for another try,
+    /// and after the last one the last `why` is the error.
+    pub(crate) async fn retry<T, F, Fut>(&self, mut attempt: F) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ControlFlow<T, String>>,
+    {
+        let mut last = String::new();
+        for n in 0..self.attempts.max(1) {
+            if n > 0 {
+                tokio::time::sleep(self.delay(n - 1)).await;
+            }
+            match attempt().await {
+                ControlFlow::Break(value) => return Ok(value),
+                ControlFlow::Continue(why) => last = why,
+            }
+        }
+        Err(last)
     }
 }
 
@@ -213,30 +236,29 @@ pub(crate) async fn delete_one(
     o: &Created,
     policy: &RetryPolicy,
 ) -> CleanupAction {
-    let mut last = String::new();
-    for attempt in 0..policy.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(policy.delay(attempt - 1)).await;
-        }
-        match call(client, o, true, policy.call_timeout).await {
-            Ok(Answer::Done) => return CleanupAction::Deleted(o.clone()),
-            Ok(Answer::NotFound) => return CleanupAction::AlreadyGone(o.clone()),
-            Ok(Answer::Conflict) => match call(client, o, false, policy.call_timeout).await {
-                Ok(Answer::NotFound) => return CleanupAction::AlreadyGone(o.clone()),
-                Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
-                    return CleanupAction::Replaced(o.clone());
-                }
-                Ok(_) => last = "conflict (409) on delete; the object is still ours".into(),
-                Err(e) => last = e,
-            },
-            Ok(Answer::Present { .. }) => unreachable!("delete never answers Present"),
-            Err(e) => last = e,
-        }
-    }
-    CleanupAction::DeleteFailed {
-        object: o.clone(),
-        error: last,
-    }
+    let timeout = policy.call_timeout;
+    policy
+        .retry(|| async {
+            match call(client, o, true, timeout).await {
+                Ok(Answer::Done) => Break(CleanupAction::Deleted(o.clone())),
+                Ok(Answer::NotFound) => Break(CleanupAction::AlreadyGone(o.clone())),
+                Ok(Answer::Conflict) => match call(client, o, false, timeout).await {
+                    Ok(Answer::NotFound) => Break(CleanupAction::AlreadyGone(o.clone())),
+                    Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
+                        Break(CleanupAction::Replaced(o.clone()))
+                    }
+                    Ok(_) => Continue("conflict (409) on delete; the object is still ours".into()),
+                    Err(e) => Continue(e),
+                },
+                Ok(Answer::Present { .. }) => unreachable!("delete never answers Present"),
+                Err(e) => Continue(e),
+            }
+        })
+        .await
+        .unwrap_or_else(|error| CleanupAction::DeleteFailed {
+            object: o.clone(),
+            error,
+        })
 }
 
 /// Checks that one object is gone, retrying while it is still terminating or the server fails.
@@ -245,28 +267,26 @@ pub(crate) async fn verify_gone(
     o: &Created,
     policy: &RetryPolicy,
 ) -> CleanupAction {
-    let mut last = String::new();
-    for attempt in 0..policy.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(policy.delay(attempt - 1)).await;
-        }
-        match call(client, o, false, policy.call_timeout).await {
-            Ok(Answer::NotFound) => return CleanupAction::VerifiedGone(o.clone()),
-            // Same name, another uid: ours is gone and the name was reused.
-            Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
-                return CleanupAction::VerifiedGone(o.clone());
+    policy
+        .retry(|| async {
+            match call(client, o, false, policy.call_timeout).await {
+                Ok(Answer::NotFound) => Break(CleanupAction::VerifiedGone(o.clone())),
+                // Same name, another uid: ours is gone and the name was reused.
+                Ok(Answer::Present { uid, .. }) if o.uid.is_some() && uid != o.uid => {
+                    Break(CleanupAction::VerifiedGone(o.clone()))
+                }
+                Ok(Answer::Present { terminating, .. }) => {
+                    Continue(if terminating { "terminating" } else { "exists" }.to_string())
+                }
+                Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
+                Err(e) => Continue(e),
             }
-            Ok(Answer::Present { terminating, .. }) => {
-                last = if terminating { "terminating" } else { "exists" }.to_string();
-            }
-            Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
-            Err(e) => last = e,
-        }
-    }
-    CleanupAction::StillPresent {
-        object: o.clone(),
-        detail: last,
-    }
+        })
+        .await
+        .unwrap_or_else(|detail| CleanupAction::StillPresent {
+            object: o.clone(),
+            detail,
+        })
 }
 
 /// How a creation whose answer was lost turned out.
@@ -284,30 +304,30 @@ async fn resolve_pending(
     run_id: &str,
     policy: &RetryPolicy,
 ) -> Resolved {
-    let mut last = String::new();
-    for attempt in 0..policy.attempts.max(1) {
-        if attempt > 0 {
-            tokio::time::sleep(policy.delay(attempt - 1)).await;
-        }
-        match call(client, o, false, policy.call_timeout).await {
-            Ok(Answer::NotFound) => {
-                return Resolved::Settled(CleanupAction::NeverCreated(o.clone()));
+    policy
+        .retry(|| async {
+            match call(client, o, false, policy.call_timeout).await {
+                Ok(Answer::NotFound) => {
+                    Break(Resolved::Settled(CleanupAction::NeverCreated(o.clone())))
+                }
+                Ok(Answer::Present { uid, run_label, .. }) => {
+                    Break(if run_label.as_deref() == Some(run_id) && uid.is_some() {
+                        Resolved::Ours(Created { uid, ..o.clone() })
+                    } else {
+                        Resolved::Settled(CleanupAction::Replaced(o.clone()))
+                    })
+                }
+                Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
+                Err(e) => Continue(e),
             }
-            Ok(Answer::Present { uid, run_label, .. }) => {
-                return if run_label.as_deref() == Some(run_id) && uid.is_some() {
-                    Resolved::Ours(Created { uid, ..o.clone() })
-                } else {
-                    Resolved::Settled(CleanupAction::Replaced(o.clone()))
-                };
-            }
-            Ok(Answer::Done | Answer::Conflict) => unreachable!("get never answers these"),
-            Err(e) => last = e,
-        }
-    }
-    Resolved::Settled(CleanupAction::StillPresent {
-        object: o.clone(),
-        detail: format!("a creation whose answer was lost could not be checked: {last}"),
-    })
+        })
+        .await
+        .unwrap_or_else(|last| {
+            Resolved::Settled(CleanupAction::StillPresent {
+                object: o.clone(),
+                detail: format!("a creation whose answer was lost could not be checked: {last}"),
+            })
+        })
 }
 
 /// Deletes every registered object in reverse creation order, then verifies each is gone.

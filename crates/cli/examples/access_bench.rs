@@ -102,8 +102,7 @@ async fn main() {
             false,
             &policy,
         )
-        .await
-        .expect("reap");
+        .await;
     })
     .await;
     let run_id = run.id().to_string();

@@ -37,6 +37,8 @@ pub(crate) enum Command {
     /// internal error. Environment: KEYHOLE_LOG (diagnostics filter), KEYHOLE_API_TIMEOUT.
     Access(Box<AccessArgs>),
     /// Delete keyhole-managed objects whose expires-at passed, and orphans of vanished runs.
+    /// Exit code 4 when an object would not go, or a kind could not be listed (a warning names
+    /// it: its leftovers were not seen).
     Reap(ReapArgs),
     /// Audit log tools.
     Audit {
@@ -48,6 +50,8 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
     /// Check that no record of an audit log was edited, removed or reordered (exit 1 if so).
+    /// Without a key this catches edits by someone who did not rewrite the whole file; with the
+    /// log's --audit-key-file, any rewrite by someone without the key.
     Verify(AuditVerifyArgs),
 }
 
@@ -60,6 +64,16 @@ pub(crate) struct KubeArgs {
     /// Context to use (default: the current context).
     #[arg(long, value_name = "NAME")]
     pub(crate) context: Option<String>,
+}
+
+/// The optional key of a keyed (HMAC) audit chain, for every command that writes or verifies
+/// the audit log.
+#[derive(Debug, Args)]
+pub(crate) struct AuditKeyArgs {
+    /// Key file (at least 32 bytes, mode 0600) making the audit log an HMAC chain that nobody
+    /// without the key can rewrite; a log must always be written and verified with the same key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +96,8 @@ pub(crate) struct AccessArgs {
     /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) audit_key: AuditKeyArgs,
     #[command(flatten)]
     pub(crate) kube: KubeArgs,
     /// The command to run, after `--`.
@@ -117,6 +133,8 @@ pub(crate) struct AuditVerifyArgs {
     /// The audit log.
     #[arg(value_name = "LOG")]
     pub(crate) log: std::path::PathBuf,
+    #[command(flatten)]
+    pub(crate) audit_key: AuditKeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,11 +176,7 @@ pub(crate) struct ScanArgs {
     #[arg(long, value_name = "PID")]
     pub(crate) pid: Option<u32>,
     /// Profile: builtin:NAME or a profile YAML file.
-    #[arg(
-        long,
-        value_name = "PROFILE",
-        default_value = "builtin:container-baseline"
-    )]
+    #[arg(long, value_name = "PROFILE", default_value = keyhole_engine::DEFAULT_PROFILE)]
     pub(crate) profile: String,
     /// Override a profile input (repeatable): NAME=VALUE.
     #[arg(long = "input", value_name = "NAME=VALUE")]
@@ -197,9 +211,10 @@ pub(crate) struct PlanArgs {
     /// Container to scan (required for distroless and for sidecar --launch).
     #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
     pub(crate) container: Option<ContainerName>,
-    /// Scan workflow: standard, distroless, sidecar (auto is decided at scan time).
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub(crate) mode: ScanMode,
+    /// Scan workflow, required: standard, distroless or sidecar. There is no default: `auto`
+    /// is decided by looking at the live pod, which `plan` never does.
+    #[arg(long, value_name = "MODE")]
+    pub(crate) mode: Option<ScanMode>,
     /// How long the access may live (10m to 24h); also the token lifetime.
     #[arg(long, value_name = "DURATION", default_value = "10m")]
     pub(crate) ttl: Ttl,

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use jiff::Timestamp;
-use keyhole_audit::AuditLog;
+use keyhole_audit::{AuditKey, AuditLog};
 use keyhole_cleanup::{CleanupAction, ReapScope, RetryPolicy};
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients, run_session};
 use keyhole_core::{Expiry, PodName, Run, RunId, ScanTarget};
 use keyhole_credentials::ClusterEndpoint;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::args::{AccessArgs, AuditVerifyArgs, KubeArgs, ReapArgs};
+use crate::args::{AccessArgs, AuditKeyArgs, AuditVerifyArgs, KubeArgs, ReapArgs};
 use crate::{Failure, Output};
 
 /// Turns on diagnostics on stderr when `KEYHOLE_LOG` (an `EnvFilter` directive such as `debug`
@@ -49,21 +49,15 @@ fn init_tracing() {
 fn retry_policy() -> Result<RetryPolicy, Failure> {
     let mut policy = RetryPolicy::default();
     if let Ok(text) = std::env::var("KEYHOLE_API_TIMEOUT") {
-        let bad = || {
-            Failure::bad_input(format!(
-                "KEYHOLE_API_TIMEOUT={text:?}: use milliseconds or seconds, e.g. 500ms or 3s"
-            ))
-        };
-        let (digits, unit_ms) = match text.strip_suffix("ms") {
-            Some(d) => (d, 1),
-            None => (text.strip_suffix('s').ok_or_else(bad)?, 1000),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let ms = n
-            .checked_mul(unit_ms)
-            .filter(|ms| *ms > 0)
-            .ok_or_else(bad)?;
-        policy.call_timeout = std::time::Duration::from_millis(ms);
+        let timeout = keyhole_core::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Failure::bad_input(format!(
+                    "KEYHOLE_API_TIMEOUT={text:?}: use a positive duration, e.g. 500ms or 3s"
+                ))
+            })?;
+        policy.call_timeout = timeout;
     }
     Ok(policy)
 }
@@ -164,7 +158,17 @@ fn default_audit_log() -> PathBuf {
     base.join("keyhole/audit.jsonl")
 }
 
-fn open_audit(path: Option<&Path>) -> Result<(AuditLog, PathBuf), Failure> {
+/// The audit key named by `--audit-key-file`, if any (refused when others may read it).
+fn audit_key(a: &AuditKeyArgs) -> Result<Option<AuditKey>, Failure> {
+    a.audit_key_file
+        .as_deref()
+        .map(AuditKey::from_file)
+        .transpose()
+        .map_err(Failure::bad_input)
+}
+
+fn open_audit(path: Option<&Path>, key: &AuditKeyArgs) -> Result<(AuditLog, PathBuf), Failure> {
+    let key = audit_key(key)?;
     let path = path
         .map(Path::to_path_buf)
         .unwrap_or_else(default_audit_log);
@@ -177,7 +181,7 @@ fn open_audit(path: Option<&Path>) -> Result<(AuditLog, PathBuf), Failure> {
             .map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", dir.display())))?;
     }
     // Fail closed: no audit trail, no access.
-    let log = AuditLog::open(&path).map_err(Failure::bad_input)?;
+    let log = AuditLog::open_with(&path, key).map_err(Failure::bad_input)?;
     Ok((log, path))
 }
 
@@ -204,7 +208,7 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
     let expiry = Expiry::new(Timestamp::now(), a.ttl).map_err(Failure::bad_input)?;
     let id = RunId::generate().map_err(|e| Failure::scan(e.to_string()))?;
     let run = Run::new(id, target, a.mode, expiry).map_err(Failure::bad_input)?;
-    let (log, log_path) = open_audit(a.audit_log.as_deref())?;
+    let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let audit = Audit::new(log, run.id().as_str());
     let rt = runtime()?;
@@ -277,9 +281,7 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
     let rt = runtime()?;
     let report = rt.block_on(async {
         let client = user_client(&user).await?;
-        keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &policy)
-            .await
-            .map_err(|e| Failure::scan(e.to_string()))
+        Ok::<_, Failure>(keyhole_cleanup::reap(&client, &scope, cutoff, a.dry_run, &policy).await)
     })?;
     let mut out = String::new();
     for (o, why) in &report.selected {
@@ -297,10 +299,12 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
         report.kept,
         report.remaining.len()
     ));
+    // A kind that could not be listed may hold leftovers nobody saw: as incomplete as an object
+    // that would not go.
     Ok(Output {
         stdout: out,
-        warnings: Vec::new(),
-        exit: if report.remaining.is_empty() {
+        warnings: report.unlisted.iter().map(ToString::to_string).collect(),
+        exit: if report.remaining.is_empty() && report.is_complete() {
             0
         } else {
             keyhole_cli::session::EXIT_CLEANUP_INCOMPLETE
@@ -309,10 +313,16 @@ pub(crate) fn reap_cmd(a: &ReapArgs) -> Result<Output, Failure> {
 }
 
 pub(crate) fn audit_verify(a: &AuditVerifyArgs) -> Result<Output, Failure> {
-    match keyhole_audit::verify(&a.log) {
+    let key = audit_key(&a.audit_key)?;
+    let chain = if key.is_some() {
+        "HMAC chain intact (no rewrite without the key)"
+    } else {
+        "hash chain intact (no partial edit; a whole-file rewrite shows only against a head kept elsewhere)"
+    };
+    match keyhole_audit::verify_with(&a.log, key.as_ref()) {
         Ok(r) => Ok(Output {
             stdout: format!(
-                "{}: {} records, chain intact, head {}\n",
+                "{}: {} records, {chain}, head {}\n",
                 a.log.display(),
                 r.records,
                 r.head

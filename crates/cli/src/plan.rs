@@ -72,21 +72,27 @@ fn warnings(a: &PlanArgs) -> Vec<String> {
     w
 }
 
-fn placeholder_uid(kind: &str, name: &str) -> String {
-    format!("<uid of {kind} {name}, assigned at creation>")
-}
-
 fn to_value<T: Serialize>(t: &T) -> Value {
     serde_json::to_value(t).expect("Kubernetes objects always serialize")
 }
 
-fn build(a: &PlanArgs) -> Result<Plan, Failure> {
-    if !a.mode.is_concrete() {
-        return Err(Failure::bad_input(
+/// The mode to plan: `--mode` is required and must be concrete, since `auto` is decided by
+/// looking at the live pod, which `plan` never touches.
+fn mode(a: &PlanArgs) -> Result<ScanMode, Failure> {
+    match a.mode {
+        None => Err(Failure::bad_input(
+            "keyhole plan needs --mode standard, distroless or sidecar (there is no default: auto is decided at scan time by looking at the pod, which plan does not touch)",
+        )),
+        Some(m) if !m.is_concrete() => Err(Failure::bad_input(
             "--mode auto is decided at scan time (standard if the target has a shell, else distroless); plan one with --mode standard, distroless or sidecar",
-        ));
+        )),
+        Some(m) => Ok(m),
     }
-    if a.launch.is_some() && a.mode != ScanMode::Sidecar {
+}
+
+fn build(a: &PlanArgs) -> Result<Plan, Failure> {
+    let mode = mode(a)?;
+    if a.launch.is_some() && mode != ScanMode::Sidecar {
         return Err(Failure::bad_input(
             "--launch only applies to --mode sidecar",
         ));
@@ -104,15 +110,14 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
     };
     let expiry = Expiry::new(a.issued_at.unwrap_or_else(Timestamp::now), a.ttl)
         .map_err(Failure::bad_input)?;
-    let run = Run::new(id, target, a.mode, expiry).map_err(Failure::bad_input)?;
+    let run = Run::new(id, target, mode, expiry).map_err(Failure::bad_input)?;
 
-    let needs_container = a.mode == ScanMode::Distroless || a.launch.is_some();
+    let needs_container = mode == ScanMode::Distroless || a.launch.is_some();
     let container = match (&a.container, needs_container) {
         (Some(c), _) => Some(c.clone()),
         (None, true) => {
             return Err(Failure::bad_input(format!(
-                "--mode {} needs -c CONTAINER: the scanner joins that container's process namespace",
-                a.mode
+                "--mode {mode} needs -c CONTAINER: the scanner joins that container's process namespace"
             )));
         }
         (None, false) => None,
@@ -134,10 +139,7 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
 
     let ns = run.namespace().as_str();
     let sa_name = run.object_name().to_string();
-    let sa_uid = placeholder_uid("ServiceAccount", &sa_name);
-    let owner = keyhole_rbac::owner_reference(&run, &sa_uid);
     let core = format!("/api/v1/namespaces/{ns}");
-    let rbac = format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}");
     let user_post = |path: String, body: Value| Step {
         method: "POST",
         path,
@@ -145,21 +147,17 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         body,
     };
 
-    let anchor = keyhole_credentials::anchor_secret(&run, owner.clone());
-    let anchor_name = anchor.metadata.name.clone().unwrap_or_default();
-    let role = keyhole_rbac::role(&run, &sa_uid).map_err(Failure::bad_input)?;
-    let mut steps = vec![
-        user_post(
-            format!("{core}/serviceaccounts"),
-            to_value(&keyhole_rbac::service_account(&run)),
-        ),
-        user_post(format!("{core}/secrets"), to_value(&anchor)),
-        user_post(format!("{rbac}/roles"), to_value(&role)),
-        user_post(
-            format!("{rbac}/rolebindings"),
-            to_value(&keyhole_rbac::role_binding(&run, &sa_uid)),
-        ),
-    ];
+    // The run's access objects, in the order and with the bodies a live run sends them: the
+    // very sequence `keyhole access` runs, against an offline recorder.
+    let (creates, applied) = keyhole_rbac::plan(&run, |owner| {
+        keyhole_credentials::anchor_secret(&run, owner)
+    })
+    .map_err(Failure::bad_input)?;
+    let owner = keyhole_rbac::owner_reference(&run, &applied.service_account_uid);
+    let mut steps: Vec<Step> = creates
+        .into_iter()
+        .map(|c| user_post(c.path, c.body))
+        .collect();
     if a.api_server.is_some() || a.launch.is_some() {
         let np = keyhole_netpolicy::scanner_network_policy(
             &run,
@@ -178,13 +176,12 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         pod.metadata.owner_references = Some(vec![owner.clone()]);
         steps.push(user_post(format!("{core}/pods"), to_value(&pod)));
     }
-    let anchor_uid = placeholder_uid("Secret", &anchor_name);
-    let token = keyhole_credentials::token_request(&run, &a.audiences, Some(&anchor_uid));
+    let token = keyhole_credentials::token_request(&run, &a.audiences, Some(&applied.anchor_uid));
     steps.push(user_post(
         format!("{core}/serviceaccounts/{sa_name}/token"),
         to_value(&token),
     ));
-    if a.mode == ScanMode::Distroless {
+    if mode == ScanMode::Distroless {
         let (Some(c), Some(uid)) = (&container, uid) else {
             unreachable!("checked above: distroless needs a container and a uid");
         };

@@ -15,15 +15,8 @@ use crate::{Failure, Output};
 /// Exit code when the threshold is not met.
 const EXIT_THRESHOLD: i32 = 1;
 
-fn profile(spec: &str) -> Result<Profile, Failure> {
-    match spec.strip_prefix("builtin:") {
-        Some(name) => Profile::builtin(name).map_err(Failure::bad_input),
-        None => Profile::from_path(std::path::Path::new(spec)).map_err(Failure::bad_input),
-    }
-}
-
 pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
-    let profile = profile(&a.profile)?;
+    let profile = Profile::resolve(&a.profile).map_err(Failure::bad_input)?;
     let inputs = Inputs::with_overrides(&profile, a.inputs.iter().map(String::as_str))
         .map_err(Failure::bad_input)?;
     let waivers = match &a.waivers {

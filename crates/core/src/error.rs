@@ -37,6 +37,14 @@ pub enum CoreError {
         /// Why it was rejected.
         reason: String,
     },
+    /// A duration that cannot be parsed.
+    #[error("invalid duration {value:?}: {reason}")]
+    InvalidDuration {
+        /// The rejected input.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
     /// A target that names no pod.
     #[error("a scan target needs at least one pod name or a label selector")]
     EmptyTarget,
@@ -46,8 +54,8 @@ pub enum CoreError {
         "the target's label selector must be resolved to pod names first (Role rules can only pin names)"
     )]
     UnresolvedSelector,
-    /// The operating system's random source failed; a run id cannot be made without it.
-    #[error("the system random source failed ({0}); cannot create a run id")]
+    /// The operating system's random source failed; no run id or private name can be made.
+    #[error("the system random source failed ({0}); cannot make a run id or a private name")]
     Random(String),
     /// An expiry time past what a timestamp can represent.
     #[error("expiry time out of range")]

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod duration;
 mod error;
 mod meta;
 mod mode;
@@ -16,6 +17,7 @@ mod run;
 mod target;
 mod ttl;
 
+pub use duration::parse_duration;
 pub use error::CoreError;
 pub use meta::{
     EXPIRES_AT_ANNOTATION, Expiry, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_ID_LABEL,
@@ -25,7 +27,7 @@ pub use mode::ScanMode;
 pub use names::{ContainerName, LabelSelector, Name, Namespace, PodName};
 pub use object::{Created, ObjectKind};
 pub use plan::Run;
-pub use run::RunId;
+pub use run::{RunId, random_bytes};
 pub use target::{PodSelection, ScanTarget};
 pub use ttl::Ttl;
 

@@ -4,6 +4,17 @@ use std::fmt;
 
 use crate::CoreError;
 
+/// `N` bytes from the operating system's random source (`getrandom`): the one source of
+/// randomness of every Keyhole crate (run ids, private file names, the test fake's tokens).
+///
+/// # Errors
+/// [`CoreError::Random`] when the OS source fails.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CoreError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| CoreError::Random(e.to_string()))?;
+    Ok(bytes)
+}
+
 /// Length of a run id: 36^9 * 26 ≈ 2.6e15 values, so ids do not collide across concurrent runs,
 /// and `keyhole-<id>-anchor` stays far below the 63-character label limit.
 const LEN: usize = 10;
@@ -18,9 +29,7 @@ pub struct RunId(String);
 impl RunId {
     /// A fresh id from the operating system's random source.
     pub fn generate() -> Result<Self, CoreError> {
-        let mut bytes = [0u8; LEN];
-        getrandom::fill(&mut bytes).map_err(|e| CoreError::Random(e.to_string()))?;
-        Ok(Self::from_random_bytes(bytes))
+        Ok(Self::from_random_bytes(random_bytes()?))
     }
 
     /// Maps random bytes onto the id alphabet (first character a letter). The modulo bias is
@@ -104,5 +113,15 @@ mod tests {
         ] {
             assert!(RunId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_random_source_does_not_repeat() {
+        let draws: std::collections::BTreeSet<[u8; 16]> =
+            (0..64).map(|_| random_bytes::<16>().unwrap()).collect();
+        assert_eq!(draws.len(), 64);
+        let ids: std::collections::BTreeSet<RunId> =
+            (0..64).map(|_| RunId::generate().unwrap()).collect();
+        assert_eq!(ids.len(), 64);
     }
 }

@@ -34,42 +34,23 @@ impl Ttl {
         Ok(Self(d))
     }
 
-    /// Parses `10m`, `1h30m`, `900s` (units `h`, `m`, `s`; every number needs a unit).
+    /// Parses a TTL with [`parse_duration`](crate::parse_duration) (`10m`, `1h30m`, `900s`,
+    /// `1.5h`, ...) and checks the bounds.
     pub fn parse(input: &str) -> Result<Self, CoreError> {
-        let err = |reason: &str| CoreError::InvalidTtl {
+        let d = crate::parse_duration(input).map_err(|e| CoreError::InvalidTtl {
             value: input.to_string(),
-            reason: reason.to_string(),
-        };
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        for c in input.trim().chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit = match c {
-                'h' => 3600,
-                'm' => 60,
-                's' => 1,
-                _ => return Err(err("use a number with a unit h, m or s, e.g. 10m or 1h30m")),
-            };
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| err("every unit needs a number before it, e.g. 10m"))?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| err("too large"))?;
-            digits.clear();
-        }
-        if !digits.is_empty() || input.trim().is_empty() {
-            return Err(err("use a number with a unit h, m or s, e.g. 10m or 1h30m"));
-        }
-        let d = Duration::from_secs(total);
-        if d < Self::MIN || d > Self::MAX {
-            return Err(err("must be between 10m and 24h"));
-        }
-        Ok(Self(d))
+            reason: match e {
+                CoreError::InvalidDuration { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })?;
+        Self::new(d).map_err(|e| CoreError::InvalidTtl {
+            value: input.to_string(),
+            reason: match e {
+                CoreError::InvalidTtl { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
     }
 
     /// The TTL as a duration.
@@ -126,6 +107,7 @@ mod tests {
         assert_eq!(Ttl::parse("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(Ttl::parse("900s").unwrap().as_secs(), 900);
         assert_eq!(Ttl::parse("24h").unwrap().as_secs(), 86400);
+        assert_eq!(Ttl::parse("1.5h").unwrap().as_secs(), 5400);
         for bad in [
             "",
             "9m",
@@ -134,7 +116,7 @@ mod tests {
             "10",
             "m",
             "10x",
-            "1.5h",
+            "600.5s",
             "-10m",
             "99999999999999999999h",
         ] {

@@ -65,9 +65,11 @@ impl ChildKubeconfig {
 
     /// The fallback: a 0600 file in a new 0700 directory under `parent`.
     pub fn private_file(config: &SecretString, parent: &Path) -> Result<Self, CredentialsError> {
-        let mut random = [0u8; 8];
-        getrandom_fill(&mut random)?;
-        let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let random = keyhole_core::random_bytes::<8>().map_err(|e| CredentialsError::Os {
+            action: "naming the private kubeconfig directory",
+            message: e.to_string(),
+        })?;
+        let name = hex::encode(random);
         let dir = parent.join(format!("keyhole-{name}"));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -97,13 +99,6 @@ impl ChildKubeconfig {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> Result<(), CredentialsError> {
-    use std::io::Read as _;
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .map_err(os("reading /dev/urandom"))
 }
 
 impl Drop for ChildKubeconfig {

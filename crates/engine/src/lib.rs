@@ -26,7 +26,7 @@ pub use source::{LocalRoot, OwnRoot, ShellScript, SourceError};
 
 pub use error::EngineError;
 pub use eval::{evaluate, gather, plan};
-pub use profile::{BUILTIN_PROFILES, InputDecl, InputType, Inputs, Profile};
+pub use profile::{BUILTIN_PROFILES, DEFAULT_PROFILE, InputDecl, InputType, Inputs, Profile};
 pub use waiver::{Waiver, Waivers};
 
 /// The README's example, compiled and run by `cargo test --doc` so it never goes stale.

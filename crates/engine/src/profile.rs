@@ -26,6 +26,9 @@ const BUILTIN: &[(&str, &str, &str)] = &[(
 /// Names of the built-in profiles.
 pub const BUILTIN_PROFILES: &[&str] = &["container-baseline"];
 
+/// The profile a scan runs when none is named, as [`Profile::resolve`] takes it.
+pub const DEFAULT_PROFILE: &str = "builtin:container-baseline";
+
 /// A validated profile: metadata, input declarations and controls, with the line of each.
 #[derive(Debug, Clone)]
 pub struct Profile {
@@ -408,6 +411,19 @@ impl Profile {
             }
         })?;
         Self::from_yaml_str(text, file)
+    }
+
+    /// A profile as a command line names it: `builtin:NAME` is a built-in profile (see
+    /// [`BUILTIN_PROFILES`]), anything else the path of a profile file. The one place the
+    /// `builtin:` prefix is understood, shared by `keyhole scan` and `keyhole-agent`.
+    ///
+    /// # Errors
+    /// Those of [`Profile::builtin`] and [`Profile::from_path`].
+    pub fn resolve(spec: &str) -> Result<Self, EngineError> {
+        match spec.strip_prefix("builtin:") {
+            Some(name) => Self::builtin(name),
+            None => Self::from_path(Path::new(spec)),
+        }
     }
 
     /// The profile's name.

@@ -13,7 +13,8 @@
 //!   and lists the requests a scan makes ([`eval::planned_requests`]) and those it must never be
 //!   allowed ([`eval::dangerous_requests`]);
 //! - [`apply`] creates a run's objects with the user's client and [`verify_access`] proves,
-//!   with the scoped client, that the access is exactly the plan.
+//!   with the scoped client, that the access is exactly the plan; [`plan`] computes the same
+//!   creates offline (one sequence, [`apply_with`], serves both).
 
 #![forbid(unsafe_code)]
 
@@ -24,7 +25,10 @@ mod objects;
 mod rules;
 
 pub use error::RbacError;
-pub use live::{AccessReport, Applied, ApplyEvent, Checked, apply, verify_access};
+pub use live::{
+    AccessReport, Applied, ApplyEvent, Checked, Creatable, Creator, PlannedCreate, apply,
+    apply_with, placeholder_uid, plan, verify_access,
+};
 pub use objects::{owner_reference, role, role_binding, service_account};
 pub use rules::rules;
 

@@ -2,6 +2,7 @@
 //! that the access is exactly what was planned.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::authorization::v1::{
@@ -28,40 +29,116 @@ pub struct Applied {
     pub anchor_uid: String,
 }
 
-async fn create<K>(
-    client: &Client,
-    ns: &str,
-    obj: &K,
-    kind: ObjectKind,
-) -> Result<Created, RbacError>
-where
+/// What a create needs of an object type.
+pub trait Creatable:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+{
+}
+
+impl<K> Creatable for K where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + Serialize
-        + std::fmt::Debug,
+        + std::fmt::Debug
+        + Send
+        + Sync
 {
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let created = api.create(&PostParams::default(), obj).await.map_err(|e| {
-        let message = match &e {
-            kube::Error::Api(s) if s.code == 409 => format!(
-                "{} already exists (another run with the same id?); run `keyhole reap -n {ns}` and retry",
-                s.message
-            ),
-            _ => e.to_string(),
-        };
-        RbacError::Api {
-            action: format!("creating {} {ns}/{name}", kind.as_str()),
-            message,
-        }
-    })?;
-    Ok(Created {
-        kind,
-        namespace: ns.to_string(),
-        name,
-        uid: created.meta().uid.clone(),
-    })
+}
+
+/// Where [`apply_with`] sends a run's creates: the API server ([`apply`]) or an offline record
+/// ([`plan`]). One sequence serves both, so `keyhole plan` shows the very order, owner
+/// references and bodies a live run sends.
+pub trait Creator: Send {
+    /// Creates `obj` (of `kind`) in namespace `ns`; returns it with the uid it was given.
+    fn create<K: Creatable>(
+        &mut self,
+        ns: &str,
+        obj: &K,
+        kind: ObjectKind,
+    ) -> impl Future<Output = Result<Created, RbacError>> + Send;
+}
+
+/// The live [`Creator`]: the user's client.
+struct ApiCreator<'a>(&'a Client);
+
+impl Creator for ApiCreator<'_> {
+    async fn create<K: Creatable>(
+        &mut self,
+        ns: &str,
+        obj: &K,
+        kind: ObjectKind,
+    ) -> Result<Created, RbacError> {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(self.0.clone(), ns);
+        let created = api.create(&PostParams::default(), obj).await.map_err(|e| {
+            let message = match &e {
+                kube::Error::Api(s) if s.code == 409 => format!(
+                    "{} already exists (another run with the same id?); run `keyhole reap -n {ns}` and retry",
+                    s.message
+                ),
+                _ => e.to_string(),
+            };
+            RbacError::Api {
+                action: format!("creating {} {ns}/{name}", kind.as_str()),
+                message,
+            }
+        })?;
+        Ok(Created {
+            kind,
+            namespace: ns.to_string(),
+            name,
+            uid: created.meta().uid.clone(),
+        })
+    }
+}
+
+/// One create of a [`plan`]: the API call and the object it sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedCreate {
+    /// The kind created.
+    pub kind: ObjectKind,
+    /// The collection it is POSTed to, e.g. `/api/v1/namespaces/prod/serviceaccounts`.
+    pub path: String,
+    /// The object, as sent.
+    pub body: serde_json::Value,
+}
+
+/// The offline [`Creator`]: records each create and answers with a placeholder uid.
+#[derive(Default)]
+struct Recorder(Vec<PlannedCreate>);
+
+/// The uid a [`plan`] shows for an object the API server has not created yet.
+pub fn placeholder_uid(kind: &str, name: &str) -> String {
+    format!("<uid of {kind} {name}, assigned at creation>")
+}
+
+impl Creator for Recorder {
+    async fn create<K: Creatable>(
+        &mut self,
+        ns: &str,
+        obj: &K,
+        kind: ObjectKind,
+    ) -> Result<Created, RbacError> {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        self.0.push(PlannedCreate {
+            kind,
+            path: K::url_path(&(), Some(ns)),
+            body: serde_json::to_value(obj).expect("Kubernetes objects always serialize"),
+        });
+        Ok(Created {
+            kind,
+            namespace: ns.to_string(),
+            uid: Some(placeholder_uid(kind.as_str(), &name)),
+            name,
+        })
+    }
 }
 
 /// What [`apply`] reports, as it goes.
@@ -74,27 +151,20 @@ pub enum ApplyEvent {
     Created(Created),
 }
 
-async fn create_reported<K>(
-    client: &Client,
+async fn create_reported<C: Creator, K: Creatable>(
+    creator: &mut C,
     ns: &str,
     obj: &K,
     kind: ObjectKind,
     on_event: &mut (dyn FnMut(ApplyEvent) + Send),
-) -> Result<Created, RbacError>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
-{
+) -> Result<Created, RbacError> {
     on_event(ApplyEvent::Attempt(Created {
         kind,
         namespace: ns.to_string(),
         name: obj.meta().name.clone().unwrap_or_default(),
         uid: None,
     }));
-    let created = create(client, ns, obj, kind).await?;
+    let created = creator.create(ns, obj, kind).await?;
     on_event(ApplyEvent::Created(created.clone()));
     Ok(created)
 }
@@ -108,12 +178,46 @@ where
 pub async fn apply(
     user: &Client,
     run: &Run,
-    anchor: impl FnOnce(OwnerReference) -> Secret,
+    anchor: impl FnOnce(OwnerReference) -> Secret + Send,
+    on_event: &mut (dyn FnMut(ApplyEvent) + Send),
+) -> Result<Applied, RbacError> {
+    apply_with(&mut ApiCreator(user), run, anchor, on_event).await
+}
+
+/// The creates of [`apply`], computed offline: the same sequence run against a recorder that
+/// answers with [placeholder uids](placeholder_uid). What `keyhole plan` prints.
+///
+/// # Errors
+/// [`RbacError::UnresolvedMode`] while the run's mode is still `auto`.
+pub fn plan(
+    run: &Run,
+    anchor: impl FnOnce(OwnerReference) -> Secret + Send,
+) -> Result<(Vec<PlannedCreate>, Applied), RbacError> {
+    let mut recorder = Recorder::default();
+    let mut ignore = |_: ApplyEvent| {};
+    let applied = {
+        let fut = std::pin::pin!(apply_with(&mut recorder, run, anchor, &mut ignore));
+        // The recorder never waits, so one poll runs the whole sequence.
+        match fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => unreachable!("the offline recorder never waits"),
+        }
+    };
+    Ok((recorder.0, applied))
+}
+
+/// The one sequence of a run's creates (see [`apply`]), sent to `creator`.
+pub async fn apply_with<C: Creator>(
+    creator: &mut C,
+    run: &Run,
+    anchor: impl FnOnce(OwnerReference) -> Secret + Send,
     on_event: &mut (dyn FnMut(ApplyEvent) + Send),
 ) -> Result<Applied, RbacError> {
     let ns = run.namespace().as_str();
+    // The Role needs a concrete mode: refuse `auto` before anything is created.
+    crate::rules(run.mode(), run.pods())?;
     let sa = create_reported(
-        user,
+        creator,
         ns,
         &service_account(run),
         ObjectKind::ServiceAccount,
@@ -125,14 +229,21 @@ pub async fn apply(
         message: "the API server returned no uid".into(),
     })?;
     let owner = owner_reference(run, &sa_uid);
-    let secret = create_reported(user, ns, &anchor(owner), ObjectKind::Secret, on_event).await?;
+    let secret = create_reported(creator, ns, &anchor(owner), ObjectKind::Secret, on_event).await?;
     let anchor_uid = secret.uid.clone().ok_or_else(|| RbacError::Api {
         action: format!("creating Secret {ns}/{}", secret.name),
         message: "the API server returned no uid".into(),
     })?;
-    create_reported(user, ns, &role(run, &sa_uid)?, ObjectKind::Role, on_event).await?;
     create_reported(
-        user,
+        creator,
+        ns,
+        &role(run, &sa_uid)?,
+        ObjectKind::Role,
+        on_event,
+    )
+    .await?;
+    create_reported(
+        creator,
         ns,
         &role_binding(run, &sa_uid),
         ObjectKind::RoleBinding,

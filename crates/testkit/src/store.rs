@@ -56,7 +56,7 @@ impl Store {
 /// The random 128-bit uid of a new object, formatted as a v4 UUID.
 pub(crate) fn new_uid() -> String {
     let b = random_bytes::<16>();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = hex::encode(b);
     // Version 4 / RFC 4122 variant bits, so the string looks like a real UUID.
     let v = format!("4{}", &hex[13..16]);
     let variant = format!("{:x}{}", (b[8] & 0x3) | 0x8, &hex[17..20]);
@@ -72,18 +72,14 @@ pub(crate) fn new_uid() -> String {
 
 /// Random bytes from the OS (the fake's tokens and uids must not repeat across tests).
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
     // The OS RNG failing is not something a test can recover from; fall back to a counter so a
     // broken RNG yields distinct (if predictable) values rather than a panic inside a server.
-    if getrandom::fill(&mut b).is_err() {
+    keyhole_core::random_bytes::<N>().unwrap_or_else(|_| {
         use std::sync::atomic::{AtomicU64, Ordering};
         static FALLBACK: AtomicU64 = AtomicU64::new(1);
         let n = FALLBACK.fetch_add(1, Ordering::Relaxed).to_le_bytes();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = n[i % 8] ^ (i as u8);
-        }
-    }
-    b
+        std::array::from_fn(|i| n[i % 8] ^ (i as u8))
+    })
 }
 
 /// The 5-character suffix `generateName` appends (Kubernetes' alphabet without vowels).

@@ -1,4 +1,8 @@
-//! The audit log detects every edited, removed, inserted or reordered record.
+//! The audit log detects every edited, removed, inserted or reordered record; concurrent
+//! writers keep one chain; a keyed (HMAC) chain resists a whole-file rewrite.
+
+mod concurrency;
+mod keyed;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
@@ -6,7 +10,7 @@ use std::path::PathBuf;
 use keyhole_audit::{AuditError, AuditLog, Event, GENESIS, ObjectRef, verify, verify_str};
 use proptest::prelude::*;
 
-fn temp_log(name: &str) -> PathBuf {
+pub(crate) fn temp_log(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("audit");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
@@ -23,7 +27,7 @@ fn object(name: &str) -> ObjectRef {
     }
 }
 
-fn events(n: usize) -> Vec<Event> {
+pub(crate) fn events(n: usize) -> Vec<Event> {
     let mut v = vec![Event::RunStarted {
         identity: "alice@example.com".into(),
         target: "shop/web-0".into(),
@@ -53,11 +57,11 @@ fn write(name: &str, events: Vec<Event>) -> (PathBuf, String) {
     (path, text)
 }
 
-fn lines(text: &str) -> Vec<String> {
+pub(crate) fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-fn join(lines: &[String]) -> String {
+pub(crate) fn join(lines: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
@@ -157,7 +161,12 @@ fn an_edit_with_a_recomputed_hash_breaks_the_next_link() {
 
 /// The record format, pinned independently of the crate: SHA-256 of the record's JSON without
 /// `hash`, keys sorted at every level, no whitespace. An attacker knows this too.
-fn canonical_sha256(v: &serde_json::Value) -> String {
+pub(crate) fn canonical_sha256(v: &serde_json::Value) -> String {
+    sha256_hex(canonical_text(v).as_bytes())
+}
+
+/// The record's JSON without `hash`, keys sorted at every level, no whitespace.
+pub(crate) fn canonical_text(v: &serde_json::Value) -> String {
     let mut v = v.clone();
     v.as_object_mut().unwrap().remove("hash");
     let v = &v;
@@ -192,15 +201,12 @@ fn canonical_sha256(v: &serde_json::Value) -> String {
     }
     let mut s = String::new();
     canon(v, &mut s);
-    sha256_hex(s.as_bytes())
+    s
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[test]

@@ -71,8 +71,14 @@ fn plan_rejects_bad_names_modes_and_ttls() {
 
 #[test]
 fn plan_rejects_incomplete_workflows() {
+    // No default mode: the message says which modes plan takes, and why not auto.
     rejects(
         &["plan", "web-0"],
+        None,
+        "keyhole plan needs --mode standard, distroless or sidecar",
+    );
+    rejects(
+        &["plan", "web-0", "--mode", "auto"],
         None,
         "--mode auto is decided at scan time",
     );
@@ -140,4 +146,37 @@ fn sidecar_inject_rejects_bad_manifests() {
         None,
         "cannot read /nonexistent/keyhole.yaml",
     );
+}
+
+#[test]
+fn a_bad_api_timeout_is_refused_and_a_good_one_in_any_unit_accepted() {
+    let run = |value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyhole"))
+            .args([
+                "access",
+                "web-0",
+                "--kubeconfig",
+                "/nonexistent",
+                "--",
+                "true",
+            ])
+            .env("KEYHOLE_API_TIMEOUT", value)
+            .output()
+            .unwrap()
+    };
+    for bad in ["0s", "ten", "5", "-1s"] {
+        let out = run(bad);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains("KEYHOLE_API_TIMEOUT"), "{bad}: {stderr}");
+    }
+    // Accepted: the run goes on to the kubeconfig, which does not exist.
+    for good in ["500ms", "3s", "1m", "1.5s"] {
+        let out = run(good);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot read your kubeconfig"),
+            "{good}: {stderr}"
+        );
+    }
 }

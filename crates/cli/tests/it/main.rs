@@ -2,12 +2,14 @@
 //! reviewed and committed), the properties checkov cannot see, and bad input; and the cluster
 //! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
+mod audit_log;
 mod errors;
 mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
 mod realapi;
+mod reap;
 mod scan;
 mod session;
 mod signals;

@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 
 use crate::support::{
     FakeScoped, NS, audited_objects, call_shapes, clean_ending, cluster, event_names, fast_policy,
-    session, session_with,
+    session, session_as,
 };
 
 /// The calls of a whole standard-mode session, in order.
@@ -54,7 +54,8 @@ const CHECK_KUBECONFIG: &str = r#"test -r "$KUBECONFIG" && grep -q certificate-a
 async fn happy_path_creates_in_order_verifies_runs_the_command_and_removes_everything() {
     let cluster = cluster();
     let scoped = FakeScoped::new(&cluster);
-    let ran = session_with(
+    let ran = session_as(
+        cluster.client_admin(),
         &cluster,
         ScanMode::Standard,
         &["sh", "-c", CHECK_KUBECONFIG],
@@ -175,7 +176,8 @@ impl ScopedClients for Panicking {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_command_phase_still_removes_everything() {
     let cluster = cluster();
-    let ran = session_with(
+    let ran = session_as(
+        cluster.client_admin(),
         &cluster,
         ScanMode::Standard,
         &["true"],
@@ -224,14 +226,10 @@ async fn a_dead_server_during_teardown_exits_4_and_the_reaper_finishes_after_exp
     cluster.faults().clear();
     let admin = cluster.client_admin();
     let scope = ReapScope::Namespace(NS.into());
-    let now = reap(&admin, &scope, Timestamp::now(), false, &fast_policy())
-        .await
-        .unwrap();
+    let now = reap(&admin, &scope, Timestamp::now(), false, &fast_policy()).await;
     assert!(now.selected.is_empty(), "not expired yet: {now:?}");
     let after = ran.run.expiry().expires_at() + SignedDuration::from_secs(1);
-    let report = reap(&admin, &scope, after, false, &fast_policy())
-        .await
-        .unwrap();
+    let report = reap(&admin, &scope, after, false, &fast_policy()).await;
     assert_eq!(report.selected.len(), 4);
     assert!(report.remaining.is_empty());
     assert!(cluster.managed_objects().is_empty());
@@ -297,4 +295,93 @@ async fn rewrite_expiry(cluster: &keyhole_testkit::FakeCluster, at: Timestamp) {
         };
         r.unwrap();
     }
+}
+
+/// A user allowed to create, read and delete exactly the kinds a standard run creates (and to
+/// mint its token), but to list nothing: the reaper's lists are refused, which is a warning,
+/// and the run's own teardown (delete, then read back by name) never needs a list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_may_not_list_runs_and_tears_down_cleanly() {
+    let cluster = cluster();
+    let rbac = "rbac.authorization.k8s.io";
+    let rule = |group: &str, resources: &[&str], verbs: &[&str]| serde_json::json!({"apiGroups": [group], "resources": resources, "verbs": verbs});
+    let cud = ["create", "get", "delete"];
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "deployer", "namespace": NS},
+        "rules": [
+            rule("", &["serviceaccounts", "secrets"], &cud),
+            rule(rbac, &["roles", "rolebindings"], &cud),
+            rule("", &["serviceaccounts/token"], &["create"]),
+        ],
+    }))
+    .unwrap();
+    cluster.insert(&role).unwrap();
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "deployer", "namespace": NS},
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "deployer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": NS}],
+        }))
+        .unwrap();
+    cluster.insert(&binding).unwrap();
+    let token = cluster
+        .service_account_with_token(NS, "deployer", std::time::Duration::from_secs(3600))
+        .unwrap();
+    let user = cluster.client_for_token(&token);
+    let ran = session_as(
+        user,
+        &cluster,
+        ScanMode::Standard,
+        &["true"],
+        fast_policy(),
+        FakeScoped::new(&cluster),
+    )
+    .await;
+    let o = &ran.outcome;
+    assert_eq!(
+        (o.exit_code, &o.ending, &o.error),
+        (0, &Ending::Completed, &None),
+        "{o:?}"
+    );
+    assert!(o.cleanup.is_clean(), "{:?}", o.cleanup);
+    assert!(cluster.managed_objects().is_empty());
+    let (code, _) = clean_ending(&ran.records);
+    assert_eq!(code, 0);
+    let deployer = keyhole_testkit::Identity::ServiceAccount {
+        namespace: NS.into(),
+        name: "deployer".into(),
+    };
+    let calls: Vec<(String, String, Option<u16>)> = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.identity == deployer)
+        .map(|c| (c.verb.clone(), c.path.clone(), c.status))
+        .collect();
+    let lists: Vec<_> = calls.iter().filter(|(v, _, _)| v == "list").collect();
+    assert_eq!(lists.len(), 6, "one refused list per kind: {calls:?}");
+    assert!(lists.iter().all(|(_, _, s)| *s == Some(403)), "{calls:?}");
+    let first_create = calls
+        .iter()
+        .position(|(v, p, _)| v == "create" && p.ends_with("/serviceaccounts"))
+        .unwrap();
+    let last_list = calls.iter().rposition(|(v, _, _)| v == "list").unwrap();
+    assert!(
+        last_list < first_create,
+        "only the reaper lists, before the run creates anything: {calls:?}"
+    );
+    let teardown: Vec<_> = calls[first_create..]
+        .iter()
+        .filter(|(v, _, _)| v == "delete" || v == "get")
+        .collect();
+    assert_eq!(
+        teardown.iter().filter(|(v, _, _)| v == "delete").count(),
+        4,
+        "{calls:?}"
+    );
+    assert!(
+        teardown
+            .iter()
+            .all(|(_, _, s)| matches!(s, Some(200 | 202 | 404))),
+        "teardown deleted and read back the four objects: {calls:?}"
+    );
 }

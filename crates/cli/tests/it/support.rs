@@ -100,9 +100,10 @@ pub(crate) struct Ran {
     pub(crate) run: Run,
 }
 
-/// Runs `command` in an in-process session against `cluster` with `scoped`, auditing to a
-/// fresh log that must verify.
-pub(crate) async fn session_with(
+/// Runs `command` in an in-process session against `cluster` as `user` (the admin's client,
+/// normally) with `scoped`, auditing to a fresh log that must verify.
+pub(crate) async fn session_as(
+    user: kube::Client,
     cluster: &FakeCluster,
     mode: ScanMode,
     command: &[&str],
@@ -120,7 +121,7 @@ pub(crate) async fn session_with(
         command: command.iter().map(OsString::from).collect(),
         policy,
     };
-    let outcome = run_session(cluster.client_admin(), spec, scoped, audit)
+    let outcome = run_session(user, spec, scoped, audit)
         .await
         .expect("the session starts");
     let records = audit_records(&log_path);
@@ -132,9 +133,10 @@ pub(crate) async fn session_with(
     }
 }
 
-/// [`session_with`] with the fast policy and [`FakeScoped`].
+/// [`session_as`] the admin with the fast policy and [`FakeScoped`].
 pub(crate) async fn session(cluster: &FakeCluster, command: &[&str]) -> Ran {
-    session_with(
+    session_as(
+        cluster.client_admin(),
         cluster,
         ScanMode::Standard,
         command,
@@ -282,6 +284,16 @@ impl Served {
     /// `keyhole access web-0 -n prod --kubeconfig … --audit-log … -- COMMAND`, with piped stdio,
     /// HOME/TMPDIR/XDG_STATE_HOME inside the scratch directory, and `env` added.
     pub(crate) fn access(&self, command: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        self.access_with(&[], command, env)
+    }
+
+    /// [`Served::access`] with `flags` added before `--`.
+    pub(crate) fn access_with(
+        &self,
+        flags: &[&str],
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> tokio::process::Command {
         let mut args: Vec<&str> = vec![
             "access",
             POD,
@@ -291,8 +303,9 @@ impl Served {
             self.kubeconfig.to_str().unwrap(),
             "--audit-log",
             self.audit.to_str().unwrap(),
-            "--",
         ];
+        args.extend_from_slice(flags);
+        args.push("--");
         args.extend_from_slice(command);
         self.keyhole(&args, env)
     }

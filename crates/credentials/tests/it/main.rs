@@ -63,6 +63,16 @@ fn private_file_fallback_is_0600_in_0700_and_removed_after_drop() {
         0o700
     );
     assert_eq!(child_reads(&path), CONFIG);
+    // An unguessable name: `keyhole-` and 16 random hex digits, another for each file.
+    let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let random = name.strip_prefix("keyhole-").expect("keyhole-<random>");
+    assert!(
+        random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{name}"
+    );
+    let other = ChildKubeconfig::private_file(&secret, &parent).unwrap();
+    assert_ne!(other.path().parent().unwrap(), dir);
+    drop(other);
     drop(k);
     assert!(
         !path.exists() && !dir.exists(),

@@ -255,6 +255,29 @@ fn the_builtin_profile_loads_and_has_enough_controls() {
     ));
 }
 
+#[test]
+fn a_profile_spec_is_a_builtin_name_or_a_file() {
+    let default = Profile::resolve(keyhole_engine::DEFAULT_PROFILE).unwrap();
+    let builtin = Profile::builtin("container-baseline").unwrap();
+    assert_eq!(default.name(), builtin.name());
+    assert!(default.control_ids().eq(builtin.control_ids()));
+    assert!(matches!(
+        Profile::resolve("builtin:nope"),
+        Err(EngineError::UnknownBuiltin { name, .. }) if name == "nope"
+    ));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("resolve");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("baseline.yaml");
+    std::fs::write(&file, builtin_text()).unwrap();
+    let from_file = Profile::resolve(file.to_str().unwrap()).unwrap();
+    assert!(from_file.control_ids().eq(builtin.control_ids()));
+    // Without the prefix a built-in name is a (missing) file, never the built-in profile.
+    assert!(matches!(
+        Profile::resolve("container-baseline"),
+        Err(EngineError::Read { .. })
+    ));
+}
+
 /// The built-in profile's text, to mutate.
 fn builtin_text() -> &'static str {
     include_str!("../../profiles/container-baseline.yaml")

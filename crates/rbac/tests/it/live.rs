@@ -308,3 +308,90 @@ async fn a_missing_right_fails_too() {
         "{text}"
     );
 }
+
+/// Whether every field of `want` is in `got` with the same value (`got` may have more: what
+/// the API server adds, such as uids and timestamps).
+fn contains(got: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| contains(gv, v))),
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => got == want,
+    }
+}
+
+#[tokio::test]
+async fn the_offline_plan_is_the_live_sequence_call_for_call() {
+    let cluster = FakeCluster::new();
+    let run = live_run(ScanMode::Distroless);
+    let (planned, placeholders) = keyhole_rbac::plan(&run, anchor(&run)).unwrap();
+    assert!(cluster.calls().is_empty(), "planning sends nothing");
+    let (r, _) = applied(&cluster, &run).await;
+    let real = r.unwrap();
+    let posts: Vec<String> = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "POST")
+        .map(|c| c.path.clone())
+        .collect();
+    let planned_paths: Vec<String> = planned.iter().map(|p| p.path.clone()).collect();
+    assert_eq!(posts, planned_paths);
+    assert_eq!(
+        planned.iter().map(|p| p.kind).collect::<Vec<_>>(),
+        [
+            ObjectKind::ServiceAccount,
+            ObjectKind::Secret,
+            ObjectKind::Role,
+            ObjectKind::RoleBinding
+        ]
+    );
+    // Each planned body, its placeholder uids replaced by the real ones, is what was stored.
+    for p in &planned {
+        let text = p
+            .body
+            .to_string()
+            .replace(&placeholders.service_account_uid, &real.service_account_uid)
+            .replace(&placeholders.anchor_uid, &real.anchor_uid);
+        let want: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let name = want["metadata"]["name"].as_str().unwrap();
+        let stored = match p.kind {
+            ObjectKind::ServiceAccount => {
+                serde_json::to_value(cluster.object::<ServiceAccount>("prod", name))
+            }
+            ObjectKind::Secret => serde_json::to_value(cluster.object::<Secret>("prod", name)),
+            ObjectKind::Role => serde_json::to_value(cluster.object::<Role>("prod", name)),
+            ObjectKind::RoleBinding => serde_json::to_value(
+                cluster.object::<k8s_openapi::api::rbac::v1::RoleBinding>("prod", name),
+            ),
+            other => panic!("{other:?} is not one of a run's access objects"),
+        }
+        .unwrap();
+        assert!(
+            contains(&stored, &want),
+            "{:?}: planned {want} but stored {stored}",
+            p.kind
+        );
+    }
+    assert!(
+        placeholders
+            .service_account_uid
+            .starts_with("<uid of ServiceAccount")
+    );
+}
+
+#[tokio::test]
+async fn an_auto_run_is_refused_before_anything_is_created() {
+    let cluster = FakeCluster::new();
+    let run = live_run(ScanMode::Auto);
+    assert!(matches!(
+        keyhole_rbac::plan(&run, anchor(&run)),
+        Err(RbacError::UnresolvedMode)
+    ));
+    let (r, events) = applied(&cluster, &run).await;
+    assert!(matches!(r, Err(RbacError::UnresolvedMode)), "{r:?}");
+    assert!(events.is_empty() && cluster.calls().is_empty());
+}
