@@ -66,13 +66,15 @@ pub(crate) fn saf() -> Result<PathBuf> {
 
 /// Debian packages the tests need: real containers (runc, busybox-static), the shells the fact
 /// script must work with (dash, busybox sh), setpriv (util-linux) for unprivileged readers,
-/// debootstrap for a richer rootfs.
+/// debootstrap for a richer rootfs, rpm (`rpm` and `rpmbuild`) for keyhole-rpmdb's comparison
+/// with the real rpm.
 pub(crate) const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
     "dash",
     "util-linux",
     "debootstrap",
+    "rpm",
 ];
 
 /// Installs the Debian `packages` that are missing (one `apt-get update` first, only if needed).
