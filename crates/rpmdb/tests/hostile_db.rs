@@ -1,0 +1,355 @@
+//! Hostile and broken databases: each is a bounded, clear error, never a panic, a hang or an
+//! empty list. Real databases come from the `rpm` test root; crafted ones are written with
+//! SQLite directly.
+
+#[path = "common/rpmroot.rs"]
+mod rpmroot;
+#[path = "common/writer.rs"]
+mod writer;
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::OnceLock;
+
+use keyhole_rpmdb::{DbFormat, Error, Limits, Package, read_database, read_database_fd, tag};
+use proptest::prelude::*;
+
+/// The bytes of a real `rpmdb.sqlite` written by rpm.
+fn real_db() -> &'static [u8] {
+    static DB: OnceLock<Vec<u8>> = OnceLock::new();
+    DB.get_or_init(|| std::fs::read(rpmroot::build().db()).unwrap())
+}
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+/// An `rpmdb.sqlite`-shaped database holding `blobs`, as bytes.
+fn crafted(blobs: &[Vec<u8>]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    writer::write_sqlite(&path, blobs);
+    std::fs::read(&path).unwrap()
+}
+
+/// A database made by running `sql` on an empty one.
+fn with_sql(sql: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(sql).unwrap();
+    drop(conn);
+    std::fs::read(&path).unwrap()
+}
+
+fn sample_blob(name: &str) -> Vec<u8> {
+    use writer::Value;
+    writer::write_header(
+        &[
+            (tag::NAME, Value::Str(name.as_bytes().to_vec())),
+            (tag::VERSION, Value::Str(b"1".to_vec())),
+            (tag::RELEASE, Value::Str(b"1".to_vec())),
+        ],
+        3,
+    )
+}
+
+#[test]
+fn a_real_database_reads_from_bytes_as_from_its_descriptor() {
+    let from_bytes = read_database(real_db(), &limits()).unwrap();
+    assert_eq!(from_bytes.len(), rpmroot::PACKAGES + 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    std::fs::write(&path, real_db()).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    assert_eq!(read_database_fd(&file, &limits()).unwrap(), from_bytes);
+}
+
+#[test]
+fn crafted_databases_read_in_hnum_order() {
+    let db = crafted(&[sample_blob("one"), sample_blob("two")]);
+    let got = read_database(&db, &limits()).unwrap();
+    let names: Vec<_> = got.iter().map(|p| (p.hnum, p.name.as_str())).collect();
+    assert_eq!(names, [(Some(1), "one"), (Some(2), "two")]);
+}
+
+#[test]
+fn a_truncated_database_is_an_error() {
+    let db = real_db();
+    // Mid-page: refused before SQLite sees it.
+    let err = read_database(&db[..db.len() / 2 + 100], &limits()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotADatabase(m) if m.contains("truncated")),
+        "{err}"
+    );
+    // At a page boundary: SQLite finds pages missing.
+    let page = 4096;
+    let err = read_database(&db[..page * 2], &limits()).unwrap_err();
+    assert!(matches!(err, Error::Sqlite(_)), "{err}");
+    // Only the header's first bytes.
+    let err = read_database(&db[..50], &limits()).unwrap_err();
+    assert!(matches!(err, Error::NotADatabase(_)), "{err}");
+}
+
+#[test]
+fn an_oversized_database_is_refused_before_it_is_read() {
+    let small = Limits {
+        max_db_bytes: 8192,
+        ..limits()
+    };
+    let err = read_database(real_db(), &small).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { max: 8192, .. }), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    std::fs::write(&path, real_db()).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let err = read_database_fd(&file, &small).unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size, max: 8192 } if size == real_db().len() as u64),
+        "{err}"
+    );
+}
+
+#[test]
+fn too_many_packages_or_files_are_refused() {
+    let few = Limits {
+        max_packages: 3,
+        ..limits()
+    };
+    let err = read_database(real_db(), &few).unwrap_err();
+    assert!(matches!(err, Error::TooMany { .. }), "{err}");
+    let few = Limits {
+        max_files: 10,
+        ..limits()
+    };
+    let err = read_database(real_db(), &few).unwrap_err();
+    assert!(matches!(err, Error::TooMany { .. }), "{err}");
+}
+
+#[test]
+fn a_header_larger_than_allowed_is_refused() {
+    let blob = sample_blob("big");
+    let small = Limits {
+        max_header_bytes: blob.len() as u64 - 1,
+        ..limits()
+    };
+    let err = read_database(&crafted(&[blob]), &small).unwrap_err();
+    // SQLite refuses the blob (its length limit) or the reader does: either way, an error.
+    assert!(
+        matches!(err, Error::Sqlite(_) | Error::Header { hnum: Some(1), .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_header_blobs_name_their_package() {
+    let good = sample_blob("good");
+    let mut truncated = sample_blob("cut");
+    truncated.truncate(truncated.len() - 3);
+    let mut oversized = sample_blob("big");
+    oversized[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut self_ref = sample_blob("loop");
+    // The region trailer (at the end of the data) claims zero entries: it describes itself.
+    let at = self_ref.len() - 16 + 8;
+    self_ref[at..at + 4].copy_from_slice(&0u32.to_be_bytes());
+    for (bad, what) in [
+        (truncated, "its sizes say"),
+        (oversized, "index entries"),
+        (self_ref, "region trailer"),
+        (b"garbage".to_vec(), "shorter than"),
+    ] {
+        let db = crafted(&[good.clone(), bad]);
+        let err = read_database(&db, &limits()).unwrap_err();
+        match &err {
+            Error::Header {
+                hnum: Some(2),
+                reason,
+            } => assert!(reason.contains(what), "{reason}"),
+            other => panic!("{what}: {other}"),
+        }
+        assert!(
+            err.to_string()
+                .starts_with("package #2: malformed RPM header")
+        );
+    }
+}
+
+#[test]
+fn a_blob_column_that_is_not_a_blob_is_refused() {
+    let db = with_sql(
+        "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);
+         INSERT INTO Packages (blob) VALUES ('text, not a header');",
+    );
+    let err = read_database(&db, &limits()).unwrap_err();
+    assert!(matches!(err, Error::Header { hnum: Some(1), .. }), "{err}");
+}
+
+#[test]
+fn packages_that_are_not_a_plain_table_are_refused() {
+    for (sql, want) in [
+        ("CREATE TABLE other (x);", "there is no Packages table"),
+        (
+            "CREATE TABLE t (hnum INTEGER PRIMARY KEY, blob BLOB);
+             CREATE VIEW Packages AS SELECT hnum, blob FROM t;",
+            "not a plain table",
+        ),
+        (
+            "CREATE VIRTUAL TABLE Packages USING fts5(hnum, blob);",
+            "not a plain table",
+        ),
+        (
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, x BLOB,
+               blob BLOB GENERATED ALWAYS AS (zeroblob(100000000)) VIRTUAL);",
+            "computed or hidden",
+        ),
+        (
+            "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, data BLOB);",
+            "no blob column",
+        ),
+    ] {
+        let err = read_database(&with_sql(sql), &limits()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Schema(m) if m.contains(want)),
+            "{sql}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_wal_file_alone_is_not_the_database() {
+    // A real write-ahead log: rpm's database in WAL mode, copied while a write is pending.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO Packages (blob) VALUES (?1)",
+        [sample_blob("x")],
+    )
+    .unwrap();
+    let wal = std::fs::read(dir.path().join("rpmdb.sqlite-wal")).unwrap();
+    assert!(!wal.is_empty());
+    assert_eq!(keyhole_rpmdb::identify(&wal), DbFormat::SqliteWal);
+    assert_eq!(read_database(&wal, &limits()).unwrap_err(), Error::WalOnly);
+    // The database beside it, never checkpointed, is read as its last checkpoint (empty), the
+    // same as rpm's own reader with `immutable=1` would: nothing is read from the log.
+    let main = std::fs::read(&path).unwrap();
+    let err = read_database(&main, &limits());
+    assert!(
+        matches!(&err, Ok(p) if p.is_empty()) || matches!(&err, Err(Error::Schema(_))),
+        "{err:?}"
+    );
+    drop(conn);
+}
+
+#[test]
+fn other_formats_are_unsupported_not_empty() {
+    // Berkeley DB's metadata page: the hash magic at offset 12, in little-endian (x86) order.
+    let mut bdb = vec![0u8; 4096];
+    bdb[12..16].copy_from_slice(&0x0006_1561u32.to_le_bytes());
+    let err = read_database(&bdb, &limits()).unwrap_err();
+    assert_eq!(err, Error::Unsupported(DbFormat::BerkeleyDb));
+    assert!(
+        err.to_string()
+            .starts_with("unsupported package database: Berkeley DB")
+    );
+    let mut btree = vec![0u8; 4096];
+    btree[12..16].copy_from_slice(&0x0005_3162u32.to_be_bytes());
+    assert_eq!(
+        read_database(&btree, &limits()).unwrap_err(),
+        Error::Unsupported(DbFormat::BerkeleyDb)
+    );
+    let mut ndb = b"RpmP".to_vec();
+    ndb.resize(4096, 0);
+    assert_eq!(
+        read_database(&ndb, &limits()).unwrap_err(),
+        Error::Unsupported(DbFormat::Ndb)
+    );
+    assert!(matches!(
+        read_database(b"", &limits()),
+        Err(Error::NotADatabase(_))
+    ));
+}
+
+#[test]
+fn a_fifo_or_a_directory_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("rpmdb.sqlite");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .unwrap();
+    // Opened non-blocking as the engine's safe layer does; a read would still find no writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(&fifo)
+        .unwrap();
+    let err = read_database_fd(&file, &limits()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotRegularFile(k) if k == "Fifo"),
+        "{err}"
+    );
+    let d = std::fs::File::open(dir.path()).unwrap();
+    let err = read_database_fd(&d, &limits()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotRegularFile(k) if k == "Directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_descriptor_is_read_from_its_start_whatever_its_offset() {
+    use std::io::{Seek, SeekFrom};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    std::fs::write(&path, real_db()).unwrap();
+    let mut file = std::fs::File::open(&path).unwrap();
+    file.seek(SeekFrom::Start(1000)).unwrap();
+    assert_eq!(
+        read_database_fd(&file, &limits()).unwrap().len(),
+        rpmroot::PACKAGES + 1
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A real database with bytes overwritten anywhere: packages or an error, never a panic,
+    /// and every package read is a well-formed one.
+    #[test]
+    fn corrupted_databases_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..40),
+    ) {
+        let mut db = real_db().to_vec();
+        for (at, b) in edits {
+            let i = at.index(db.len());
+            db[i] = b;
+        }
+        if let Ok(packages) = read_database(&db, &limits()) {
+            for p in packages {
+                prop_assert!(p.files.len() <= db.len());
+                prop_assert!(p.files.iter().all(|f| (f.dir as usize) < p.dirnames.len()));
+                let _ = Package::nevra(&p);
+            }
+        }
+    }
+
+    /// Whole pages of a real database replaced with random bytes.
+    #[test]
+    fn garbled_pages_never_panic(
+        page in any::<prop::sample::Index>(),
+        fill in prop::collection::vec(any::<u8>(), 4096),
+    ) {
+        let mut db = real_db().to_vec();
+        let pages = db.len() / 4096;
+        let p = page.index(pages);
+        db[p * 4096..(p + 1) * 4096].copy_from_slice(&fill);
+        let _ = read_database(&db, &limits());
+    }
+}
