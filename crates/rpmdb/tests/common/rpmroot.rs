@@ -102,10 +102,10 @@ fn package(i: usize, tree: &Path) -> (String, String) {
         "%package -n {name}\nSummary: generated {i}\nVersion: 1.{i}\nRelease: {}\n",
         i % 5 + 1
     );
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         writeln!(pre, "Epoch: {}", i / 3).unwrap();
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         writeln!(pre, "Vendor: Keyhole Test Vendor {}", i % 8).unwrap();
     }
     writeln!(pre, "%description -n {name}\ngenerated package {i}").unwrap();
@@ -130,7 +130,7 @@ fn package(i: usize, tree: &Path) -> (String, String) {
         &dir.join("etc/main.conf"),
         format!("setting = {i}\n").as_bytes(),
     );
-    let config = if i % 2 == 0 {
+    let config = if i.is_multiple_of(2) {
         "%config(noreplace)"
     } else {
         "%config"
@@ -147,7 +147,7 @@ fn package(i: usize, tree: &Path) -> (String, String) {
     writeln!(files, "{base}/link-rel\n{base}/link-abs").unwrap();
     std::fs::create_dir_all(dir.join("empty.d")).unwrap();
     writeln!(files, "%dir %attr(0750,root,adm) {base}/empty.d").unwrap();
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         // Latin-1 and invalid UTF-8 names, listed through a glob (a spec file is text).
         for (k, raw) in [&b"caf\xe9"[..], b"bad\xff\xfename"].iter().enumerate() {
             let mut n = b"latin-".to_vec();
