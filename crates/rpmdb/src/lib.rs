@@ -31,6 +31,10 @@
 //! defensive mode with an untrusted schema, checks cell sizes, caps blob length, stops after a
 //! budget of work proportional to the file, and reads only a `Packages` that is a plain table.
 //!
+//! # Integrity
+//! [`verify`] computes what `rpm -V` reports for a file from what the caller observed of it,
+//! without IO: the same findings, flag by flag, with config files told apart.
+//!
 //! # Bounds
 //! A header is checked against itself before anything is allocated for it (see [`Header`]);
 //! packages keep directory names once instead of a full path per file, so the parsed form of a
@@ -40,7 +44,7 @@
 mod header;
 mod package;
 mod sqlite;
-
+pub mod verify;
 use std::os::fd::AsFd;
 
 pub use header::{Header, MAX_DATA, MAX_ENTRIES, TagType, tag};
