@@ -5,9 +5,10 @@
 //! `rpmdb.sqlite` (rpm 4.16 and later: RHEL/UBI 9, Fedora, Amazon Linux 2023; found at
 //! `/var/lib/rpm/` or `/usr/lib/sysimage/rpm/`, see [`DB_DIRS`]). Each row of its `Packages`
 //! table is an RPM header blob, parsed by this crate's own bounded parser ([`Header`]) into a
-//! [`Package`] with its [`PackageFile`]s. The Berkeley DB `Packages` of RHEL 7/8 and the `ndb`
-//! `Packages.db` of SUSE are recognised and refused with [`Error::Unsupported`], never read as an
-//! empty list.
+//! [`Package`] with its [`PackageFile`]s. The Berkeley DB `Packages` of RHEL 7/8 and UBI 8 is
+//! read too, without Berkeley DB (its hash pages and overflow chains, each page checked and
+//! visited at most once). The `ndb` `Packages.db` of SUSE is recognised and refused with
+//! [`Error::Unsupported`], never read as an empty list.
 //!
 //! # Why the API takes bytes or a descriptor, never a path
 //! The database belongs to the scanned target, which may be hostile. A path would have to be
@@ -41,6 +42,7 @@
 //! header is at most a small constant multiple of its size; [`Limits`] caps the database,
 //! each header, and the number of packages and files.
 
+mod bdb;
 mod header;
 mod package;
 mod sqlite;
@@ -54,9 +56,9 @@ pub use package::{DigestAlgo, FileFlags, FileState, Package, PackageFile, Verify
 /// first (on Fedora and SUSE it is a symlink to the second, which the caller's safe layer
 /// follows inside the root).
 pub const DB_DIRS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
-/// The SQLite database's file name (rpm 4.16 and later).
+/// The SQLite database's file name (rpm 4.16 and later), the first to look for.
 pub const SQLITE_FILE: &str = "rpmdb.sqlite";
-/// The Berkeley DB database's file name (RHEL 7 and 8).
+/// The Berkeley DB database's file name (RHEL 7 and 8), read when there is no SQLite one.
 pub const BDB_FILE: &str = "Packages";
 /// The `ndb` database's file name (SUSE).
 pub const NDB_FILE: &str = "Packages.db";
@@ -68,7 +70,7 @@ pub const NDB_FILE: &str = "Packages.db";
 pub enum Error {
     /// A package database format this crate does not read.
     #[error(
-        "unsupported package database: {0} (only rpmdb.sqlite, rpm 4.16 and later, is read); \
+        "unsupported package database: {0} (rpmdb.sqlite and Berkeley DB Packages are read); \
          the image's packages cannot be listed or verified"
     )]
     Unsupported(DbFormat),
@@ -104,6 +106,9 @@ pub enum Error {
         /// Files read so far.
         files: usize,
     },
+    /// The Berkeley DB file is corrupt, hostile, or not rpm's `Packages`.
+    #[error("the Berkeley DB package database cannot be read: {0}")]
+    BerkeleyDb(String),
     /// The SQLite file is corrupt, hostile, or exceeded a bound.
     #[error("the package database cannot be read by SQLite: {0}")]
     Sqlite(String),
@@ -221,14 +226,22 @@ pub fn identify(head: &[u8]) -> DbFormat {
     DbFormat::Unknown
 }
 
-/// Reads the packages of a package database's bytes (the content of `rpmdb.sqlite`, read by
-/// the caller's safe layer). Other formats give [`Error::Unsupported`] or
-/// [`Error::WalOnly`]; anything else [`Error::NotADatabase`].
+/// Reads the packages of a package database's bytes (the content of `rpmdb.sqlite` or of a
+/// Berkeley DB `Packages`, read by the caller's safe layer), in package number order. `ndb`
+/// gives [`Error::Unsupported`], a write-ahead log [`Error::WalOnly`], anything else
+/// [`Error::NotADatabase`].
 pub fn read_database(bytes: &[u8], limits: &Limits) -> Result<Vec<Package>, Error> {
+    if bytes.len() as u64 > limits.max_db_bytes {
+        return Err(Error::TooLarge {
+            size: bytes.len() as u64,
+            max: limits.max_db_bytes,
+        });
+    }
     match identify(bytes) {
         DbFormat::Sqlite => sqlite::read(bytes, limits),
+        DbFormat::BerkeleyDb => bdb::read(bytes, limits),
         DbFormat::SqliteWal => Err(Error::WalOnly),
-        format @ (DbFormat::BerkeleyDb | DbFormat::Ndb) => Err(Error::Unsupported(format)),
+        format @ DbFormat::Ndb => Err(Error::Unsupported(format)),
         DbFormat::Unknown => Err(Error::NotADatabase(
             "it is neither SQLite, Berkeley DB nor ndb".into(),
         )),
