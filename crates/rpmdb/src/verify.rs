@@ -122,7 +122,7 @@ fn name_of(entries: &[(Vec<u8>, u32)], id: u32) -> Option<&[u8]> {
 pub struct Mismatch(pub u32);
 
 impl Mismatch {
-    /// The digest could not be computed (printed `?` in the `5`, `S` and `T` columns).
+    /// The digest could not be computed (printed `?` in the `5` column).
     pub const READ_FAILED: u32 = 1 << 29;
     /// The link could not be read (printed `?` in the `L` column).
     pub const READLINK_FAILED: u32 = 1 << 28;
@@ -214,14 +214,14 @@ impl Finding {
                 }
             };
             let s: String = [
-                col(VerifyFlags::SIZE, 'S', read),
+                col(VerifyFlags::SIZE, 'S', false),
                 col(VerifyFlags::MODE, 'M', false),
                 col(VerifyFlags::DIGEST, '5', read),
                 col(VerifyFlags::RDEV, 'D', false),
                 col(VerifyFlags::LINKTO, 'L', link),
                 col(VerifyFlags::USER, 'U', false),
                 col(VerifyFlags::GROUP, 'G', false),
-                col(VerifyFlags::MTIME, 'T', read),
+                col(VerifyFlags::MTIME, 'T', false),
                 col(VerifyFlags::CAPS, 'P', false),
             ]
             .into_iter()
@@ -413,4 +413,229 @@ pub fn verify_package(
 /// Whether `mode` is a directory (rpm follows a symlink where a directory is expected).
 pub fn expects_directory(file: &PackageFile) -> bool {
     u32::from(file.mode) & S_IFMT == S_IFDIR
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rules the `rpm -Va` comparison cannot reach from a test root: unreadable files,
+    //! file states, device numbers and owner matching by id.
+
+    use super::*;
+    use crate::{DigestAlgo, FileFlags};
+
+    fn package(file: PackageFile) -> Package {
+        Package {
+            hnum: None,
+            name: "p".into(),
+            epoch: None,
+            version: "1".into(),
+            release: "1".into(),
+            arch: None,
+            vendor: None,
+            install_time: None,
+            digest_algo: DigestAlgo::Sha256,
+            dirnames: vec![b"/etc/".to_vec()],
+            files: vec![file],
+        }
+    }
+
+    fn file(mode: u16) -> PackageFile {
+        PackageFile {
+            dir: 0,
+            basename: b"f".to_vec(),
+            mode,
+            user: b"root".to_vec(),
+            group: b"root".to_vec(),
+            size: 3,
+            mtime: 100,
+            rdev: 0,
+            digest: Some(vec![7; 32]),
+            link_target: Vec::new(),
+            flags: FileFlags(0),
+            state: FileState::Normal,
+            verify: VerifyFlags::ALL,
+        }
+    }
+
+    fn seen(mode: u32) -> Observed {
+        Observed {
+            mode,
+            uid: 0,
+            gid: 0,
+            size: 3,
+            mtime: 100,
+            rdev: 0,
+            link_target: None,
+            digest: Some((vec![7; 32], 3)),
+        }
+    }
+
+    fn line(f: PackageFile, o: Observation, accounts: &Accounts) -> Option<String> {
+        let p = package(f);
+        verify_file(&p, &p.files[0], &o, accounts, Ghosts::Skip)
+            .map(|f| String::from_utf8(f.rpm_line()).unwrap())
+    }
+
+    #[test]
+    fn an_unreadable_file_is_marked_with_question_marks() {
+        let o = Observed {
+            digest: None,
+            ..seen(0o100644)
+        };
+        let got = line(file(0o100644), Observation::Found(o), &Accounts::default());
+        assert_eq!(got.as_deref(), Some("..?......    /etc/f"));
+    }
+
+    #[test]
+    fn file_states_and_verify_flags_are_honoured() {
+        let gone = Observation::Missing;
+        let none = Accounts::default();
+        for state in [FileState::NotInstalled, FileState::NetShared] {
+            let f = PackageFile {
+                state,
+                ..file(0o100644)
+            };
+            assert_eq!(line(f, gone.clone(), &none), None, "{state:?}");
+        }
+        // A replaced file is only checked to exist.
+        let replaced = PackageFile {
+            state: FileState::Replaced,
+            ..file(0o100644)
+        };
+        let changed = Observed {
+            size: 99,
+            ..seen(0o100600)
+        };
+        assert_eq!(
+            line(replaced.clone(), Observation::Found(changed), &none),
+            None
+        );
+        assert_eq!(
+            line(replaced, gone.clone(), &none).as_deref(),
+            Some("missing     /etc/f")
+        );
+        // %verify(not mode size md5 mtime).
+        let relaxed = PackageFile {
+            verify: VerifyFlags(
+                !(VerifyFlags::MODE | VerifyFlags::SIZE | VerifyFlags::DIGEST | VerifyFlags::MTIME),
+            ),
+            ..file(0o100644)
+        };
+        let changed = Observed {
+            size: 99,
+            mtime: 5,
+            digest: Some((vec![1; 32], 99)),
+            ..seen(0o100600)
+        };
+        assert_eq!(line(relaxed, Observation::Found(changed), &none), None);
+        // A missing %config(missingok) file is not reported; a missing %config one is.
+        let missingok = PackageFile {
+            flags: FileFlags(FileFlags::CONFIG | FileFlags::MISSINGOK),
+            ..file(0o100644)
+        };
+        assert_eq!(line(missingok, gone.clone(), &none), None);
+        let config = PackageFile {
+            flags: FileFlags(FileFlags::CONFIG),
+            ..file(0o100644)
+        };
+        assert_eq!(
+            line(config, gone, &none).as_deref(),
+            Some("missing   c /etc/f")
+        );
+    }
+
+    #[test]
+    fn device_numbers_and_types_are_compared() {
+        let dev = PackageFile {
+            rdev: 0x0103,
+            digest: None,
+            ..file(0o020644)
+        };
+        let none = Accounts::default();
+        let same = Observed {
+            rdev: 0x0103,
+            digest: None,
+            ..seen(0o020644)
+        };
+        assert_eq!(
+            line(dev.clone(), Observation::Found(same.clone()), &none),
+            None
+        );
+        let other = Observed {
+            rdev: 0x0105,
+            ..same.clone()
+        };
+        assert_eq!(
+            line(dev.clone(), Observation::Found(other), &none).as_deref(),
+            Some("...D.....    /etc/f")
+        );
+        let block = Observed {
+            mode: 0o060644,
+            ..same
+        };
+        assert_eq!(
+            line(dev, Observation::Found(block), &none).as_deref(),
+            Some(".M.D.....    /etc/f")
+        );
+    }
+
+    #[test]
+    fn owners_match_by_name_or_by_id() {
+        let accounts = Accounts::parse(
+            b"root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\nalias:x:1000:1000::/:/bin/sh\n\
+              broken line\n:x:5:5::/:\n",
+            b"root:x:0:\napp:x:1000:\n",
+        );
+        let owned = PackageFile {
+            user: b"alias".to_vec(),
+            group: b"app".to_vec(),
+            ..file(0o100644)
+        };
+        // uid 1000 is named "app" first, but "alias" is also 1000: a match by id.
+        let o = Observed {
+            uid: 1000,
+            gid: 1000,
+            ..seen(0o100644)
+        };
+        assert_eq!(
+            line(owned.clone(), Observation::Found(o.clone()), &accounts),
+            None
+        );
+        // An owner the target does not know only matches by name, and uid 5 has none.
+        let stranger = PackageFile {
+            user: b"nobody-here".to_vec(),
+            ..owned
+        };
+        let o = Observed { uid: 5, ..o };
+        assert_eq!(
+            line(stranger, Observation::Found(o), &accounts).as_deref(),
+            Some(".....U...    /etc/f")
+        );
+        // root is 0 even without account files, as in rpm.
+        assert_eq!(
+            line(
+                file(0o100644),
+                Observation::Found(seen(0o100644)),
+                &Accounts::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn only_regular_files_are_hashed_and_never_ghosts() {
+        assert!(needs_digest(&file(0o100644), 0o100644));
+        assert!(!needs_digest(&file(0o100644), 0o040755));
+        assert!(!needs_digest(&file(0o100644), 0o120777));
+        let ghost = PackageFile {
+            flags: FileFlags(FileFlags::GHOST),
+            ..file(0o100644)
+        };
+        assert!(!needs_digest(&ghost, 0o100644));
+        let unchecked = PackageFile {
+            verify: VerifyFlags(!VerifyFlags::DIGEST),
+            ..file(0o100644)
+        };
+        assert!(!needs_digest(&unchecked, 0o100644));
+    }
 }
