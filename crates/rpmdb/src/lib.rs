@@ -46,16 +46,29 @@ mod bdb;
 mod header;
 mod package;
 mod sqlite;
+mod vercmp;
 pub mod verify;
 use std::os::fd::AsFd;
 
 pub use header::{Header, MAX_DATA, MAX_ENTRIES, TagType, tag};
 pub use package::{DigestAlgo, FileFlags, FileState, Package, PackageFile, VerifyFlags};
+pub use vercmp::{compare_evr, vercmp};
 
 /// The directories where rpm keeps its database, in the order to look: the historical path
 /// first (on Fedora and SUSE it is a symlink to the second, which the caller's safe layer
 /// follows inside the root).
 pub const DB_DIRS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+/// The database files to look for, in order: the first that exists is the database. (rpm
+/// reads only the backend it is configured for; an image converted to SQLite may keep a stale
+/// `Packages` beside `rpmdb.sqlite`, so SQLite comes first.)
+pub const DB_PATHS: [&str; 6] = [
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "/var/lib/rpm/Packages",
+    "/usr/lib/sysimage/rpm/Packages",
+    "/var/lib/rpm/Packages.db",
+    "/usr/lib/sysimage/rpm/Packages.db",
+];
 /// The SQLite database's file name (rpm 4.16 and later), the first to look for.
 pub const SQLITE_FILE: &str = "rpmdb.sqlite";
 /// The Berkeley DB database's file name (RHEL 7 and 8), read when there is no SQLite one.

@@ -84,6 +84,12 @@ impl Package {
         self.files.iter().map(|f| (self.path(f), f))
     }
 
+    /// `[epoch:]version-release`, the version rpm compares (see [`crate::compare_evr`]).
+    pub fn evr(&self) -> String {
+        let epoch = self.epoch.map(|e| format!("{e}:")).unwrap_or_default();
+        format!("{epoch}{}-{}", self.version, self.release)
+    }
+
     /// `name-[epoch:]version-release.arch`, as rpm names a package in messages.
     pub fn nevra(&self) -> String {
         let epoch = self.epoch.map(|e| format!("{e}:")).unwrap_or_default();

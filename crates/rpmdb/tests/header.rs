@@ -65,6 +65,7 @@ fn a_written_package_reads_back_the_same() {
     assert_eq!(back, p);
     assert_eq!(back.path(&back.files[0]), b"/etc/bashrc");
     assert_eq!(back.nevra(), "bash-1:5.1.8-9.el9.x86_64");
+    assert_eq!(back.evr(), "1:5.1.8-9.el9");
     assert!(back.files[0].flags.is_config());
 }
 
