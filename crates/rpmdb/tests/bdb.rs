@@ -15,19 +15,22 @@ use std::sync::OnceLock;
 use keyhole_rpmdb::{DbFormat, Error, Limits, Package, identify, read_database};
 use proptest::prelude::*;
 
-/// One root for every test of this binary: building it is the slow part.
-fn root() -> &'static rpmroot::RpmRoot {
-    static ROOT: OnceLock<rpmroot::RpmRoot> = OnceLock::new();
-    ROOT.get_or_init(rpmroot::build)
+/// The test root's `rpmdb.sqlite` (only its bytes are kept: a root in a static would never be
+/// dropped, and its temporary directory never removed).
+fn sqlite_db() -> &'static [u8] {
+    static DB: OnceLock<Vec<u8>> = OnceLock::new();
+    DB.get_or_init(|| std::fs::read(rpmroot::build().db()).unwrap())
 }
 
 /// The header blobs of the test root's `rpmdb.sqlite`, with their package numbers.
 fn records() -> &'static [(u32, Vec<u8>)] {
     static RECORDS: OnceLock<Vec<(u32, Vec<u8>)>> = OnceLock::new();
     RECORDS.get_or_init(|| {
-        let root = root();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rpmdb.sqlite");
+        std::fs::write(&path, sqlite_db()).unwrap();
         let conn = rusqlite::Connection::open_with_flags(
-            root.db(),
+            &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
@@ -95,7 +98,7 @@ fn ours_as_rpm(packages: &[Package]) -> BTreeSet<Vec<u8>> {
 
 #[test]
 fn berkeley_db_reads_as_rpm_bdb_ro_does() {
-    let sqlite = read_database(&std::fs::read(root().db()).unwrap(), &Limits::default()).unwrap();
+    let sqlite = read_database(sqlite_db(), &Limits::default()).unwrap();
     for (page_size, big, buckets) in [(4096, false, 1), (4096, true, 4), (512, false, 7)] {
         let db = bdb_writer::write_bdb(records(), page_size, big, buckets);
         assert_eq!(identify(&db), DbFormat::BerkeleyDb);

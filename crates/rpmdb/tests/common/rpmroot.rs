@@ -17,6 +17,8 @@ use std::process::Command;
 
 /// Packages in the generated set (plus the one built with MD5 digests).
 pub(crate) const PACKAGES: usize = 40;
+/// Packages installed with `--excludedocs` (the last ones, the MD5 package among them).
+pub(crate) const NODOCS: usize = 3;
 
 /// A generated, installed test root; removed when dropped.
 pub(crate) struct RpmRoot {
@@ -88,9 +90,18 @@ fn content(seed: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Writes a file of the tree, dated 2020 so that any later write changes its mtime (rpm -V's
+/// `T`) whatever the speed of the test.
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();
+    let past = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(past)
+        .unwrap();
 }
 
 /// One subpackage: its preamble and `%files` section; its files are written under `tree`.
@@ -238,9 +249,17 @@ pub(crate) fn build() -> RpmRoot {
         b"root:x:0:\ndaemon:x:1:\nbin:x:2:\nadm:x:4:\n",
     );
     let root_fs = RpmRoot { _dir: dir, root };
-    let mut install = vec!["-i", "--nodeps", "--noscripts", "--nosignature"];
-    let paths: Vec<&str> = rpms.iter().map(|p| p.to_str().unwrap()).collect();
-    install.extend(paths);
-    root_fs.rpm(&install);
+    // The last packages are installed as UBI images are built (`tsflags=nodocs`): their
+    // documentation is recorded as not installed.
+    let nodocs = rpms.len() - NODOCS;
+    for (batch, extra) in [
+        (&rpms[..nodocs], None),
+        (&rpms[nodocs..], Some("--excludedocs")),
+    ] {
+        let mut install = vec!["-i", "--nodeps", "--noscripts", "--nosignature"];
+        install.extend(extra);
+        install.extend(batch.iter().map(|p| p.to_str().unwrap()));
+        root_fs.rpm(&install);
+    }
     root_fs
 }
