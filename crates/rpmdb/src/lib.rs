@@ -155,7 +155,10 @@ impl Error {
 }
 
 /// Bounds on what reading a database may cost. The defaults are well above the largest real
-/// databases (a full Fedora workstation: about 200 MiB, 3,000 packages, 400,000 files).
+/// databases (a full Fedora workstation: about 200 MiB, 3,000 packages, 400,000 files; a UBI 9
+/// image: a few MiB). Reading holds the database once in memory (SQLite's copy when it comes
+/// from a descriptor; the caller's bytes and SQLite's copy when it comes as bytes) plus the
+/// parsed packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest database read.
@@ -171,7 +174,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_db_bytes: 1 << 30,
+            max_db_bytes: 512 << 20,
             max_header_bytes: 64 << 20,
             max_packages: 100_000,
             max_files: 4_000_000,

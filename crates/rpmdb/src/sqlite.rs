@@ -32,22 +32,43 @@ const STEPS_PER_TICK: i32 = 1000;
 
 /// Reads the packages of an `rpmdb.sqlite` image.
 pub(crate) fn read(bytes: &[u8], limits: &Limits) -> Result<Vec<Package>, Error> {
-    let page = check_image(bytes, limits)?;
-    let conn = open(bytes, page, limits)?;
+    let len = bytes.len() as u64;
+    let page = check_image(bytes, len, limits)?;
+    let conn = open(
+        bytes,
+        bytes.get(100..).unwrap_or_default(),
+        len,
+        page,
+        limits,
+    )?;
     check_schema(&conn)?;
     packages(&conn, limits)
 }
 
-/// Reads the packages of the `rpmdb.sqlite` open as `fd`, which must be a regular file of at
-/// most `limits.max_db_bytes` (checked with `fstat` before any read, so a FIFO or a device is
-/// never read).
+/// Reads the packages of the package database open as `fd`, which must be a regular file of
+/// at most `limits.max_db_bytes` (checked with `fstat` before any read, so a FIFO or a device
+/// is never read). An SQLite database is streamed into SQLite's buffer, never held twice.
 pub(crate) fn read_fd(fd: impl AsFd, limits: &Limits) -> Result<Vec<Package>, Error> {
-    let bytes = read_bounded(fd.as_fd(), limits.max_db_bytes)?;
-    crate::read_database(&bytes, limits)
+    let fd = fd.as_fd();
+    let size = regular_size(fd, limits.max_db_bytes)?;
+    let mut head = Vec::with_capacity(100);
+    PositionalReader { fd, at: 0 }
+        .take(100)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::Io(e.to_string()))?;
+    if crate::identify(&head) != crate::DbFormat::Sqlite {
+        let bytes = read_bounded(fd, limits.max_db_bytes)?;
+        return crate::read_database(&bytes, limits);
+    }
+    let page = check_image(&head, size, limits)?;
+    let rest = PositionalReader { fd, at: 100 }.take(size.saturating_sub(100));
+    let conn = open(&head, rest, size, page, limits)?;
+    check_schema(&conn)?;
+    packages(&conn, limits)
 }
 
-/// The content of the regular file `fd`, of at most `max` bytes.
-pub(crate) fn read_bounded(fd: std::os::fd::BorrowedFd<'_>, max: u64) -> Result<Vec<u8>, Error> {
+/// The size of the regular file `fd`, checked to be at most `max`.
+fn regular_size(fd: std::os::fd::BorrowedFd<'_>, max: u64) -> Result<u64, Error> {
     let st = rustix::fs::fstat(fd).map_err(|e| Error::Io(e.to_string()))?;
     let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
     if kind != rustix::fs::FileType::RegularFile {
@@ -57,11 +78,16 @@ pub(crate) fn read_bounded(fd: std::os::fd::BorrowedFd<'_>, max: u64) -> Result<
     if size > max {
         return Err(Error::TooLarge { size, max });
     }
+    Ok(size)
+}
+
+/// The content of the regular file `fd`, of at most `max` bytes.
+pub(crate) fn read_bounded(fd: std::os::fd::BorrowedFd<'_>, max: u64) -> Result<Vec<u8>, Error> {
+    let size = regular_size(fd, max)?;
     // pread from offset 0, whatever the descriptor's position; one byte more than the limit
     // tells a file that grew after fstat from one that did not.
     let mut out = Vec::with_capacity(size as usize);
-    let mut file = PositionalReader { fd, at: 0 };
-    (&mut file)
+    PositionalReader { fd, at: 0 }
         .take(max + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::Io(e.to_string()))?;
@@ -88,16 +114,17 @@ impl Read for PositionalReader<'_> {
     }
 }
 
-/// Checks the image's header and size; returns its page size.
-fn check_image(bytes: &[u8], limits: &Limits) -> Result<usize, Error> {
-    let size = bytes.len() as u64;
-    if size > limits.max_db_bytes {
+/// Checks the image's first bytes (`head`, at least its first 100 when it has them) and its
+/// length; returns its page size.
+fn check_image(head: &[u8], len: u64, limits: &Limits) -> Result<usize, Error> {
+    if len > limits.max_db_bytes {
         return Err(Error::TooLarge {
-            size,
+            size: len,
             max: limits.max_db_bytes,
         });
     }
-    if bytes.len() < 100 || &bytes[..16] != MAGIC {
+    let bytes = head;
+    if len < 100 || bytes.len() < 100 || &bytes[..16] != MAGIC {
         return Err(Error::NotADatabase(
             "it does not start with an SQLite header".into(),
         ));
@@ -109,18 +136,24 @@ fn check_image(bytes: &[u8], limits: &Limits) -> Result<usize, Error> {
     if !(512..=65536).contains(&page) || !page.is_power_of_two() {
         return Err(Error::NotADatabase(format!("page size {page}")));
     }
-    if !bytes.len().is_multiple_of(page) {
+    if !len.is_multiple_of(page as u64) {
         return Err(Error::NotADatabase(format!(
-            "{} bytes is not a whole number of {page}-byte pages: the file is truncated or \
-             padded",
-            bytes.len()
+            "{len} bytes is not a whole number of {page}-byte pages: the file is truncated or \
+             padded"
         )));
     }
     Ok(page)
 }
 
-/// Opens the image as a read-only in-memory database with every guard set.
-fn open(bytes: &[u8], page: usize, limits: &Limits) -> Result<Connection, Error> {
+/// Opens the image of `len` bytes — its first 100 bytes in `head`, the others read from
+/// `rest` — as a read-only in-memory database with every guard set.
+fn open(
+    head: &[u8],
+    rest: impl Read,
+    len: u64,
+    page: usize,
+    limits: &Limits,
+) -> Result<Connection, Error> {
     let mut conn = Connection::open_in_memory_with_flags(
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -142,7 +175,7 @@ fn open(bytes: &[u8], page: usize, limits: &Limits) -> Result<Connection, Error>
         .map_err(sql)?;
     // The budget of virtual machine steps: proportional to the image, generous for a real
     // database (a scan costs a few steps per row), fatal to a file that makes SQLite loop.
-    let budget = (bytes.len() as u64 / 8).max(1 << 20) / STEPS_PER_TICK as u64 + 1;
+    let budget = (len / 8).max(1 << 20) / STEPS_PER_TICK as u64 + 1;
     let mut ticks = 0u64;
     conn.progress_handler(
         STEPS_PER_TICK,
@@ -155,19 +188,28 @@ fn open(bytes: &[u8], page: usize, limits: &Limits) -> Result<Connection, Error>
     // rpm keeps its database in WAL mode (file format bytes 18 and 19 are 2), which the
     // in-memory VFS cannot open; SQLite documents setting them to 1 (rollback journal). A WAL
     // file is never read: its content is rpm's to checkpoint, as with `?immutable=1`.
-    let mut head = [0u8; 100];
-    head.copy_from_slice(&bytes[..100]);
-    for b in &mut head[18..20] {
+    let mut first = [0u8; 100];
+    first.copy_from_slice(&head[..100]);
+    for b in &mut first[18..20] {
         if *b == 2 {
             *b = 1;
         }
     }
-    let image = head
+    let image = first
         .as_slice()
-        .chain(&bytes[100..])
+        .chain(rest)
         .chain(std::io::repeat(0).take(PADDING as u64));
     debug_assert!(PADDING < page);
-    conn.deserialize_read_exact(rusqlite::MAIN_DB, image, bytes.len() + PADDING, true)
+    let size = usize::try_from(len)
+        .ok()
+        .and_then(|n| n.checked_add(PADDING))
+        .ok_or(Error::TooLarge {
+            size: len,
+            max: limits.max_db_bytes,
+        })?;
+    // A file that shrank since its size was taken runs short here: an error, not a read of
+    // the padding as data.
+    conn.deserialize_read_exact(rusqlite::MAIN_DB, image, size, true)
         .map_err(sql)?;
     conn.pragma_update(None, "cell_size_check", true)
         .map_err(sql)?;

@@ -103,6 +103,14 @@ fn berkeley_db_reads_as_rpm_bdb_ro_does() {
         let db = bdb_writer::write_bdb(records(), page_size, big, buckets);
         assert_eq!(identify(&db), DbFormat::BerkeleyDb);
         let ours = read_database(&db, &Limits::default()).unwrap();
+        // Through a descriptor, as the engine hands it over, the same.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Packages"), &db).unwrap();
+        let file = std::fs::File::open(dir.path().join("Packages")).unwrap();
+        assert_eq!(
+            keyhole_rpmdb::read_database_fd(&file, &Limits::default()).unwrap(),
+            ours
+        );
         // The same packages as from SQLite, with the same numbers, in the same order.
         assert_eq!(ours, sqlite, "page size {page_size}, big-endian {big}");
         let theirs = rpm_bdb_ro(&db, QF);

@@ -88,6 +88,23 @@ fn a_truncated_database_is_an_error() {
     // Only the header's first bytes.
     let err = read_database(&db[..50], &limits()).unwrap_err();
     assert!(matches!(err, Error::NotADatabase(_)), "{err}");
+    // The same through a descriptor, which streams the file into SQLite.
+    let dir = tempfile::tempdir().unwrap();
+    for (cut, sqlite_error) in [(db.len() / 2 + 100, false), (page * 2, true), (50, false)] {
+        let path = dir.path().join("rpmdb.sqlite");
+        std::fs::write(&path, &db[..cut]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let err = read_database_fd(&file, &limits()).unwrap_err();
+        assert_eq!(
+            matches!(err, Error::Sqlite(_)),
+            sqlite_error,
+            "{cut}: {err}"
+        );
+        assert!(
+            matches!(err, Error::Sqlite(_) | Error::NotADatabase(_)),
+            "{err}"
+        );
+    }
 }
 
 #[test]
