@@ -26,7 +26,9 @@
 //! copied into SQLite's in-memory VFS (`sqlite3_deserialize`, read-only). SQLite then touches
 //! no file at all, cannot write, and cannot be redirected. A write-ahead log beside the
 //! database is not applied, as with `immutable=1`: rpm checkpoints it when a transaction ends,
-//! and a database handed over in the middle of one is read as its last checkpoint.
+//! and a database handed over in the middle of one is read as its last checkpoint — unless the
+//! caller also hands over the log ([`read_database_with_wal`]), whose committed frames are then
+//! applied to a copy of the image first, as SQLite would.
 //!
 //! SQLite is robust against corrupt files by design; on top of that the connection runs in
 //! defensive mode with an untrusted schema, checks cell sizes, caps blob length, stops after a
@@ -48,6 +50,7 @@ mod package;
 mod sqlite;
 mod vercmp;
 pub mod verify;
+mod wal;
 use std::os::fd::AsFd;
 
 pub use header::{Header, MAX_DATA, MAX_ENTRIES, TagType, tag};
@@ -262,6 +265,45 @@ pub fn read_database(bytes: &[u8], limits: &Limits) -> Result<Vec<Package>, Erro
             "it is neither SQLite, Berkeley DB nor ndb".into(),
         )),
     }
+}
+
+/// Reads the packages of `rpmdb.sqlite`'s bytes together with its write-ahead log's
+/// (`rpmdb.sqlite-wal`, when it exists and is not empty): the transactions committed to the log
+/// but not yet checkpointed into the database are applied first, as SQLite itself would, so a
+/// package that only the log records is not missed. Frames SQLite would not trust (wrong salts,
+/// broken checksums, after the last commit) are ignored.
+pub fn read_database_with_wal(
+    bytes: &[u8],
+    wal: &[u8],
+    limits: &Limits,
+) -> Result<Vec<Package>, Error> {
+    for len in [bytes.len(), wal.len()] {
+        if len as u64 > limits.max_db_bytes {
+            return Err(Error::TooLarge {
+                size: len as u64,
+                max: limits.max_db_bytes,
+            });
+        }
+    }
+    let image = wal::apply(bytes, wal, limits.max_db_bytes)?;
+    match identify(&image) {
+        DbFormat::Sqlite => sqlite::read(&image, limits),
+        _ => Err(Error::NotADatabase(
+            "a write-ahead log goes with an SQLite database, and this is none".into(),
+        )),
+    }
+}
+
+/// [`read_database_with_wal`] from descriptors the caller obtained through its safe layer (both
+/// regular files, checked before reading).
+pub fn read_database_fd_with_wal(
+    fd: impl AsFd,
+    wal: impl AsFd,
+    limits: &Limits,
+) -> Result<Vec<Package>, Error> {
+    let bytes = sqlite::read_bounded(fd.as_fd(), limits.max_db_bytes)?;
+    let wal = sqlite::read_bounded(wal.as_fd(), limits.max_db_bytes)?;
+    read_database_with_wal(&bytes, &wal, limits)
 }
 
 /// Reads the packages of the package database open as `fd` — a descriptor the caller obtained

@@ -10,7 +10,9 @@ mod writer;
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
 
-use keyhole_rpmdb::{DbFormat, Error, Limits, Package, read_database, read_database_fd, tag};
+use keyhole_rpmdb::{
+    DbFormat, Error, Limits, Package, read_database, read_database_fd, read_database_with_wal, tag,
+};
 use proptest::prelude::*;
 
 /// The bytes of a real `rpmdb.sqlite` written by rpm.
@@ -351,6 +353,27 @@ proptest! {
         }
     }
 
+    /// A log with bytes overwritten anywhere (and resealed or not): packages or an error, never
+    /// a panic.
+    #[test]
+    fn corrupted_logs_never_panic(
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+        resealed in any::<bool>(),
+    ) {
+        let (db, mut wal) = with_pending_log(&["old"], &["new1", "new2"]);
+        for (at, b) in edits {
+            let i = at.index(wal.len());
+            wal[i] = b;
+        }
+        if resealed && wal.len() > 12 {
+            let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+            if (512..=65536).contains(&page) {
+                reseal(&mut wal, page);
+            }
+        }
+        let _ = read_database_with_wal(&db, &wal, &limits());
+    }
+
     /// Whole pages of a real database replaced with random bytes.
     #[test]
     fn garbled_pages_never_panic(
@@ -362,5 +385,138 @@ proptest! {
         let p = page.index(pages);
         db[p * 4096..(p + 1) * 4096].copy_from_slice(&fill);
         let _ = read_database(&db, &limits());
+    }
+}
+
+/// A database in WAL mode with `committed` packages checkpointed into the main file and
+/// `pending` ones only in the log; returns (database bytes, log bytes).
+fn with_pending_log(committed: &[&str], pending: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rpmdb.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);",
+    )
+    .unwrap();
+    let insert = |name: &str| {
+        conn.execute(
+            "INSERT INTO Packages (blob) VALUES (?1)",
+            [sample_blob(name)],
+        )
+        .unwrap();
+    };
+    committed.iter().for_each(|n| insert(n));
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    pending.iter().for_each(|n| insert(n));
+    let db = std::fs::read(&path).unwrap();
+    let wal = std::fs::read(dir.path().join("rpmdb.sqlite-wal")).unwrap();
+    drop(conn);
+    (db, wal)
+}
+
+fn names(packages: &[Package]) -> Vec<&str> {
+    packages.iter().map(|p| p.name.as_str()).collect()
+}
+
+#[test]
+fn committed_log_frames_are_applied_as_sqlite_would() {
+    let (db, wal) = with_pending_log(&["old"], &["new1", "new2"]);
+    assert!(!wal.is_empty());
+    // Without the log: the last checkpoint only.
+    assert_eq!(names(&read_database(&db, &limits()).unwrap()), ["old"]);
+    // With it: what rpm (SQLite) sees.
+    let got = read_database_with_wal(&db, &wal, &limits()).unwrap();
+    assert_eq!(names(&got), ["old", "new1", "new2"]);
+    // An empty log changes nothing.
+    assert_eq!(
+        names(&read_database_with_wal(&db, &[], &limits()).unwrap()),
+        ["old"]
+    );
+    // Through descriptors.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("db"), &db).unwrap();
+    std::fs::write(dir.path().join("wal"), &wal).unwrap();
+    let got = keyhole_rpmdb::read_database_fd_with_wal(
+        std::fs::File::open(dir.path().join("db")).unwrap(),
+        std::fs::File::open(dir.path().join("wal")).unwrap(),
+        &limits(),
+    )
+    .unwrap();
+    assert_eq!(names(&got), ["old", "new1", "new2"]);
+}
+
+#[test]
+fn untrusted_log_frames_are_ignored() {
+    let (db, wal) = with_pending_log(&["old"], &["new"]);
+    // A broken checksum in the first frame: nothing after it is trusted.
+    let mut broken = wal.clone();
+    broken[32 + 24 + 100] ^= 0xff;
+    assert_eq!(
+        names(&read_database_with_wal(&db, &broken, &limits()).unwrap()),
+        ["old"]
+    );
+    // Frames of another log generation (salts that do not match the header).
+    let mut stale = wal.clone();
+    stale[32 + 8] ^= 0xff;
+    assert_eq!(
+        names(&read_database_with_wal(&db, &stale, &limits()).unwrap()),
+        ["old"]
+    );
+    // The last frame cut short: its transaction did not commit.
+    let cut = &wal[..wal.len() - 1];
+    let got = read_database_with_wal(&db, cut, &limits()).unwrap();
+    assert_eq!(names(&got), ["old"]);
+    // A log that claims a database of 2^24 pages at its commit (checksums resealed, so that
+    // SQLite would trust it): refused by size before anything is allocated.
+    let mut huge = wal.clone();
+    let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let frames = (wal.len() - 32) / (24 + page);
+    let last = 32 + (frames - 1) * (24 + page);
+    huge[last + 4..last + 8].copy_from_slice(&0x0100_0000u32.to_be_bytes());
+    reseal(&mut huge, page);
+    let err = read_database_with_wal(&db, &huge, &limits()).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    // A database whose content is all in the log (its main file still empty).
+    let (empty, all) = with_pending_log(&[], &["a", "b"]);
+    let got = read_database_with_wal(&empty, &all, &limits()).unwrap();
+    assert_eq!(names(&got), ["a", "b"]);
+    // Garbage instead of a log.
+    let err =
+        read_database_with_wal(&db, b"not a log at all, not at all, no", &limits()).unwrap_err();
+    assert!(
+        matches!(&err, Error::NotADatabase(m) if m.contains("magic")),
+        "{err}"
+    );
+}
+
+/// Recomputes the running checksums of every frame of a log (SQLite's algorithm, in the byte
+/// order the magic number names), as a writer of a hostile log would.
+fn reseal(wal: &mut [u8], page: usize) {
+    let big = wal[3] == 0x83;
+    let word = |c: &[u8]| {
+        let b = [c[0], c[1], c[2], c[3]];
+        if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    let sum = |data: &[u8], (mut s0, mut s1): (u32, u32)| {
+        for p in data.chunks_exact(8) {
+            s0 = s0.wrapping_add(word(&p[..4])).wrapping_add(s1);
+            s1 = s1.wrapping_add(word(&p[4..])).wrapping_add(s0);
+        }
+        (s0, s1)
+    };
+    let mut s = sum(&wal[..24], (0, 0));
+    let mut at = 32;
+    while at + 24 + page <= wal.len() {
+        s = sum(&wal[at..at + 8], s);
+        s = sum(&wal[at + 24..at + 24 + page], s);
+        wal[at + 16..at + 20].copy_from_slice(&s.0.to_be_bytes());
+        wal[at + 20..at + 24].copy_from_slice(&s.1.to_be_bytes());
+        at += 24 + page;
     }
 }
