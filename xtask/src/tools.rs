@@ -68,7 +68,8 @@ pub(crate) fn saf() -> Result<PathBuf> {
 /// Debian packages the tests need: real containers (runc, busybox-static), the shells the fact
 /// script must work with (dash, busybox sh), setpriv (util-linux) for unprivileged readers,
 /// debootstrap for a richer rootfs and the Debian archive keyring it verifies bookworm with
-/// (already there on Debian; on Ubuntu, e.g. a GitHub runner, it is not).
+/// (already there on Debian; on Ubuntu, e.g. a GitHub runner, it is not), rpm (`rpm` and
+/// `rpmbuild`) for keyhole-rpmdb's comparison with the real rpm.
 pub(crate) const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
@@ -76,6 +77,7 @@ pub(crate) const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     "debootstrap",
     "debian-archive-keyring",
+    "rpm",
 ];
 
 /// How commands that need root run: directly when xtask runs as root (the project's CI), else
