@@ -312,3 +312,8 @@ pub fn read_database_fd_with_wal(
 pub fn read_database_fd(fd: impl AsFd, limits: &Limits) -> Result<Vec<Package>, Error> {
     sqlite::read_fd(fd, limits)
 }
+
+/// The README's example, compiled by `cargo test --doc` so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
