@@ -96,7 +96,8 @@ fn cargo() -> Command {
 /// Packages whose tests need root (real `runc` containers, device nodes, `setpriv`, files of
 /// other owners). As root they run with the rest; otherwise they are built as the user and
 /// their test binaries run under `sudo -n`, so that nothing in `target/` becomes root's.
-const ROOT_TIER: &[&str] = &["keyhole-engine"];
+/// keyhole-rpmdb installs test packages whose files belong to other users into a test root.
+const ROOT_TIER: &[&str] = &["keyhole-engine", "keyhole-rpmdb"];
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
