@@ -8,6 +8,8 @@
 //!   them; tools are installed into a venv under `target/` at pinned versions.
 //!
 //! - `bench`: speed and memory as ratios against baselines measured in the same run.
+//! - `rootfs`: the test node's root filesystems (busybox, true distroless, agent, Debian
+//!   minbase), cached under `target/rootfs/`.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
 //!   run by the GitHub workflow, not available on the project's machines).
 //!
@@ -16,6 +18,7 @@
 mod bench;
 mod e2e;
 mod gates;
+mod rootfs;
 #[cfg(test)]
 mod tidy;
 mod tools;
@@ -32,8 +35,9 @@ fn main() -> Result<()> {
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
         "bench" => bench::run_bench(),
+        "rootfs" => rootfs::run_rootfs(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|bench|e2e>");
+            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|rootfs>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"

@@ -256,7 +256,8 @@ impl FakeCluster {
 
     /// Scripts `pods/exec`: `handler` receives the command, container and the whole stdin and
     /// returns stdout, stderr and the exit code. Without a handler, exec answers a failure that
-    /// says so.
+    /// says so. Pods bound to a running [`crate::node::Node`] are not scripted: their exec runs
+    /// in the real container.
     pub fn set_exec_handler<F>(&self, handler: F)
     where
         F: Fn(&ExecRequest) -> ExecResponse + Send + Sync + 'static,
@@ -268,7 +269,8 @@ impl FakeCluster {
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(handler));
     }
 
-    /// Sets the text `pods/log` returns for one container.
+    /// Sets the text `pods/log` returns for one container (pods on a running
+    /// [`crate::node::Node`] serve their real logs instead).
     pub fn set_pod_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
         self.inner.lock().logs.insert(
             (namespace.to_owned(), pod.to_owned(), container.to_owned()),
@@ -394,7 +396,8 @@ impl FakeCluster {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"containers": spec_containers},
+            // Bound at creation, so a real node adopting unscheduled pods never takes it.
+            "spec": {"containers": spec_containers, "nodeName": "fake-node"},
         });
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod)?;
         self.insert(&pod)?;

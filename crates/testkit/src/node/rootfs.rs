@@ -8,7 +8,8 @@
 //!   program compiled with `rustc -C target-feature=+crt-static`, source in this crate), that
 //!   sleeps until killed, like Kubernetes' own `pause` image; `/etc/passwd` and `/etc/group`,
 //!   and **no shell, no busybox, no libc** anywhere (checked after building);
-//! - [`agent`]: only a static `keyhole-agent` (as `/keyhole-agent`) and the same `/etc` files.
+//! - [`agent`]: only a static `keyhole-agent` (as `/keyhole-agent`, from [`static_agent`]) and
+//!   the same `/etc` files.
 //!
 //! Why `pause` for distroless: it is the one program every Kubernetes node already runs from a
 //! one-binary image, it needs nothing but std, and it builds in about a second without cargo;
@@ -36,8 +37,18 @@ fn err(msg: impl Into<String>) -> TestkitError {
 pub fn cache_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+        .unwrap_or_else(|| workspace().join("target"));
     target.join("rootfs")
+}
+
+/// The workspace root (this crate lives in `<root>/crates/testkit`).
+fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 fn finish(
@@ -168,19 +179,68 @@ pub fn distroless(dir: &Path) -> Result<PathBuf, TestkitError> {
 }
 
 /// A tree at `dir` holding only `agent` (a static `keyhole-agent`) as `/keyhole-agent`, and
-/// `/etc/passwd`, `/etc/group`. The binary is not built here (`cargo xtask rootfs` builds it).
+/// `/etc/passwd`, `/etc/group`. The binary is refreshed when `agent` differs from the copy, so
+/// the tree follows rebuilds (do it before starting containers from it).
 pub fn agent(dir: &Path, agent: &Path) -> Result<PathBuf, TestkitError> {
-    if !agent.is_file() {
-        return Err(err(format!(
-            "{} does not exist: build the static agent first (cargo xtask rootfs)",
+    let bytes = std::fs::read(agent).map_err(|e| {
+        err(format!(
+            "cannot read the static agent {}: {e} (rootfs::static_agent or cargo xtask rootfs builds it)",
             agent.display()
-        )));
-    }
-    finish(dir, |tree| {
+        ))
+    })?;
+    let dir = finish(dir, |tree| {
         copy_exec(agent, &tree.join("keyhole-agent"))?;
         std::fs::remove_dir(tree.join("bin"))?;
         assert_no_shell(tree)
-    })
+    })?;
+    let installed = dir.join("keyhole-agent");
+    if std::fs::read(&installed).ok().as_deref() != Some(bytes.as_slice()) {
+        let tmp = dir.join(".keyhole-agent.new");
+        copy_exec(agent, &tmp)?;
+        std::fs::rename(&tmp, &installed)?;
+    }
+    Ok(dir)
+}
+
+/// Builds `keyhole-agent` statically linked (`cargo build -p keyhole-agent --target
+/// x86_64-unknown-linux-gnu` with `-C target-feature=+crt-static`, into `target/static`, as
+/// `cargo xtask ci` does) and returns the binary. Cargo decides whether anything needs
+/// rebuilding, so the result follows the agent's source; the first build takes minutes.
+pub fn static_agent() -> Result<PathBuf, TestkitError> {
+    const TARGET: &str = "x86_64-unknown-linux-gnu";
+    let workspace = workspace();
+    let target_dir = cache_dir()
+        .parent()
+        .map(|t| t.join("static"))
+        .ok_or_else(|| err("the rootfs cache has no parent directory"))?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "keyhole-agent",
+            "--target",
+            TARGET,
+            "--manifest-path",
+        ])
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .output()
+        .map_err(|e| {
+            err(format!(
+                "cannot run cargo to build the static keyhole-agent: {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "cargo could not build the static keyhole-agent: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(target_dir.join(TARGET).join("debug/keyhole-agent"))
 }
 
 /// Fails when anything under `tree` is a shell, busybox, or a dynamic loader.

@@ -182,6 +182,33 @@ async fn a_pod_runs_and_exec_streams_a_script_to_sh_and_back() {
         "the exec is recorded with its stdin"
     );
 
+    // Streamed, not buffered: the process answers before its stdin is closed (a buffering
+    // server would wait for the end of stdin and never deliver "ready").
+    let ap = AttachParams::default().container("app").stdin(true);
+    let mut p = s
+        .pods
+        .exec(
+            "web-0",
+            ["sh", "-c", "echo ready; read x; echo got $x"],
+            &ap,
+        )
+        .await
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(p.stdout().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt as _;
+    tokio::time::timeout(WAIT, out.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let mut w = p.stdin().unwrap();
+    w.write_all(b"hello\n").await.unwrap();
+    w.shutdown().await.unwrap();
+    line.clear();
+    out.read_line(&mut line).await.unwrap();
+    assert_eq!(line, "got hello\n");
+
     let ids = s.node.container_ids();
     s.node.shutdown().unwrap();
     let left = runc_list();
@@ -279,7 +306,10 @@ async fn shared_pid_pods_see_each_other_and_deletion_leaves_no_container() {
     // No nodeName: the node binds it as the scheduler would.
     let p = s.node.wait_running("prod", "pair", WAIT).await.unwrap();
     assert_eq!(p.spec.unwrap().node_name.as_deref(), Some(s.node.name()));
-    let (ps, _, _) = exec(&s.pods, "pair", "b", &["ps", "-o", "pid,args"], None).await;
+    // Over real HTTPS this time: the same exec path a kubeconfig user takes.
+    let server = s.cluster.serve_https().await.unwrap();
+    let https: Api<Pod> = Api::namespaced(server.client_admin().unwrap(), "prod");
+    let (ps, _, _) = exec(&https, "pair", "b", &["ps", "-o", "pid,args"], None).await;
     assert!(
         ps.contains("sleep 3601") && ps.contains("sleep 3602"),
         "{ps}"
