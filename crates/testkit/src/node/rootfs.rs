@@ -148,6 +148,8 @@ pub fn pause_binary(dir: &Path) -> Result<PathBuf, TestkitError> {
             "-O",
             "-C",
             "target-feature=+crt-static",
+            "-C",
+            "strip=symbols",
             "-o",
         ])
         .arg(tmp.path().join("pause"))

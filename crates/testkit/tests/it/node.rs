@@ -280,6 +280,44 @@ async fn an_ephemeral_container_reads_the_target_only_with_its_uid_and_logs_are_
     assert!(log.contains("Permission denied"), "{log:?}");
     assert!(!log.contains("KEYHOLE-SECRET"));
 
+    // The securityContext reached the kernel: no capabilities at all, no_new_privs, a
+    // read-only root, the target's IDs.
+    let shape = json!({"name": "shape", "image": "busybox:1.36", "targetContainerName": "app",
+        "command": ["sh", "-c", "grep -E '^(Uid|Gid|CapPrm|CapEff|CapBnd|NoNewPrivs)' /proc/self/status; touch /x 2>/dev/null || echo read-only"],
+        "securityContext": {"runAsUser": 10001, "runAsGroup": 10001,
+            "capabilities": {"drop": ["ALL"]}, "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true}});
+    let patch = json!({"spec": {"ephemeralContainers": [probe("same-uid", 10001), probe("other-uid", 10002), shape]}});
+    s.pods
+        .patch_ephemeral_containers("web-0", &pp, &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "web-0", "shape", WAIT)
+            .await
+            .unwrap(),
+        0
+    );
+    let log = log_containing(&s.pods, "web-0", "shape", "read-only").await;
+    let fields: Vec<Vec<&str>> = log
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            vec!["Uid:", "10001", "10001", "10001", "10001"],
+            vec!["Gid:", "10001", "10001", "10001", "10001"],
+            vec!["CapPrm:", "0000000000000000"],
+            vec!["CapEff:", "0000000000000000"],
+            vec!["CapBnd:", "0000000000000000"],
+            vec!["NoNewPrivs:", "1"],
+            vec!["read-only"],
+        ],
+        "{log}"
+    );
+
     let p = s.pods.get("web-0").await.unwrap();
     let eph = p.status.unwrap().ephemeral_container_statuses.unwrap();
     let exit = |n: &str| {
@@ -362,6 +400,28 @@ async fn a_true_distroless_target_runs_but_has_no_shell_to_exec() {
             .contains("exec failed"),
         "{status:?}"
     );
+    // A pod whose only container ends is done: Failed, with the real exit code.
+    pod(
+        &s.cluster,
+        json!({"metadata": {"name": "job", "namespace": "prod"},
+            "spec": {"nodeName": s.node.name(), "restartPolicy": "Never",
+                "containers": [{"name": "run", "image": "busybox:1.36", "command": ["sh", "-c", "exit 3"]}]}}),
+    );
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "job", "run", WAIT)
+            .await
+            .unwrap(),
+        3
+    );
+    let job = s
+        .node
+        .wait_pod("prod", "job", WAIT, |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+        })
+        .await
+        .unwrap();
+    assert_eq!(job.status.unwrap().phase.as_deref(), Some("Failed"));
     // An unregistered image is ErrImagePull, as a kubelet reports it.
     pod(
         &s.cluster,
