@@ -102,8 +102,9 @@ where
 {
     let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
     let (mut tx, mut rx) = ws.split();
+    let drop_after = inner.faults.take_exec_drop();
     if let Some(kubelet) = inner.kubelet_for(&start.request.namespace, &start.request.pod) {
-        let request = stream_session(kubelet.as_ref(), &start, &mut tx, &mut rx).await;
+        let request = stream_session(kubelet.as_ref(), &start, drop_after, &mut tx, &mut rx).await;
         inner.lock().execs.push(request);
         return;
     }
@@ -137,6 +138,15 @@ where
         ),
     };
     // Errors below mean the client went away; there is nobody left to tell.
+    if let Some(n) = drop_after {
+        // The injected mid-stream loss: part of stdout, then the session ends without a Status.
+        let part = &response.stdout[..n.min(response.stdout.len())];
+        if start.want_stdout && !part.is_empty() {
+            let _ = tx.send(frame(STDOUT, part)).await;
+        }
+        end_without_status(&mut tx, &mut rx).await;
+        return;
+    }
     if start.want_stdout && !response.stdout.is_empty() {
         for chunk in response.stdout.chunks(32 * 1024) {
             let _ = tx.send(frame(STDOUT, chunk)).await;
@@ -180,6 +190,7 @@ type WsRx<I> = futures::stream::SplitStream<WebSocketStream<TokioIo<I>>>;
 async fn stream_session<I>(
     kubelet: &dyn crate::cluster::Kubelet,
     start: &ExecStart,
+    mut drop_after: Option<usize>,
     tx: &mut WsTx<I>,
     rx: &mut WsRx<I>,
 ) -> ExecRequest
@@ -253,7 +264,15 @@ where
             },
             n = read_some(stdout.as_mut(), &mut out_buf) => match n {
                 Some(n) if n > 0 => {
-                    if start.want_stdout && tx.send(frame(STDOUT, &out_buf[..n])).await.is_err() {
+                    let mut n = n;
+                    if let Some(budget) = drop_after.as_mut() {
+                        n = n.min(*budget);
+                        *budget -= n;
+                    }
+                    if start.want_stdout && n > 0 && tx.send(frame(STDOUT, &out_buf[..n])).await.is_err() {
+                        client_gone = true;
+                    }
+                    if drop_after == Some(0) {
                         client_gone = true;
                     }
                 }
@@ -272,6 +291,9 @@ where
             },
         }
         if client_gone {
+            if drop_after == Some(0) {
+                end_without_status(tx, rx).await;
+            }
             // Only the runtime's exec client is killed: as with a real kubelet, the process in
             // the container lives on when the connection drops.
             let _ = child.start_kill();
@@ -309,6 +331,20 @@ where
         }
     }
     request
+}
+
+/// The injected mid-stream loss: the session ends here, without an exit Status. It closes
+/// with a Close frame and waits (briefly) for the client's, because merely dropping an
+/// upgraded in-memory connection leaves kube's reader waiting for an end that never comes.
+async fn end_without_status<I>(tx: &mut WsTx<I>, rx: &mut WsRx<I>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let _ = tx.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(_)) = rx.next().await {}
+    })
+    .await;
 }
 
 /// Reads from an optional pipe; pends forever for `None` (a closed stream in a select).

@@ -92,6 +92,11 @@ impl Images {
         self.map.insert(reference.into(), image);
     }
 
+    /// Forgets `reference` (exactly as registered).
+    pub fn remove(&mut self, reference: &str) -> Option<Image> {
+        self.map.remove(reference)
+    }
+
     /// The image a pod's `image` field names, if registered.
     pub fn resolve(&self, reference: &str) -> Option<&Image> {
         let no_digest = reference.split_once('@').map_or(reference, |(r, _)| r);

@@ -71,6 +71,8 @@ pub(crate) struct PodRt {
     started: Timestamp,
     pub(crate) containers: Vec<ContainerRt>,
     last_status: Option<Value>,
+    /// `activeDeadlineSeconds` passed (on the API's clock): every container was killed.
+    deadline_exceeded: bool,
 }
 
 /// State shared by the node's thread, its kubelet endpoints and its owner.
@@ -216,6 +218,7 @@ impl Shared {
             started: now,
             containers: Vec::new(),
             last_status: None,
+            deadline_exceeded: false,
         };
         let _ = std::fs::create_dir_all(rt.dir.join("logs"));
         rt
@@ -242,6 +245,20 @@ impl Shared {
             let joins = self.joins_for(pod, rt, e.target_container_name.as_deref());
             let crt = self.start(pod, rt, &c, true, &joins, now);
             rt.containers.push(crt);
+        }
+        // The kubelet ends a pod that outlived its activeDeadlineSeconds.
+        if let Some(limit) = spec.active_deadline_seconds
+            && !rt.deadline_exceeded
+            && now.as_second() - rt.started.as_second() >= limit
+        {
+            rt.deadline_exceeded = true;
+            for c in &rt.containers {
+                if c.child.is_some()
+                    && let Some(id) = &c.id
+                {
+                    self.runc.kill(id);
+                }
+            }
         }
         for c in &mut rt.containers {
             if let Some(child) = c.child.as_mut()
@@ -409,6 +426,23 @@ impl Shared {
         crt
     }
 
+    /// Sends SIGKILL to one running container (a fault for tests); false if it does not run.
+    pub(crate) fn kill_container(&self, namespace: &str, pod: &str, container: &str) -> bool {
+        let pods = lock(&self.pods);
+        let id = pods
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .and_then(|p| p.containers.iter().find(|c| c.name == container))
+            .filter(|c| c.child.is_some())
+            .and_then(|c| c.id.clone());
+        match id {
+            Some(id) => {
+                self.runc.kill(&id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Kills and deletes a pod's containers, unmounts their roots, removes its files.
     pub(crate) fn teardown(&self, mut rt: PodRt) {
         for c in &rt.containers {
@@ -544,6 +578,11 @@ fn status_of(rt: &PodRt) -> PodStatus {
     } else {
         "Pending"
     };
+    let phase = if rt.deadline_exceeded {
+        "Failed"
+    } else {
+        phase
+    };
     let ready = if !regular.is_empty() && running == regular.len() {
         "True"
     } else {
@@ -563,6 +602,10 @@ fn status_of(rt: &PodRt) -> PodStatus {
         ],
         "containerStatuses": regular.iter().map(|c| container_status(c)).collect::<Vec<_>>(),
     });
+    if rt.deadline_exceeded {
+        status["reason"] = json!("DeadlineExceeded");
+        status["message"] = json!("Pod was active on the node longer than the specified deadline");
+    }
     let eph: Vec<Value> = rt
         .containers
         .iter()

@@ -21,6 +21,8 @@
 //! - pod status from the real processes: `Running` with `containerStatuses` /
 //!   `ephemeralContainerStatuses` running, then terminated with the real exit code; `Succeeded`
 //!   or `Failed` once every container ended (**no restarts**, whatever the `restartPolicy`);
+//!   `activeDeadlineSeconds` (on the API's clock, so a fake clock advance triggers it) kills
+//!   the pod's containers and fails it with `DeadlineExceeded`;
 //!   `ErrImagePull` for an unregistered image, `CreateContainerConfigError` for a spec it
 //!   cannot honour (`runAsNonRoot` as root, `privileged`, env `valueFrom`);
 //! - `pods/exec` (WebSocket v4/v5) becomes `runc exec` in the named container, streamed both
@@ -35,7 +37,8 @@
 //! Not modelled: volumes (so no service-account token is ever mounted), init containers,
 //! restarts, probes, resource limits and cgroups settings, seccomp and AppArmor profiles, image
 //! config groups (`supplementalGroupsPolicy`), `/etc/hosts` and `resolv.conf`, TTY exec,
-//! `sinceSeconds`/`timestamps` on logs, pod IPs. A container killed by the test process dying
+//! `sinceSeconds`/`timestamps`/`follow` on logs, pod IPs, graceful termination (deletion is
+//! immediate in the fake and the node answers it with SIGKILL). A container killed by the test process dying
 //! without unwinding (abort, SIGKILL) is left behind: `runc list` shows it by its id prefix.
 //!
 //! # The API boundary
@@ -252,6 +255,30 @@ impl Node {
     /// Registers (or replaces) an image while the node runs.
     pub fn add_image(&self, reference: impl Into<String>, image: Image) {
         lock(&self.shared.images).insert(reference, image);
+    }
+
+    /// Forgets an image: containers created from now on with it are `ErrImagePull` (an
+    /// ephemeral container that never starts).
+    pub fn remove_image(&self, reference: &str) {
+        lock(&self.shared.images).remove(reference);
+    }
+
+    /// Kills a running container (regular or ephemeral) with SIGKILL, as if it crashed or was
+    /// OOM-killed; its status becomes terminated with exit code 137 and, with no container left
+    /// running, the pod `Failed`. Errors when it is not running.
+    pub fn kill_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<(), TestkitError> {
+        if self.shared.kill_container(namespace, pod, container) {
+            Ok(())
+        } else {
+            Err(TestkitError::Node(format!(
+                "container {container:?} of pod {namespace}/{pod} is not running on this node"
+            )))
+        }
     }
 
     /// The host PID of a running container's init (for tests that look from outside).

@@ -166,13 +166,25 @@ impl Runc {
             .status();
     }
 
-    /// The ids `runc list` shows.
+    /// The ids `runc list` shows. `runc list` fails when a container is deleted between its
+    /// directory read and its stat (other tests' containers come and go), so it is retried.
     pub(crate) fn list(&self) -> Result<Vec<String>, TestkitError> {
-        let out = output(self.cmd().args(["list", "--quiet"]))?;
-        Ok(String::from_utf8_lossy(&out)
-            .lines()
-            .map(str::to_owned)
-            .collect())
+        let mut tries = 0;
+        loop {
+            match output(self.cmd().args(["list", "--quiet"])) {
+                Ok(out) => {
+                    return Ok(String::from_utf8_lossy(&out)
+                        .lines()
+                        .map(str::to_owned)
+                        .collect());
+                }
+                Err(e) if tries >= 50 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
     }
 
     /// `runc exec ID ARGV…` with piped stdio, for an exec session (the process inherits the

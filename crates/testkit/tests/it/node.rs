@@ -42,15 +42,23 @@ fn images(scratch: &Path) -> Images {
         )
 }
 
+/// What `runc list` shows (retried: it fails when another test's container goes while it
+/// lists; a persistent failure fails the test).
 fn runc_list() -> Vec<String> {
-    let out = Command::new("runc")
-        .args(["list", "--quiet"])
-        .output()
-        .expect("runc is installed (apt-get install -y runc)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    for _ in 0..50 {
+        let out = Command::new("runc")
+            .args(["list", "--quiet"])
+            .output()
+            .expect("runc is installed (apt-get install -y runc)");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("runc list keeps failing");
 }
 
 fn pod(cluster: &FakeCluster, value: serde_json::Value) {
@@ -480,4 +488,99 @@ fn the_distroless_tree_holds_one_static_binary_and_no_shell() {
         text.contains("not a dynamic executable") || text.contains("statically linked"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn faults_exec_cut_mid_stream_a_container_killed_an_image_missing_a_deadline_passed() {
+    let s = setup();
+    for name in ["web-0", "timed"] {
+        pod(
+            &s.cluster,
+            json!({"metadata": {"name": name, "namespace": "prod"},
+                "spec": {"nodeName": s.node.name(), "activeDeadlineSeconds": 60,
+                    "containers": [{"name": "app", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}),
+        );
+        s.node.wait_running("prod", name, WAIT).await.unwrap();
+    }
+
+    // The connection drops after 100 bytes of stdout: no more output, no exit status.
+    s.cluster.faults().drop_exec_after(100);
+    let script = "i=0; while [ $i -lt 1000 ]; do echo line-$i; i=$((i+1)); done\n";
+    let ap = AttachParams::default().container("app").stdin(true);
+    let mut p = s.pods.exec("web-0", ["sh", "-s"], &ap).await.unwrap();
+    let out = p.stdout().unwrap();
+    let status = p.take_status().unwrap();
+    let mut w = p.stdin().unwrap();
+    w.write_all(script.as_bytes()).await.unwrap();
+    w.shutdown().await.unwrap();
+    let out = tokio::time::timeout(WAIT, read_all(out)).await.unwrap();
+    assert_eq!(out.len(), 100, "{out:?}");
+    assert!(out.starts_with("line-0\nline-1\n"));
+    assert_eq!(tokio::time::timeout(WAIT, status).await.unwrap(), None);
+    // One session only: the next one completes.
+    let (out, _, status) = exec(
+        &s.pods,
+        "web-0",
+        "app",
+        &["sh", "-s"],
+        Some(script.as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (out.lines().count(), status.status.as_deref()),
+        (1000, Some("Success"))
+    );
+
+    // An ephemeral container whose image cannot be pulled never starts.
+    s.node.remove_image("busybox:1.36");
+    let patch = json!({"spec": {"ephemeralContainers": [{"name": "probe", "image": "busybox:1.36",
+        "targetContainerName": "app", "command": ["true"]}]}});
+    s.pods
+        .patch_ephemeral_containers("web-0", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let waiting = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.ephemeral_container_statuses.as_ref())
+            .and_then(|e| e.first()?.state.clone()?.waiting?.reason)
+    };
+    let p = s
+        .node
+        .wait_pod("prod", "web-0", WAIT, |p| waiting(p).is_some())
+        .await
+        .unwrap();
+    assert_eq!(waiting(&p).as_deref(), Some("ErrImagePull"));
+
+    // The target dies: 137, and the pod fails (no restarts on this node).
+    s.node.kill_container("prod", "web-0", "app").unwrap();
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "web-0", "app", WAIT)
+            .await
+            .unwrap(),
+        137
+    );
+    let p = s.pods.get("web-0").await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    assert!(s.node.kill_container("prod", "web-0", "app").is_err());
+
+    // activeDeadlineSeconds runs on the API's clock.
+    s.cluster.clock().advance(Duration::from_secs(61));
+    let p = s
+        .node
+        .wait_pod("prod", "timed", WAIT, |p| {
+            p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("DeadlineExceeded")
+        })
+        .await
+        .unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Failed"));
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "timed", "app", WAIT)
+            .await
+            .unwrap(),
+        137
+    );
+    s.node.shutdown().unwrap();
 }
