@@ -584,3 +584,80 @@ async fn faults_exec_cut_mid_stream_a_container_killed_an_image_missing_a_deadli
     );
     s.node.shutdown().unwrap();
 }
+
+/// A root target keeps containerd's 14 default capabilities: a root reader without
+/// capabilities cannot enter its root, a root reader holding exactly those 14 can.
+#[tokio::test]
+async fn a_root_target_is_readable_only_with_its_own_capabilities() {
+    let s = setup();
+    pod(
+        &s.cluster,
+        json!({"metadata": {"name": "root-0", "namespace": "prod"},
+            "spec": {"nodeName": s.node.name(), "containers": [{"name": "app",
+                "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}),
+    );
+    s.node.wait_running("prod", "root-0", WAIT).await.unwrap();
+    let defaults = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FSETID",
+        "FOWNER",
+        "MKNOD",
+        "NET_RAW",
+        "SETGID",
+        "SETUID",
+        "SETFCAP",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "SYS_CHROOT",
+        "KILL",
+        "AUDIT_WRITE",
+    ];
+    let reader = |name: &str, add: &[&str]| {
+        json!({"name": name, "image": "busybox:1.36", "targetContainerName": "app",
+            "command": ["sh", "-c", "grep CapEff /proc/1/status; grep CapEff /proc/self/status; cat /proc/1/root/etc/group"],
+            "securityContext": {"runAsUser": 0, "capabilities": {"drop": ["ALL"], "add": add},
+                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true}})
+    };
+    let patch =
+        json!({"spec": {"ephemeralContainers": [reader("none", &[]), reader("same", &defaults)]}});
+    s.pods
+        .patch_ephemeral_containers("root-0", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "root-0", "none", WAIT)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.node
+            .wait_terminated("prod", "root-0", "same", WAIT)
+            .await
+            .unwrap(),
+        0
+    );
+    // 0xa80425fb is exactly the 14 defaults.
+    let none = log_containing(&s.pods, "root-0", "none", "denied").await;
+    // stdout and stderr reach the log through separate pipes: compare lines, not order.
+    let mut lines: Vec<&str> = none.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(
+        lines,
+        [
+            "CapEff:\t0000000000000000",
+            "CapEff:\t00000000a80425fb",
+            "cat: can't open '/proc/1/root/etc/group': Permission denied",
+        ],
+        "{none}"
+    );
+    assert!(none.contains("Permission denied"), "{none}");
+    let same = log_containing(&s.pods, "root-0", "same", "app:x").await;
+    assert!(
+        same.starts_with("CapEff:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nroot:x:0:"),
+        "{same}"
+    );
+    s.node.shutdown().unwrap();
+}
