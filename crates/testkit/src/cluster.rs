@@ -527,6 +527,11 @@ impl FakeCluster {
             .insert(node.to_owned(), kubelet);
     }
 
+    /// Whether a real kubelet serves `node`.
+    pub(crate) fn has_kubelet(&self, node: &str) -> bool {
+        self.inner.lock().kubelet_nodes.contains(node)
+    }
+
     /// Undoes [`FakeCluster::attach_kubelet`].
     pub(crate) fn detach_kubelet(&self, node: &str) {
         self.inner.lock().kubelet_nodes.remove(node);

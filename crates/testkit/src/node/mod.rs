@@ -103,7 +103,9 @@ use kubelet::{Shared, lock};
 pub struct NodeOptions {
     /// The node's name (pods bind to it through `spec.nodeName`). Default `keyhole-node`.
     pub name: String,
-    /// Also bind pods with no `spec.nodeName`, as the scheduler would. Default `true`.
+    /// Also bind pods with no `spec.nodeName`, as the scheduler would (so a pod created through
+    /// the API, like keyhole's `--launch` scan pod, runs here). Default `true`. Seeded pods meant
+    /// for the simulated kubelet need a `nodeName` of their own (`add_running_pod` sets one).
     pub adopt_unscheduled: bool,
     /// How often the kubelet loop looks at the API and the processes. Default 20 ms.
     pub poll: Duration,
@@ -153,6 +155,12 @@ impl Node {
         images: Images,
         options: NodeOptions,
     ) -> Result<Self, TestkitError> {
+        if cluster.has_kubelet(&options.name) {
+            return Err(TestkitError::Node(format!(
+                "a node named {:?} already serves this cluster; give the second one another NodeOptions::name",
+                options.name
+            )));
+        }
         let mut node = Self::start_with_api(Arc::new(cluster.clone()), images, options)?;
         cluster.attach_kubelet(&node.shared.name, node.shared.clone());
         node.cluster = Some(cluster.clone());

@@ -394,6 +394,8 @@ async fn a_true_distroless_target_runs_but_has_no_shell_to_exec() {
                 "containers": [{"name": "app", "image": "registry.example/distroless:3"}]}}),
     );
     s.node.wait_running("prod", "static", WAIT).await.unwrap();
+    let twin = Node::start(&s.cluster, Images::new(), NodeOptions::default()).unwrap_err();
+    assert!(twin.to_string().contains("already serves"), "{twin}");
     let (_, _, status) = exec(&s.pods, "static", "app", &["sh", "-c", "true"], None).await;
     assert_eq!(
         status.reason.as_deref(),
