@@ -22,7 +22,7 @@ const SSG_DEBIAN11: &str = "/usr/share/xml/scap/ssg/content/ssg-debian11-ds.xml"
 const RUNS: usize = 7;
 
 /// A cached `debootstrap --variant=minbase SUITE` tree.
-fn rootfs(suite: &str) -> Result<PathBuf> {
+pub(crate) fn rootfs(suite: &str) -> Result<PathBuf> {
     let dir = root().join(format!("target/rootfs/{suite}-minbase"));
     let done = dir.with_extension("done");
     if done.exists() {

@@ -11,6 +11,8 @@
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
 //! - `bench`: speed and memory as ratios against baselines measured in the same run.
+//! - `rootfs`: the test node's root filesystems (busybox, true distroless, agent, Debian
+//!   minbase), cached under `target/rootfs/`.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
 //!   run by the GitHub workflow, not available on the project's machines).
 //!
@@ -21,6 +23,7 @@ mod cluster;
 mod e2e;
 mod gates;
 mod package;
+mod rootfs;
 #[cfg(test)]
 mod tidy;
 mod tools;
@@ -40,8 +43,9 @@ fn main() -> Result<()> {
         "cluster" => cluster::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "realapi" => cluster::realapi(),
         "package" => package::run_package(),
+        "rootfs" => rootfs::run_rootfs(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package>");
+            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package|rootfs>");
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"
@@ -97,7 +101,8 @@ fn cargo() -> Command {
 /// other owners). As root they run with the rest; otherwise they are built as the user and
 /// their test binaries run under `sudo -n`, so that nothing in `target/` becomes root's.
 /// keyhole-rpmdb installs test packages whose files belong to other users into a test root.
-const ROOT_TIER: &[&str] = &["keyhole-engine", "keyhole-rpmdb"];
+/// keyhole-testkit's test node runs pods as real runc containers.
+const ROOT_TIER: &[&str] = &["keyhole-engine", "keyhole-rpmdb", "keyhole-testkit"];
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();

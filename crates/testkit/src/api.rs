@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use crate::authz::{self, Attributes, Identity};
-use crate::cluster::{Inner, State};
+use crate::cluster::{Inner, Kubelet, State};
 use crate::exec::{ExecRequest, ExecStart, accept_key};
 use crate::faults::{Fault, RecordedCall};
 use crate::objects::{self, DeleteOpts, Deleted, Part};
@@ -144,6 +144,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: Incoming) -> Outcome {
             query: &query,
             info: &info,
             minor,
+            kubelets: &inner.kubelets,
         };
         ctx.process(&mut st)
     };
@@ -172,6 +173,8 @@ struct Ctx<'a> {
     query: &'a [(String, String)],
     info: &'a RequestInfo,
     minor: u32,
+    /// Real kubelets by node name (locked after `state`, never before).
+    kubelets: &'a std::sync::Mutex<std::collections::BTreeMap<String, Arc<dyn Kubelet>>>,
 }
 
 fn strip_type_meta(mut v: Value) -> Value {
@@ -615,11 +618,30 @@ impl Ctx<'_> {
     fn log(&self, st: &State, def: &ResourceDef, ns: &str) -> Result<Reply, ApiError> {
         let pod = self.get(st, def, ns)?;
         let container = self.container_for(pod, true)?;
-        let mut text = st
-            .logs
-            .get(&(ns.to_owned(), self.info.name.clone(), container))
-            .cloned()
-            .unwrap_or_default();
+        let kubelet = pod["spec"]["nodeName"].as_str().and_then(|node| {
+            self.kubelets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(node)
+                .cloned()
+        });
+        let mut text = match kubelet {
+            // A real node serves its containers' logs (the kubelet's /containerLogs).
+            Some(k) => k
+                .log(ns, &self.info.name, &container)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "container \"{container}\" in pod \"{}\" is waiting to start: ContainerCreating",
+                        self.info.name
+                    ))
+                })?,
+            None => st
+                .logs
+                .get(&(ns.to_owned(), self.info.name.clone(), container))
+                .cloned()
+                .unwrap_or_default(),
+        };
         if let Some(n) = self
             .param("tailLines")
             .and_then(|n| n.parse::<usize>().ok())

@@ -1,7 +1,7 @@
 //! `FakeCluster`: the shared state behind both transports, and the test-facing API (clients,
 //! clock, faults, recorded calls, object assertions, exec and log scripting).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ pub(crate) struct State {
     pub(crate) logs: BTreeMap<(String, String, String), String>,
     pub(crate) server_minor: u32,
     pub(crate) gc: GcMode,
+    /// Names of the nodes a real kubelet (`crate::node::Node`) serves: their pods' containers
+    /// are started and reported by it, not by the simulated kubelet.
+    pub(crate) kubelet_nodes: BTreeSet<String>,
     pub(crate) ca_pem: String,
 }
 
@@ -57,12 +60,40 @@ pub(crate) struct Inner {
     pub(crate) clock: FakeClock,
     pub(crate) faults: Faults,
     pub(crate) exec_handler: Mutex<Option<ExecHandler>>,
+    /// node name → its kubelet's endpoints (never locked while `state` is wanted next).
+    pub(crate) kubelets: Mutex<BTreeMap<String, Arc<dyn Kubelet>>>,
     pub(crate) ca: CertificateAuthority,
+}
+
+/// What the API server asks of a node's kubelet: its `/exec` and `/containerLogs` endpoints,
+/// called in-process (a real API server proxies them over HTTPS).
+pub(crate) trait Kubelet: Send + Sync {
+    /// Starts `request.command` in the container; the session streams its stdio. Must be called
+    /// inside a tokio runtime.
+    fn exec(&self, request: &ExecRequest) -> Result<tokio::process::Child, String>;
+    /// The container's log so far, or `None` when the node has no such container.
+    fn log(&self, namespace: &str, pod: &str, container: &str) -> Option<Vec<u8>>;
 }
 
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The kubelet serving the node `pod` is bound to, if a real one does.
+    pub(crate) fn kubelet_for(&self, namespace: &str, pod: &str) -> Option<Arc<dyn Kubelet>> {
+        let node = {
+            let st = self.lock();
+            let def = by_plural("", "pods")?;
+            st.store.get(def, namespace, pod)?["spec"]["nodeName"]
+                .as_str()?
+                .to_owned()
+        };
+        self.kubelets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&node)
+            .cloned()
     }
 }
 
@@ -123,6 +154,7 @@ impl FakeCluster {
             logs: BTreeMap::new(),
             server_minor: 35,
             gc: GcMode::Immediate,
+            kubelet_nodes: BTreeSet::new(),
             ca_pem: ca.cert_pem(),
         };
         let inner = Arc::new(Inner {
@@ -130,6 +162,7 @@ impl FakeCluster {
             clock: FakeClock::new(start),
             faults: Faults::default(),
             exec_handler: Mutex::new(None),
+            kubelets: Mutex::new(BTreeMap::new()),
             ca,
         });
         let cluster = Self { inner };
@@ -223,7 +256,8 @@ impl FakeCluster {
 
     /// Scripts `pods/exec`: `handler` receives the command, container and the whole stdin and
     /// returns stdout, stderr and the exit code. Without a handler, exec answers a failure that
-    /// says so.
+    /// says so. Pods bound to a running [`crate::node::Node`] are not scripted: their exec runs
+    /// in the real container.
     pub fn set_exec_handler<F>(&self, handler: F)
     where
         F: Fn(&ExecRequest) -> ExecResponse + Send + Sync + 'static,
@@ -235,7 +269,8 @@ impl FakeCluster {
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(handler));
     }
 
-    /// Sets the text `pods/log` returns for one container.
+    /// Sets the text `pods/log` returns for one container (pods on a running
+    /// [`crate::node::Node`] serve their real logs instead).
     pub fn set_pod_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
         self.inner.lock().logs.insert(
             (namespace.to_owned(), pod.to_owned(), container.to_owned()),
@@ -361,7 +396,8 @@ impl FakeCluster {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"containers": spec_containers},
+            // Bound at creation, so a real node adopting unscheduled pods never takes it.
+            "spec": {"containers": spec_containers, "nodeName": "fake-node"},
         });
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod)?;
         self.insert(&pod)?;
@@ -442,6 +478,68 @@ impl FakeCluster {
                 }
             }
         })
+    }
+
+    /// Replaces a pod's whole `status` (as a kubelet's status update would; bumps
+    /// resourceVersion, not recorded as an API call).
+    pub fn set_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &k8s_openapi::api::core::v1::PodStatus,
+    ) -> Result<k8s_openapi::api::core::v1::Pod, TestkitError> {
+        let status = serde_json::to_value(status)?;
+        self.modify_stored::<k8s_openapi::api::core::v1::Pod>(namespace, name, |p| {
+            p["status"] = status;
+        })
+    }
+
+    /// Sets `spec.nodeName` of a pod that has none (what the scheduler's binding does); returns
+    /// whether it bound it.
+    pub(crate) fn bind_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+    ) -> Result<bool, TestkitError> {
+        let mut bound = false;
+        self.modify_stored::<k8s_openapi::api::core::v1::Pod>(namespace, name, |p| {
+            if p["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+                p["spec"]["nodeName"] = json!(node);
+                bound = true;
+            }
+        })?;
+        Ok(bound)
+    }
+
+    /// The global resourceVersion: changes whenever any object does.
+    pub(crate) fn resource_version(&self) -> String {
+        self.inner.lock().store.current_rv()
+    }
+
+    /// Makes `node` served by a real kubelet (exec, logs and ephemeral containers go to it).
+    pub(crate) fn attach_kubelet(&self, node: &str, kubelet: Arc<dyn Kubelet>) {
+        self.inner.lock().kubelet_nodes.insert(node.to_owned());
+        self.inner
+            .kubelets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(node.to_owned(), kubelet);
+    }
+
+    /// Whether a real kubelet serves `node`.
+    pub(crate) fn has_kubelet(&self, node: &str) -> bool {
+        self.inner.lock().kubelet_nodes.contains(node)
+    }
+
+    /// Undoes [`FakeCluster::attach_kubelet`].
+    pub(crate) fn detach_kubelet(&self, node: &str) {
+        self.inner.lock().kubelet_nodes.remove(node);
+        self.inner
+            .kubelets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(node);
     }
 
     /// Edits a stored object in place (as a controller would; bumps resourceVersion).

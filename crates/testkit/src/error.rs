@@ -24,6 +24,10 @@ pub enum TestkitError {
     /// Reading a request or writing a response failed at the HTTP layer.
     #[error("keyhole-testkit: HTTP transport error: {0}")]
     Transport(String),
+    /// The test node (real runc containers) could not do what was asked; the message says why
+    /// and, for a missing tool or privilege, how to get it.
+    #[error("keyhole-testkit node: {0}")]
+    Node(String),
     /// Building a `kube::Client` for the HTTPS server failed.
     #[error("keyhole-testkit: building the kube client failed: {0}")]
     Client(#[from] kube::Error),

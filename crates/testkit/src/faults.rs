@@ -95,6 +95,8 @@ struct FaultState {
     by_index: Vec<(usize, Fault)>,
     rules: Vec<FaultRule>,
     latency: Duration,
+    /// Stdout bytes after which the next exec sessions' connections drop (one per entry).
+    exec_drops: Vec<usize>,
 }
 
 /// The fault and latency controls of a fake cluster (cloning shares them).
@@ -123,6 +125,20 @@ impl Faults {
     /// skips it).
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Cuts the next exec session (scripted or on a real node) once it has sent `bytes` bytes
+    /// of stdout: no more output and no exit Status, the WebSocket just closes, as when the
+    /// connection is lost mid-stream (on a real node the `runc exec` client is killed too).
+    /// Each call arms one session.
+    pub fn drop_exec_after(&self, bytes: usize) {
+        self.lock().exec_drops.push(bytes);
+    }
+
+    /// The stdout budget of the exec session starting now, if one was armed.
+    pub(crate) fn take_exec_drop(&self) -> Option<usize> {
+        let mut st = self.lock();
+        (!st.exec_drops.is_empty()).then(|| st.exec_drops.remove(0))
     }
 
     /// Removes every fault and the latency.

@@ -27,8 +27,10 @@
 //!
 //! Not served: watch streams (405 after authorization), server-side apply field ownership (apply
 //! is a strategic merge), `pods/attach`, `pods/portforward`, SPDY exec, list pagination, RBAC
-//! escalation checks on Role/RoleBinding writes, and kinds other than those listed. Runc helpers
-//! (DESIGN.md tier 4) are not here yet.
+//! escalation checks on Role/RoleBinding writes, and kinds other than those listed.
+//!
+//! [`node::Node`] is a test double of a Kubernetes node: it runs the pods bound to it as real
+//! `runc` containers (root only), serving their exec, logs, ephemeral containers and status.
 
 mod api;
 mod authz;
@@ -38,6 +40,7 @@ mod error;
 mod exec;
 mod faults;
 mod https;
+pub mod node;
 mod objects;
 mod patch;
 mod resources;

@@ -514,6 +514,7 @@ fn update_ephemeral(
     new: &Value,
     name: &str,
     now: Timestamp,
+    simulated: bool,
 ) -> Result<Value, ApiError> {
     let old_list = containers(&old["spec"], "ephemeralContainers");
     let mut new_list = containers(&new["spec"], "ephemeralContainers");
@@ -613,7 +614,7 @@ fn update_ephemeral(
     }
     out["spec"]["ephemeralContainers"] = Value::Array(new_list.clone());
     // The simulated kubelet starts a new ephemeral container at once in a running pod.
-    if str_at(old, &["status", "phase"]) == "Running" {
+    if simulated && str_at(old, &["status", "phase"]) == "Running" {
         let mut statuses = containers(&old["status"], "ephemeralContainerStatuses");
         for c in &new_list {
             let n = str_at(c, &["name"]);
@@ -684,7 +685,14 @@ pub(crate) fn update(
             r["status"] = new.get("status").cloned().unwrap_or(Value::Null);
             r
         }
-        Part::EphemeralContainers => update_ephemeral(&old, &new, name, now)?,
+        Part::EphemeralContainers => {
+            // A pod on a real node (crate::node) gets its ephemeral containers started and
+            // reported by that node, not by the simulated kubelet.
+            let simulated = !st
+                .kubelet_nodes
+                .contains(str_at(&old, &["spec", "nodeName"]));
+            update_ephemeral(&old, &new, name, now, simulated)?
+        }
         Part::Main => {
             if !new["metadata"].is_object() {
                 new["metadata"] = json!({});

@@ -150,3 +150,18 @@ async fn exec_into_an_ephemeral_container_over_https() {
     assert_eq!(o, "over tls");
     assert_eq!(s.unwrap().status.as_deref(), Some("Success"));
 }
+
+#[tokio::test]
+async fn an_exec_cut_mid_stream_delivers_part_of_stdout_and_no_status() {
+    let cluster = FakeCluster::new();
+    cluster.add_running_pod("prod", "web-0", &["app"]).unwrap();
+    cluster.set_exec_handler(|_| ExecResponse::stdout("0123456789".repeat(100)));
+    let pods: Api<Pod> = Api::namespaced(cluster.client_admin(), "prod");
+    cluster.faults().drop_exec_after(15);
+    let (o, _, s) = run(&pods, &["id"], &AttachParams::default(), None).await;
+    assert_eq!((o.as_str(), s), ("012345678901234", None));
+    // One session only.
+    let (o, _, s) = run(&pods, &["id"], &AttachParams::default(), None).await;
+    assert_eq!(o.len(), 1000);
+    assert_eq!(s.unwrap().status.as_deref(), Some("Success"));
+}

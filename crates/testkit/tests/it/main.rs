@@ -5,6 +5,7 @@ mod authz;
 mod crud;
 mod exec;
 mod faults;
+mod node;
 mod pods;
 mod tls;
 mod tokens;
