@@ -2,6 +2,7 @@
 //! the policy's actions and format, the network checks, the HDF profile against the schema,
 //! properties and a verdict snapshot.
 
+mod fetch;
 mod hdf;
 mod network;
 mod policy;
