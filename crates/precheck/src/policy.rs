@@ -29,7 +29,11 @@ pub enum Action {
 
 /// The policy file as written: every key optional, unknown keys refused.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a policy mapping (checks, max-restarts, dangerous-capabilities, allow)"
+)]
 struct PolicyFile {
     #[serde(default)]
     checks: Option<BTreeMap<CheckId, Action>>,
@@ -42,7 +46,11 @@ struct PolicyFile {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    expecting = "a mapping (images, image-digests, listen-ports, peer-cidrs)"
+)]
 struct AllowFile {
     #[serde(default)]
     images: Option<Vec<String>>,
@@ -246,11 +254,15 @@ fn parse_file(text: &str, origin: &str) -> Result<PolicyFile, PrecheckError> {
     }
     serde_norway::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        // The position leads the message already; drop the parser's trailing copy of it.
+        let text = e.to_string();
+        let suffix = format!(" at line {line} column {column}");
+        let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
         PrecheckError::PolicySyntax {
             origin: origin.to_owned(),
             line,
             column,
-            message: e.to_string(),
+            message,
         }
     })
 }

@@ -188,3 +188,18 @@ fn set_action_cannot_relax_target_exists() {
     assert_eq!(p.action(CheckId::TargetExists), Action::Abort);
     assert_eq!(p.action(CheckId::Privileged), Action::Ignore);
 }
+
+#[test]
+fn messages_read_well() {
+    let msg = |t: &str| Policy::from_yaml_str(t, "p.yaml").unwrap_err().to_string();
+    assert_eq!(
+        msg("allow:\n  imagez: []\n"),
+        "p.yaml:2:3: allow: unknown field `imagez`, expected one of `images`, `image-digests`, \
+         `listen-ports`, `peer-cidrs` (see docs/precheck.md for the policy format)"
+    );
+    assert_eq!(
+        msg("- a\n"),
+        "p.yaml:1:1: invalid type: sequence, expected a policy mapping (checks, max-restarts, \
+         dangerous-capabilities, allow) (see docs/precheck.md for the policy format)"
+    );
+}

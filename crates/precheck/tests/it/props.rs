@@ -117,3 +117,49 @@ proptest! {
         prop_assert_eq!(o(CheckId::HostPid) == Outcome::Failed, host.0 == Some(true));
     }
 }
+
+/// A socket-table line built from plausible and implausible columns.
+fn table_line() -> impl Strategy<Value = String> {
+    let addr = prop_oneof![
+        "[0-9A-F]{8}:[0-9A-F]{4}",
+        "[0-9A-F]{32}:[0-9A-F]{4}",
+        ".{0,12}"
+    ];
+    (
+        addr.clone(),
+        addr,
+        "[0-9A-F]{2}|.{0,3}",
+        "[0-9]{1,6}|.{0,3}",
+    )
+        .prop_map(|(l, r, st, uid)| format!(" 0: {l} {r} {st} 0:0 0:0 0 {uid} 0 1"))
+}
+
+proptest! {
+    #[test]
+    fn socket_tables_never_panic_and_every_line_is_counted(
+        lines in proptest::collection::vec(table_line(), 0..20),
+        table in proptest::sample::select(keyhole_precheck::ProcNetTable::ALL.to_vec()),
+    ) {
+        let text = format!("  sl  local_address rem_address   st\n{}\n", lines.join("\n"));
+        let f = keyhole_precheck::NetworkFacts::parse(&[(table, &text)]);
+        // Every line is a socket, a problem, or a state that is neither listening nor connected.
+        prop_assert!(f.sockets.len() + f.problems.len() <= lines.len());
+        let [a, b] = keyhole_precheck::check_network(&f, &Policy::builtin());
+        if !f.problems.is_empty() {
+            prop_assert_eq!((a.outcome, b.outcome), (Outcome::Failed, Outcome::Failed));
+        }
+    }
+
+    #[test]
+    fn policy_text_never_panics(text in "(checks|allow|max-restarts|images|: |\n|  |- |\\[|\\]|[a-z0-9/.*:-]{0,6}){0,30}") {
+        let _ = Policy::from_yaml_str(&text, "p.yaml");
+    }
+
+    #[test]
+    fn image_names_never_panic(image in ".{0,60}") {
+        let n = keyhole_precheck::ImageName::parse(&image);
+        // An image without a registry component always gets Docker Hub's.
+        prop_assert!(!n.registry.is_empty());
+        let _ = keyhole_precheck::image_id_digest(&image);
+    }
+}
