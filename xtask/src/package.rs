@@ -9,7 +9,7 @@
 //! packaged instead of crates.io, where they are not published. `--no-verify` skips building
 //! each package again from its tarball (the workspace build already compiles the same sources;
 //! the only file a crate includes from disk, the built-in profile, lives inside its crate).
-//! Crates marked `publish = false` (test support, placeholders) are packaged too, so they stay
+//! Crates marked `publish = false` (test support) are packaged too, so they stay
 //! packageable; the summary says which are publishable.
 
 use anyhow::{Context as _, Result, bail};
@@ -169,12 +169,12 @@ mod tests {
             .flat_map(|m| metadata_problems(m).expect("readable crate"))
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
-        // Test support and placeholders are never published; everything else is.
+        // Test support is never published; everything else is.
         let private: Vec<&str> = members
             .iter()
             .filter(|m| !m.publish)
             .map(|m| m.name.as_str())
             .collect();
-        assert_eq!(private, ["keyhole-precheck", "keyhole-testkit"]);
+        assert_eq!(private, ["keyhole-testkit"]);
     }
 }
