@@ -31,8 +31,7 @@ impl Page<'_> {
         self.r.error_controls().collect()
     }
 
-    // askama passes template arguments by reference.
-    #[allow(clippy::trivially_copy_pass_by_ref)]
+    /// `p` by reference because askama passes template values by reference.
     fn percent(&self, p: &Option<u32>) -> String {
         p.map_or_else(|| "—".to_owned(), |p| format!("{p}%"))
     }

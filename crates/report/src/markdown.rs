@@ -25,6 +25,22 @@ fn text(s: &str) -> String {
     out
 }
 
+/// A value of letters, digits and `-:.+/` only (timestamps, run ids, Kubernetes names, NIST
+/// tags, versions) as it is: none of those can start markup inside a line (callers never put
+/// one at the start of a line), and escaping them would make `2026\-11\-26T13\:00\:05Z` of
+/// every time. Anything else, and anything GitHub would autolink (`://`, `www.`), is escaped
+/// with [`text`].
+fn token(s: &str) -> String {
+    let plain = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-:.+/".contains(c));
+    if plain && !s.contains("://") && !s.to_ascii_lowercase().contains("www.") {
+        s.to_owned()
+    } else {
+        text(s)
+    }
+}
+
 fn opt(s: Option<&str>) -> String {
     s.map_or_else(|| "—".to_owned(), text)
 }
@@ -41,7 +57,7 @@ pub(crate) fn render(report: &Report) -> String {
 
     w("# Keyhole scan report\n\n".to_owned());
     w("| | |\n|---|---|\n".to_owned());
-    w(format!("| Run id | {} |\n", text(&report.run_id)));
+    w(format!("| Run id | {} |\n", token(&report.run_id)));
     w(format!(
         "| Targets | {} |\n",
         if report.targets.is_empty() {
@@ -50,23 +66,23 @@ pub(crate) fn render(report: &Report) -> String {
             report
                 .targets
                 .iter()
-                .map(|t| text(t))
+                .map(|t| token(t))
                 .collect::<Vec<_>>()
                 .join(", ")
         }
     ));
-    w(format!("| Mode | {} |\n", text(&report.mode)));
+    w(format!("| Mode | {} |\n", token(&report.mode)));
     w(format!(
         "| Profile | {}{} |\n",
-        text(&report.profile),
+        token(&report.profile),
         report
             .profile_version
             .as_deref()
-            .map_or_else(String::new, |v| format!(" {}", text(v)))
+            .map_or_else(String::new, |v| format!(" {}", token(v)))
     ));
-    w(format!("| Started | {} |\n", text(&report.started_at)));
-    w(format!("| Finished | {} |\n", text(&report.finished_at)));
-    w(format!("| Keyhole | {} |\n\n", text(&report.tool_version)));
+    w(format!("| Started | {} |\n", token(&report.started_at)));
+    w(format!("| Finished | {} |\n", token(&report.finished_at)));
+    w(format!("| Keyhole | {} |\n\n", token(&report.tool_version)));
 
     w("## Verdict\n\n".to_owned());
     let v = &report.verdict;
@@ -90,7 +106,7 @@ pub(crate) fn render(report: &Report) -> String {
     for violation in &v.violations {
         w(format!(
             "- {}: {}\n",
-            text(&violation.check),
+            token(&violation.check),
             text(&violation.message)
         ));
     }
@@ -108,7 +124,7 @@ pub(crate) fn render(report: &Report) -> String {
     for row in &report.severities {
         w(format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
-            text(&row.severity),
+            token(&row.severity),
             row.passed,
             row.failed,
             row.skipped,
@@ -129,7 +145,10 @@ pub(crate) fn render(report: &Report) -> String {
     }
     let errors: Vec<&ControlView> = report.error_controls().collect();
     if !errors.is_empty() {
-        w(format!("## Controls with profile errors ({})\n\n", errors.len()));
+        w(format!(
+            "## Controls with profile errors ({})\n\n",
+            errors.len()
+        ));
         for c in errors {
             w(control(c));
         }
@@ -148,13 +167,13 @@ pub(crate) fn render(report: &Report) -> String {
         for o in &report.objects {
             w(format!(
                 "| {} | {} | {} | {} | {} |\n",
-                text(&o.kind),
-                text(&o.namespace),
-                text(&o.name),
-                text(&o.created_at),
+                token(&o.kind),
+                token(&o.namespace),
+                token(&o.name),
+                token(&o.created_at),
                 o.deleted_at
                     .as_deref()
-                    .map_or_else(|| "**NOT DELETED**".to_owned(), text)
+                    .map_or_else(|| "**NOT DELETED**".to_owned(), token)
             ));
         }
         w("\n".to_owned());
@@ -169,16 +188,16 @@ pub(crate) fn render(report: &Report) -> String {
     w("## Token lifetime\n\n".to_owned());
     match &report.token {
         None => w("No token was issued.\n".to_owned()),
-        Some(token) => {
+        Some(t) => {
             w("| Issued | Expires | Revoked |\n|---|---|---|\n".to_owned());
             w(format!(
                 "| {} | {} | {} |\n",
-                text(&token.issued_at),
-                text(&token.expires_at),
-                token
-                    .revoked_at
-                    .as_deref()
-                    .map_or_else(|| "**NOT REVOKED** (valid until it expires)".to_owned(), text)
+                token(&t.issued_at),
+                token(&t.expires_at),
+                t.revoked_at.as_deref().map_or_else(
+                    || "**NOT REVOKED** (valid until it expires)".to_owned(),
+                    token
+                )
             ));
         }
     }
@@ -198,7 +217,7 @@ fn control(c: &ControlView) -> String {
         c.impact
     );
     if !c.nist.is_empty() {
-        let nist: Vec<String> = c.nist.iter().map(|n| text(n)).collect();
+        let nist: Vec<String> = c.nist.iter().map(|n| token(n)).collect();
         let _ = writeln!(s, "- NIST: {}", nist.join(", "));
     }
     if c.evidence.is_empty() {
@@ -223,7 +242,7 @@ fn findings(f: Option<&FindingsView>) -> String {
     };
     let mut s = format!(
         "{}: {} passed, {} problem(s).\n\n",
-        text(&f.profile),
+        token(&f.profile),
         f.passed,
         f.problems
     );
@@ -259,7 +278,7 @@ fn findings(f: Option<&FindingsView>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::text;
+    use super::{text, token};
 
     #[test]
     fn text_neutralises_markdown_and_html() {
@@ -268,5 +287,9 @@ mod tests {
             "\\[x\\]\\(http\\:\\/\\/e\\/\\) \\!\\[i\\]\\(http\\:\\/\\/e\\/p\\.png\\) \\<b\\>\\|\\`\\*\\_ next"
         );
         assert_eq!(text("plain words 42 é"), "plain words 42 é");
+        assert_eq!(token("2026-11-26T13:00:05Z"), "2026-11-26T13:00:05Z");
+        assert_eq!(token("a[b](c)"), "a\\[b\\]\\(c\\)");
+        assert_eq!(token("http://e.x/y"), "http\\:\\/\\/e\\.x\\/y");
+        assert_eq!(token("WWW.e.x"), "WWW\\.e\\.x");
     }
 }

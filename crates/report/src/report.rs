@@ -549,10 +549,11 @@ mod tests {
             for f in 0..=12 - p {
                 for s in 0..=12 - p - f {
                     for e in 0..=12 - p - f - s {
-                        let statuses: Vec<ResultStatus> = [(Passed, p), (Failed, f), (Skipped, s), (Error, e)]
-                            .into_iter()
-                            .flat_map(|(status, n)| std::iter::repeat_n(status, n))
-                            .collect();
+                        let statuses: Vec<ResultStatus> =
+                            [(Passed, p), (Failed, f), (Skipped, s), (Error, e)]
+                                .into_iter()
+                                .flat_map(|(status, n)| std::iter::repeat_n(status, n))
+                                .collect();
                         if statuses.is_empty() {
                             continue;
                         }

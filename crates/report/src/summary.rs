@@ -4,7 +4,9 @@
 use std::fmt;
 
 use jiff::Timestamp;
-use keyhole_core::{ContainerName, Created, Expiry, Namespace, PodName, RunId, ScanMode, ScanTarget};
+use keyhole_core::{
+    ContainerName, Created, Expiry, Namespace, PodName, RunId, ScanMode, ScanTarget,
+};
 use keyhole_hdf::{Profile, Threshold};
 
 /// Name of the HDF profile holding the pre-scan verification's findings.
