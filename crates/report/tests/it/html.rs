@@ -8,16 +8,22 @@ use keyhole_report::Report;
 
 use crate::support::{HOSTILE_EVIDENCE, HOSTILE_TITLE, hostile_exec, sample_exec, summary};
 
-/// The Chromium executable: `$KEYHOLE_CHROMIUM`, else `chromium` or `chromium-browser` on the
-/// `PATH`. Panics, saying how to install it, when there is none: this test must not pass
-/// without running.
+/// The Chromium executable: `$KEYHOLE_CHROMIUM`, else the first of `chromium`,
+/// `chromium-browser`, `google-chrome`, `google-chrome-stable` on the `PATH` (Ubuntu runners
+/// ship Google Chrome, which takes the same flags). Panics, saying how to install it, when
+/// there is none: this test must not pass without running.
 fn chromium() -> PathBuf {
     if let Some(path) = std::env::var_os("KEYHOLE_CHROMIUM") {
         return PathBuf::from(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
+        for name in [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "google-chrome-stable",
+        ] {
             let candidate = dir.join(name);
             if candidate.is_file() {
                 return candidate;
