@@ -128,3 +128,38 @@ pub struct RunSummary {
     /// profile of that name in the execution is used.
     pub postscan: Option<Profile>,
 }
+
+#[cfg(test)]
+mod tests {
+    use keyhole_core::{LabelSelector, Ttl};
+
+    use super::*;
+
+    #[test]
+    fn one_target_per_pod_shown_as_namespace_pod_container() {
+        let ns = Namespace::new("prod").unwrap();
+        let pods = [
+            PodName::new("web-1").unwrap(),
+            PodName::new("web-0").unwrap(),
+        ];
+        let t =
+            ScanTarget::pods(ns.clone(), pods, Some(ContainerName::new("app").unwrap())).unwrap();
+        let shown: Vec<String> = Target::all_of(&t).iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["prod/web-0/app", "prod/web-1/app"]);
+        let bare = ScanTarget::pods(ns.clone(), [PodName::new("db").unwrap()], None).unwrap();
+        assert_eq!(Target::all_of(&bare)[0].to_string(), "prod/db");
+        let unresolved = ScanTarget::selector(ns, LabelSelector::parse("app=web").unwrap(), None);
+        assert!(Target::all_of(&unresolved).is_empty());
+    }
+
+    #[test]
+    fn token_lifetime_from_the_run_expiry() {
+        let issued: Timestamp = "2026-11-26T14:00:00Z".parse().unwrap();
+        let expiry = Expiry::new(issued, Ttl::parse("10m").unwrap()).unwrap();
+        let revoked: Timestamp = "2026-11-26T14:03:00Z".parse().unwrap();
+        let t = TokenLifetime::from_expiry(&expiry, Some(revoked));
+        assert_eq!(t.issued_at, issued);
+        assert_eq!(t.expires_at.to_string(), "2026-11-26T14:10:00Z");
+        assert_eq!(t.revoked_at, Some(revoked));
+    }
+}
