@@ -69,7 +69,9 @@ pub(crate) fn saf() -> Result<PathBuf> {
 /// script must work with (dash, busybox sh), setpriv (util-linux) for unprivileged readers,
 /// debootstrap for a richer rootfs and the Debian archive keyring it verifies bookworm with
 /// (already there on Debian; on Ubuntu, e.g. a GitHub runner, it is not), rpm (`rpm` and
-/// `rpmbuild`) for keyhole-rpmdb's comparison with the real rpm.
+/// `rpmbuild`) for keyhole-rpmdb's comparison with the real rpm, and headless Chromium for
+/// the HTML report test of keyhole-report (≈ 360 MB installed, ≈ 25 packages without
+/// recommends; that test fails, saying so, without it).
 pub(crate) const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
@@ -78,6 +80,7 @@ pub(crate) const TEST_PACKAGES: &[&str] = &[
     "debootstrap",
     "debian-archive-keyring",
     "rpm",
+    "chromium",
 ];
 
 /// How commands that need root run: directly when xtask runs as root (the project's CI), else
@@ -138,18 +141,25 @@ impl Privilege {
 
 /// Whether the Debian package `p` is installed, or (for runc) its command is there: Docker's
 /// and Ubuntu's container packages ship `runc` and conflict with the `runc` package, which
-/// apt would otherwise remove them to install.
+/// apt would otherwise remove them to install. Likewise a browser the report test can use
+/// stands for `chromium` (Ubuntu, e.g. a GitHub runner, ships Google Chrome and packages
+/// Chromium only as a snap).
 fn present(p: &str) -> bool {
     let installed = Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", p])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("ok installed"))
         .unwrap_or(false);
+    let any_of = |paths: &[&str]| paths.iter().any(|c| std::path::Path::new(c).exists());
     installed
-        || (p == "runc"
-            && ["/usr/bin/runc", "/usr/sbin/runc", "/usr/local/bin/runc"]
-                .iter()
-                .any(|c| std::path::Path::new(c).exists()))
+        || (p == "runc" && any_of(&["/usr/bin/runc", "/usr/sbin/runc", "/usr/local/bin/runc"]))
+        || (p == "chromium"
+            && any_of(&[
+                "/usr/bin/chromium",
+                "/usr/bin/chromium-browser",
+                "/usr/bin/google-chrome",
+                "/usr/bin/google-chrome-stable",
+            ]))
 }
 
 /// Installs the Debian `packages` that are missing (one `apt-get update` first, only if needed),
