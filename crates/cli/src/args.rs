@@ -20,9 +20,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Scan a local root filesystem (--root DIR) or a running process (--pid PID) with the
-    /// native engine. Exit codes: 0 pass, 1 threshold not met, 2 bad input, 3 scan error.
-    Scan(ScanArgs),
+    /// Scan pods in a cluster (TARGET… or -l SELECTOR, with scoped, verified, time-limited
+    /// access that is deleted afterwards), a local root filesystem (--root DIR) or a running
+    /// process (--pid PID) with the native engine. Exit codes: 0 pass, 1 threshold not met,
+    /// 2 bad input, 3 scan error, 4 cleanup incomplete, 124 access expired, 70 internal error.
+    Scan(Box<ScanArgs>),
     /// Print every Kubernetes object a scan would create, in order, without touching any cluster.
     Plan(Box<PlanArgs>),
     /// Work with scanner sidecars.
@@ -146,11 +148,42 @@ pub(crate) enum ScanFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct ScanArgs {
+    /// Target pods in a cluster: NAME or pod/NAME, one or more in the same namespace.
+    #[arg(value_name = "TARGET", conflicts_with_all = ["root", "pid", "selector"])]
+    pub(crate) targets: Vec<String>,
+    /// Scan the pods matching this label selector (k=v[,k=v]), resolved with your credentials
+    /// at scan time and pinned by name in the scoped Role.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", value_parser = parse_selector, conflicts_with_all = ["root", "pid"])]
+    pub(crate) selector: Option<keyhole_core::LabelSelector>,
+    /// Namespace of the target pods (default: the context's, else default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub(crate) namespace: Option<Namespace>,
+    /// Container to scan (default: the pod's default container, or its only one).
+    #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
+    pub(crate) container: Option<ContainerName>,
+    /// Scan workflow: auto (standard when the target has a shell), standard (one exec
+    /// session), distroless, sidecar.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub(crate) mode: ScanMode,
+    /// How long the scan's access may live (10m to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub(crate) ttl: Ttl,
+    /// Print what the scan would do and stop (nothing is sent to the cluster).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Token audience (repeatable; default: the API server's own).
+    #[arg(long = "audience", value_name = "AUD")]
+    pub(crate) audiences: Vec<String>,
+    /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) kube: KubeArgs,
     /// Scan this directory as a root filesystem (an unpacked image, a mounted snapshot, `/`).
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "pid",
+        required_unless_present_any = ["pid", "targets", "selector"],
         conflicts_with = "pid"
     )]
     pub(crate) root: Option<std::path::PathBuf>,
@@ -271,4 +304,8 @@ fn parse_endpoint(s: &str) -> Result<ApiEndpoint, String> {
 
 fn parse_image(s: &str) -> Result<ImageRef, String> {
     ImageRef::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_selector(s: &str) -> Result<keyhole_core::LabelSelector, String> {
+    keyhole_core::LabelSelector::parse(s).map_err(|e| e.to_string())
 }

@@ -1,0 +1,228 @@
+//! `keyhole scan TARGET…` against a cluster, as a library: resolve the targets with the user's
+//! credentials, open a verified access [`session`](crate::session), gather the facts of the
+//! fact plan with the **scoped client only** (a `keyhole-workflows` workflow), tear the access
+//! down, and only then evaluate the facts locally with the user's profile into HDF (the access
+//! lives no longer than the gathering needs).
+
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+use keyhole_core::{LabelSelector, Namespace, PodName, Run, ScanMode};
+use keyhole_engine::{Facts, Inputs, Profile, Waivers};
+use keyhole_workflows::{ContainerTarget, Evaluated, WorkflowError};
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::SessionError;
+use crate::session::{Audit, Outcome, ScopedClients, SessionSpec, run_session};
+
+/// Why a cluster scan could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The label selector matched no pod.
+    #[error("no pod in namespace {namespace} matches {selector}: nothing to scan")]
+    NoMatch {
+        /// Namespace.
+        namespace: String,
+        /// The selector.
+        selector: String,
+    },
+    /// Listing the pods (with the user's credentials) failed.
+    #[error("listing pods of {namespace} to resolve the selector failed: {message}")]
+    List {
+        /// Namespace.
+        namespace: String,
+        /// The API message.
+        message: String,
+    },
+    /// The mode has no workflow in this build.
+    #[error("--mode {0} is not implemented yet: use --mode standard (or auto) for containers with a shell")]
+    ModeUnavailable(ScanMode),
+    /// The session could not start at all.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// What to scan and how to judge it.
+pub struct ScanRequest {
+    /// The run: a concrete mode and the pinned pod names (see [`resolve_selector`]).
+    pub run: Run,
+    /// The container to scan in each pod (`None`: the pod's default or only container).
+    pub container: Option<String>,
+    /// The user's profile, inputs and waivers: they never leave this process.
+    pub profile: Profile,
+    /// Profile inputs.
+    pub inputs: Inputs,
+    /// Waivers.
+    pub waivers: Waivers,
+    /// The session's cluster, audiences and policy (its `command` and `work` are ignored).
+    pub session: SessionSpec,
+}
+
+/// One scanned container.
+#[derive(Debug)]
+pub struct ContainerResult {
+    /// The container.
+    pub target: ContainerTarget,
+    /// Its facts, as gathered.
+    pub facts: Facts,
+    /// Its HDF, evaluated locally.
+    pub evaluated: Evaluated,
+}
+
+/// How a cluster scan ended.
+#[derive(Debug)]
+pub struct ScanOutcome {
+    /// The access session (exit code, cleanup, least-privilege report, error).
+    pub session: Outcome,
+    /// Every container scanned (empty when the session failed before gathering finished).
+    pub results: Vec<ContainerResult>,
+    /// The mode actually used, and why.
+    pub mode: (ScanMode, String),
+}
+
+/// The pods of `namespace` matching `selector`, listed with the **user's** client at scan time;
+/// the caller pins the names in the Role's `resourceNames` (Kubernetes has no label selectors in
+/// Role rules). Sorted, never empty.
+pub async fn resolve_selector(
+    user: &kube::Client,
+    namespace: &Namespace,
+    selector: &LabelSelector,
+) -> Result<Vec<PodName>, ScanError> {
+    let query = selector
+        .terms()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let api: Api<Pod> = Api::namespaced(user.clone(), namespace.as_str());
+    let list = api
+        .list(&ListParams::default().labels(&query))
+        .await
+        .map_err(|e| ScanError::List {
+            namespace: namespace.to_string(),
+            message: e.to_string(),
+        })?;
+    let mut names: Vec<PodName> = list
+        .items
+        .iter()
+        .filter_map(|p| p.metadata.name.as_deref())
+        .filter_map(|n| PodName::new(n).ok())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(ScanError::NoMatch {
+            namespace: namespace.to_string(),
+            selector: query,
+        });
+    }
+    Ok(names)
+}
+
+/// The mode a request runs in, and why. `auto` runs standard: the distroless workflow is not in
+/// this build, so a shell-less target ends with the error naming `--mode distroless`.
+pub fn decide_mode(requested: ScanMode) -> Result<(ScanMode, String), ScanError> {
+    match requested {
+        ScanMode::Standard => Ok((ScanMode::Standard, "requested".into())),
+        ScanMode::Auto => Ok((
+            ScanMode::Standard,
+            "auto: standard (one exec session) is tried first; a target without a shell needs \
+             --mode distroless"
+                .into(),
+        )),
+        other => Err(ScanError::ModeUnavailable(other)),
+    }
+}
+
+/// Runs the scan of `request` (its run's mode must be concrete: see [`decide_mode`]). `user`
+/// creates and deletes the access (and nothing else); the facts are gathered by the scoped
+/// client from `scoped`; the results are evaluated after the teardown.
+pub async fn scan_cluster(
+    user: kube::Client,
+    request: ScanRequest,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+) -> Result<ScanOutcome, ScanError> {
+    let mode = request.run.mode();
+    if mode != ScanMode::Standard {
+        return Err(ScanError::ModeUnavailable(mode));
+    }
+    let plan = keyhole_engine::plan(&request.profile, &request.inputs);
+    let gathered: Arc<Mutex<Vec<(ContainerTarget, Facts)>>> = Arc::default();
+    let work = {
+        let gathered = gathered.clone();
+        let run = request.run.clone();
+        let container = request.container.clone();
+        Box::new(move |client: kube::Client| {
+            Box::pin(async move {
+                let ns = run.namespace().to_string();
+                for pod in run.pods() {
+                    let target = keyhole_workflows::resolve_container(
+                        &client,
+                        &ns,
+                        pod.as_str(),
+                        container.as_deref(),
+                    )
+                    .await
+                    .map_err(work_error)?;
+                    let facts = keyhole_workflows::gather_standard(&client, &target, &plan)
+                        .await
+                        .map_err(work_error)?;
+                    tracing::info!(%target, answers = facts.len(), "facts gathered");
+                    gathered
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((target, facts));
+                }
+                Ok(())
+            }) as std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>
+        }) as crate::session::ScopedWork
+    };
+    let mut spec = request.session;
+    spec.run = request.run.clone();
+    spec.command = Vec::new();
+    spec.work = Some(work);
+    let session = run_session(user, spec, scoped, audit).await?;
+    // Access is gone (or reported as not gone); evaluation needs no cluster.
+    let now = Timestamp::now();
+    let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
+    // Only a gathering that ran to its end is evaluated: a stopped one (signal, expiry) has
+    // partial facts, and partial facts must not read as a result.
+    let complete =
+        session.error.is_none() && session.ending == keyhole_cleanup::Ending::Completed;
+    let results = if complete {
+        gathered
+            .into_iter()
+            .map(|(target, facts)| {
+                let evaluated = keyhole_workflows::evaluate(
+                    &request.profile,
+                    &request.inputs,
+                    &request.waivers,
+                    &facts,
+                    now,
+                );
+                ContainerResult {
+                    target,
+                    facts,
+                    evaluated,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(ScanOutcome {
+        session,
+        results,
+        mode: (
+            mode,
+            "standard: one exec session running the fact script on stdin".into(),
+        ),
+    })
+}
+
+fn work_error(e: WorkflowError) -> SessionError {
+    SessionError::Work(e.to_string())
+}
