@@ -37,7 +37,9 @@ pub enum ScanError {
         message: String,
     },
     /// The mode has no workflow in this build.
-    #[error("--mode {0} is not implemented yet: use --mode standard (or auto) for containers with a shell")]
+    #[error(
+        "--mode {0} is not implemented yet: use --mode standard (or auto) for containers with a shell"
+    )]
     ModeUnavailable(ScanMode),
     /// The session could not start at all.
     #[error(transparent)]
@@ -177,7 +179,8 @@ pub async fn scan_cluster(
                         .push((target, facts));
                 }
                 Ok(())
-            }) as std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>
+            })
+                as std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>
         }) as crate::session::ScopedWork
     };
     let mut spec = request.session;
@@ -190,8 +193,7 @@ pub async fn scan_cluster(
     let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
     // Only a gathering that ran to its end is evaluated: a stopped one (signal, expiry) has
     // partial facts, and partial facts must not read as a result.
-    let complete =
-        session.error.is_none() && session.ending == keyhole_cleanup::Ending::Completed;
+    let complete = session.error.is_none() && session.ending == keyhole_cleanup::Ending::Completed;
     let results = if complete {
         gathered
             .into_iter()

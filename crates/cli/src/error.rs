@@ -10,7 +10,9 @@ pub enum SessionError {
     #[error("asking the API server who you are (SelfSubjectReview) failed: {0}")]
     Identity(String),
     /// A setup step got no answer in time.
-    #[error("{step}: the API server did not answer within {limit:?}; retry, or raise KEYHOLE_API_TIMEOUT for a slow cluster")]
+    #[error(
+        "{step}: the API server did not answer within {limit:?}; retry, or raise KEYHOLE_API_TIMEOUT for a slow cluster"
+    )]
     Timeout {
         /// The step.
         step: &'static str,

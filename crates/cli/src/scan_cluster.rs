@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use keyhole_cleanup::CleanupAction;
-use keyhole_cli::cluster_scan::{ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster};
+use keyhole_cli::cluster_scan::{
+    ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster,
+};
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
 
@@ -22,7 +24,10 @@ fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
     if !several {
         return out.to_path_buf();
     }
-    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match out.extension() {
         Some(ext) => format!("{stem}.{pod}.{}", ext.to_string_lossy()),
         None => format!("{stem}.{pod}"),
@@ -59,14 +64,16 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let (outcome, run) = rt.block_on(async {
         let client = user_client(&user).await?;
         let pods = match &a.selector {
-            Some(sel) => resolve_selector(&client, &ns, sel).await.map_err(|e| match e {
-                ScanError::NoMatch { .. } => Failure::bad_input(e),
-                _ => Failure::scan(e),
-            })?,
+            Some(sel) => resolve_selector(&client, &ns, sel)
+                .await
+                .map_err(|e| match e {
+                    ScanError::NoMatch { .. } => Failure::bad_input(e),
+                    _ => Failure::scan(e),
+                })?,
             None => named.clone(),
         };
-        let target = ScanTarget::pods(ns.clone(), pods, a.container.clone())
-            .map_err(Failure::bad_input)?;
+        let target =
+            ScanTarget::pods(ns.clone(), pods, a.container.clone()).map_err(Failure::bad_input)?;
         let expiry = Expiry::new(Timestamp::now(), a.ttl).map_err(Failure::bad_input)?;
         let id = RunId::generate().map_err(|e| Failure::scan(e.to_string()))?;
         let run = Run::new(id, target, mode, expiry).map_err(Failure::bad_input)?;
@@ -122,7 +129,13 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             ));
         }
         let out = a.out.as_deref().map(|o| out_for(o, &r.target.pod, several));
-        let o = report(a, &j, &r.evaluated.execution, Timestamp::now(), out.as_deref())?;
+        let o = report(
+            a,
+            &j,
+            &r.evaluated.execution,
+            Timestamp::now(),
+            out.as_deref(),
+        )?;
         if several && !o.stdout.is_empty() {
             let _ = writeln!(stdout, "== {}", r.target);
         }
@@ -171,22 +184,34 @@ fn dry_run(
 ) -> String {
     let plan = keyhole_engine::plan(&j.profile, &j.inputs);
     let targets = match &a.selector {
-        Some(sel) => format!("the pods of {ns} matching {sel} (listed with your credentials at scan time, then pinned by name)"),
+        Some(sel) => format!(
+            "the pods of {ns} matching {sel} (listed with your credentials at scan time, then pinned by name)"
+        ),
         None => format!(
             "{ns}/{}",
-            pods.iter().map(PodName::as_str).collect::<Vec<_>>().join(",")
+            pods.iter()
+                .map(PodName::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     };
     let container = a
         .container
         .as_ref()
-        .map_or("the pod's default (or only) container".to_string(), |c| c.to_string());
+        .map_or("the pod's default (or only) container".to_string(), |c| {
+            c.to_string()
+        });
     let mut s = String::new();
     let _ = writeln!(s, "keyhole scan (dry run: nothing is sent to the cluster)");
     let _ = writeln!(s, "targets:   {targets}");
     let _ = writeln!(s, "container: {container}");
     let _ = writeln!(s, "mode:      {mode} ({why})");
-    let _ = writeln!(s, "profile:   {} ({} fact requests)", j.profile.name(), plan.len());
+    let _ = writeln!(
+        s,
+        "profile:   {} ({} fact requests)",
+        j.profile.name(),
+        plan.len()
+    );
     let steps = [
         "reap expired keyhole objects of the namespace (your credentials)".to_string(),
         "create ServiceAccount, anchor Secret, Role (pods get; pods/exec get+create; resourceNames = the target pods) and RoleBinding (your credentials)".to_string(),

@@ -249,7 +249,9 @@ pub async fn run_session(
                     .join(",")
             );
             audit.record(Event::RunStarted {
-                identity: who.as_ref().map_or_else(|_| "<unknown>".into(), Clone::clone),
+                identity: who
+                    .as_ref()
+                    .map_or_else(|_| "<unknown>".into(), Clone::clone),
                 target,
                 mode: run.mode().to_string(),
                 expires_at: run.expiry().annotation_value(),

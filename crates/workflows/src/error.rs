@@ -16,7 +16,9 @@ pub enum WorkflowError {
     #[error("{0}")]
     Container(String),
     /// The container is not running, so there is nothing to exec into or read.
-    #[error("container {container} of pod {namespace}/{pod} is not running ({state}); scan it once it runs")]
+    #[error(
+        "container {container} of pod {namespace}/{pod} is not running ({state}); scan it once it runs"
+    )]
     NotRunning {
         /// Namespace.
         namespace: String,

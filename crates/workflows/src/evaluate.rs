@@ -26,7 +26,10 @@ pub fn evaluate(
     let plan = keyhole_engine::plan(profile, inputs);
     let unanswered = plan.requests().filter(|r| facts.get(r).is_none()).count();
     if unanswered > 0 {
-        tracing::warn!(unanswered, "the gathered facts do not answer every request of the plan");
+        tracing::warn!(
+            unanswered,
+            "the gathered facts do not answer every request of the plan"
+        );
     }
     Evaluated {
         execution: keyhole_engine::evaluate(profile, inputs, facts, waivers, now),

@@ -82,7 +82,10 @@ pub async fn resolve_container(
         let why = match &state {
             Some(s) if s.waiting.is_some() => format!(
                 "waiting: {}",
-                s.waiting.as_ref().and_then(|w| w.reason.clone()).unwrap_or_default()
+                s.waiting
+                    .as_ref()
+                    .and_then(|w| w.reason.clone())
+                    .unwrap_or_default()
             ),
             Some(s) if s.terminated.is_some() => "terminated".to_string(),
             _ => "no status reported".to_string(),

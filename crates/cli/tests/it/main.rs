@@ -2,6 +2,7 @@
 //! reviewed and committed), the properties checkov cannot see, and bad input; and the cluster
 //! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
+mod cluster_scan;
 mod errors;
 mod fault_matrix;
 mod invariants;

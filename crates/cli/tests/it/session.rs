@@ -156,7 +156,12 @@ async fn the_commands_exit_code_is_passed_through() {
     let ran = session(&cluster, &["/nonexistent/keyhole-test-command"]).await;
     assert_eq!(ran.outcome.exit_code, EXIT_SETUP_FAILED);
     assert!(
-        ran.outcome.error.as_ref().unwrap().to_string().contains("cannot run"),
+        ran.outcome
+            .error
+            .as_ref()
+            .unwrap()
+            .to_string()
+            .contains("cannot run"),
         "{:?}",
         ran.outcome.error
     );
@@ -167,10 +172,7 @@ async fn the_commands_exit_code_is_passed_through() {
 struct Panicking;
 
 impl ScopedClients for Panicking {
-    fn client(
-        &self,
-        _token: &ScopedToken,
-    ) -> Result<kube::Client, keyhole_cli::SessionError> {
+    fn client(&self, _token: &ScopedToken) -> Result<kube::Client, keyhole_cli::SessionError> {
         panic!("scoped client exploded")
     }
 }

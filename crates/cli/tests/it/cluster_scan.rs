@@ -1,0 +1,443 @@
+//! `keyhole scan` of a pod in the standard workflow, through the library
+//! (`keyhole_cli::cluster_scan`) against the testkit fake, with REAL facts: the fake's exec
+//! handler runs the script it received on stdin with busybox `sh` inside a real "container" (a
+//! process in its own PID and mount namespaces, chrooted into a busybox root, started with
+//! `unshare`; entered with `nsenter` as a runtime's exec does). The result is compared with the
+//! local `keyhole scan --pid` path (`LocalRoot::process` of the same process).
+//!
+//! Needs root, `unshare`/`nsenter` (util-linux) and `busybox-static`; a missing one fails the
+//! test and says what to install.
+
+use std::io::Write as _;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use jiff::Timestamp;
+use keyhole_audit::AuditLog;
+use keyhole_cli::cluster_scan::{ScanRequest, scan_cluster};
+use keyhole_cli::session::{Audit, SessionSpec};
+use keyhole_core::ScanMode;
+use keyhole_engine::{
+    FactError, FactRequest, FactSource as _, FactValue, Facts, Inputs, LocalRoot, ProcFile,
+    Profile, Waivers,
+};
+use keyhole_testkit::{ExecResponse, FakeCluster, Identity};
+use serde_json::Value;
+
+use crate::support::{
+    FakeScoped, NS, POD, audit_records, cluster, endpoint, fast_policy, run, scratch,
+};
+
+fn require(program: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/bin", "/usr/sbin", "/sbin"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("`{program}` is missing: these tests need it (apt-get install -y {package})");
+}
+
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "the cluster-scan tests start real namespaced processes and need root"
+    );
+}
+
+/// A root filesystem: busybox as `/busybox`, with `/bin/sh` and the applets linked only when
+/// `with_shell`; an os-release, a private file, a world-writable directory and an absolute
+/// symlink pointing at a host path (which must resolve inside the root).
+fn rootfs(dir: &Path, with_shell: bool) {
+    let busybox = require("busybox", "busybox-static");
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "proc",
+        "tmp",
+        "home/app",
+        "var/lib/dpkg",
+        "usr/bin",
+    ] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    // Every container runtime provides /dev/null.
+    let mknod = Command::new(require("mknod", "coreutils"))
+        .arg("-m666")
+        .arg(dir.join("dev/null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(mknod.success(), "mknod /dev/null");
+    std::fs::copy(&busybox, dir.join("busybox")).unwrap();
+    if with_shell {
+        let list = Command::new(&busybox).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            let _ = symlink("/busybox", dir.join("bin").join(applet));
+        }
+    }
+    std::fs::write(
+        dir.join("etc/os-release"),
+        "ID=keyholetest\nVERSION_ID=\"1.0\"\nPRETTY_NAME=\"keyhole test root\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:10001:10001::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/shadow"), "root:*:19000:0:99999:7:::\n").unwrap();
+    std::fs::write(
+        dir.join("home/app/key"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Absolute symlink to a path that exists on the host: must resolve inside the root.
+    let _ = symlink("/etc/hostname", dir.join("etc/hostname"));
+}
+
+/// A process standing for the container's main process: PID 1 of its own PID (and network)
+/// namespace, in
+/// its own mount namespace with that namespace's /proc, chrooted into `root`. Killed on drop.
+struct Container {
+    unshare: Child,
+    pid: u32,
+}
+
+impl Container {
+    fn start(root: &Path) -> Self {
+        let unshare = require("unshare", "util-linux");
+        let child = Command::new(unshare)
+            .arg("--pid")
+            .arg("--fork")
+            .arg("--net")
+            .arg("--mount")
+            .arg(format!("--mount-proc={}", root.join("proc").display()))
+            .arg("chroot")
+            .arg(root)
+            .args(["/busybox", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare starts");
+        // The namespaced PID 1 is unshare's only child.
+        let children = format!("/proc/{}/task/{}/children", child.id(), child.id());
+        let mut pid = None;
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(&children).unwrap_or_default();
+            if let Some(p) = text
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                // Wait until it runs busybox in the chroot (after unshare's mount and exec).
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                if comm.trim() == "busybox" {
+                    pid = Some(p);
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let pid = pid.expect("the container's main process started");
+        Self {
+            unshare: child,
+            pid,
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.pid.to_string())
+            .status();
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// The fake's exec handler: runs the received argv in the container (its PID and mount
+/// namespaces and root, as `runc exec` does) with the received stdin.
+fn exec_in(
+    container_pid: u32,
+) -> impl Fn(&keyhole_testkit::ExecRequest) -> ExecResponse + Send + Sync {
+    let nsenter = require("nsenter", "util-linux");
+    move |req| {
+        let mut child = Command::new(&nsenter)
+            .arg(format!("--target={container_pid}"))
+            .args(["--pid", "--mount", "--root", "--wd", "--"])
+            .args(&req.command)
+            .env_clear()
+            .env("PATH", "/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsenter starts");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = req.stdin.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = writer.join();
+        ExecResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.status.code().unwrap_or(128),
+        }
+    }
+}
+
+/// The `/proc/PID/status` lines that say who the process is and what it may do. The others
+/// legitimately differ between a reader inside the container's PID namespace (`Pid: 1`) and
+/// one outside it (the host's PID), or change while the process runs (memory, switches).
+const STATUS_IDENTITY: [&str; 10] = [
+    "Uid:",
+    "Gid:",
+    "Groups:",
+    "CapInh:",
+    "CapPrm:",
+    "CapEff:",
+    "CapBnd:",
+    "CapAmb:",
+    "NoNewPrivs:",
+    "Seccomp:",
+];
+
+/// Facts with what legitimately differs removed: the OS's wording of I/O errors, and the
+/// status lines outside [`STATUS_IDENTITY`].
+fn normalise(f: &Facts) -> Vec<String> {
+    f.iter()
+        .map(|(r, a)| {
+            let a = match (r, a) {
+                (_, Err(FactError::Io(_))) => Err(FactError::Io(String::new())),
+                (
+                    FactRequest::Proc {
+                        file: ProcFile::Status,
+                        ..
+                    },
+                    Ok(FactValue::Content(c)),
+                ) => {
+                    let kept: Vec<&str> = std::str::from_utf8(&c.bytes)
+                        .unwrap_or_default()
+                        .lines()
+                        .filter(|l| STATUS_IDENTITY.iter().any(|k| l.starts_with(k)))
+                        .collect();
+                    assert_eq!(kept.len(), STATUS_IDENTITY.len(), "status lines: {kept:?}");
+                    Ok(FactValue::Content(keyhole_engine::Content {
+                        bytes: kept.join("\n").into_bytes(),
+                        truncated: c.truncated,
+                    }))
+                }
+                (_, other) => other.clone(),
+            };
+            format!("{r:?} => {a:?}")
+        })
+        .collect()
+}
+
+/// HDF with the clock removed (start times and durations), for comparing two evaluations.
+fn timeless(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                for k in ["start_time", "run_time", "duration"] {
+                    m.remove(k);
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+struct Scanned {
+    outcome: keyhole_cli::cluster_scan::ScanOutcome,
+    records: Vec<keyhole_audit::Record>,
+}
+
+async fn scan(cluster: &FakeCluster, profile: &Profile) -> Scanned {
+    let dir = scratch("scan-audit");
+    let log_path = dir.join("audit.jsonl");
+    let run = run(ScanMode::Standard);
+    let audit = Audit::new(AuditLog::open(&log_path).unwrap(), run.id().as_str());
+    let inputs = Inputs::defaults(profile);
+    let request = ScanRequest {
+        run: run.clone(),
+        container: None,
+        profile: profile.clone(),
+        inputs,
+        waivers: Waivers::none(),
+        session: SessionSpec {
+            run,
+            cluster: endpoint(cluster),
+            audiences: vec![],
+            command: vec![],
+            work: None,
+            // Real processes answer the exec: a call timeout that leaves them time.
+            policy: keyhole_cleanup::RetryPolicy {
+                call_timeout: std::time::Duration::from_secs(20),
+                ..fast_policy()
+            },
+        },
+    };
+    let outcome = scan_cluster(
+        cluster.client_admin(),
+        request,
+        FakeScoped::new(cluster),
+        audit,
+    )
+    .await
+    .expect("the scan starts");
+    let records = audit_records(&log_path);
+    Scanned { outcome, records }
+}
+
+fn is_scoped(i: &Identity) -> bool {
+    matches!(i, Identity::ServiceAccount { namespace, .. } if namespace == NS)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_scan_gives_the_local_pid_scans_hdf_with_one_scoped_exec_and_leaves_nothing() {
+    require_root();
+    let root = scratch("standard-root");
+    rootfs(&root, true);
+    let container = Container::start(&root);
+    let cluster = cluster();
+    cluster.set_exec_handler(exec_in(container.pid));
+    let profile = Profile::builtin("container-baseline").unwrap();
+
+    let s = scan(&cluster, &profile).await;
+    let o = &s.outcome;
+    assert_eq!(
+        o.session.exit_code,
+        0,
+        "error: {:?}",
+        o.session.error.as_ref().map(ToString::to_string)
+    );
+    assert!(o.session.error.is_none());
+    assert_eq!(o.results.len(), 1);
+    let r = &o.results[0];
+    assert_eq!(
+        (r.target.pod.as_str(), r.target.container.as_str()),
+        (POD, "app")
+    );
+    assert_eq!(r.evaluated.unanswered, 0);
+
+    // Exactly one exec, by the scoped identity, into the target container, script on stdin.
+    let execs = cluster.execs();
+    assert_eq!(execs.len(), 1, "{execs:?}");
+    let e = &execs[0];
+    assert_eq!(
+        (e.namespace.as_str(), e.pod.as_str(), e.container.as_str()),
+        (NS, POD, "app")
+    );
+    assert_eq!(e.command, ["/bin/sh", "-s"]);
+    assert!(!e.tty);
+    assert!(is_scoped(&e.identity), "exec ran as {:?}", e.identity);
+    assert!(e.stdin.len() > 1000, "the script came on stdin");
+
+    // Every call the scan made after setup came from the scoped identity, and only these.
+    let scoped_calls: Vec<String> = cluster
+        .calls()
+        .into_iter()
+        .filter(|c| is_scoped(&c.identity))
+        .map(|c| format!("{} {}", c.verb, c.path))
+        .collect();
+    let pod = format!("/api/v1/namespaces/{NS}/pods/{POD}");
+    for c in &scoped_calls {
+        assert!(
+            c.ends_with("selfsubjectrulesreviews")
+                || *c == format!("get {pod}")
+                || c.starts_with(&format!("create {pod}/exec"))
+                || c.starts_with(&format!("get {pod}/exec")),
+            "unexpected scoped call {c}; all: {scoped_calls:?}"
+        );
+    }
+    assert!(
+        scoped_calls.iter().any(|c| *c == format!("get {pod}")),
+        "{scoped_calls:?}"
+    );
+
+    // The same facts and the same HDF as `keyhole scan --pid` of the same process.
+    let local = LocalRoot::process(container.pid).expect("the local source opens");
+    let plan = keyhole_engine::plan(&profile, &Inputs::defaults(&profile));
+    let local_facts = local.gather(&plan);
+    let (remote, local_n) = (normalise(&r.facts), normalise(&local_facts));
+    assert_eq!(remote.len(), local_n.len(), "different numbers of answers");
+    for (a, b) in remote.iter().zip(&local_n) {
+        assert_eq!(a, b, "the cluster path and the local --pid scan disagree");
+    }
+    let now = Timestamp::now();
+    let inputs = Inputs::defaults(&profile);
+    let cluster_hdf = keyhole_engine::evaluate(&profile, &inputs, &r.facts, &Waivers::none(), now);
+    let local_hdf =
+        keyhole_engine::evaluate(&profile, &inputs, &local_facts, &Waivers::none(), now);
+    assert_eq!(
+        timeless(serde_json::to_value(&cluster_hdf).unwrap()),
+        timeless(serde_json::to_value(&local_hdf).unwrap())
+    );
+    // The HDF the scan itself produced is that one too.
+    assert_eq!(
+        timeless(serde_json::to_value(&r.evaluated.execution).unwrap()),
+        timeless(serde_json::to_value(&local_hdf).unwrap())
+    );
+    // Facts were really read from the container's root, not the host's.
+    let os = local_facts
+        .iter()
+        .find(|(req, _)| {
+            matches!(req, FactRequest::Read { path, .. } if path.as_bytes() == b"/etc/os-release")
+        })
+        .map(|(_, a)| a.clone());
+    assert!(
+        matches!(&os, Some(Ok(FactValue::Content(c))) if String::from_utf8_lossy(&c.bytes).contains("keyholetest")),
+        "{os:?}"
+    );
+
+    // Nothing left, verified, and the audit chain (verified by audit_records) says so.
+    assert!(
+        cluster.managed_objects().is_empty(),
+        "{:?}",
+        cluster.managed_objects()
+    );
+    assert!(o.session.cleanup.is_clean());
+    let (code, _) = crate::support::clean_ending(&s.records);
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_without_a_shell_is_a_scan_error_naming_distroless_and_leaves_nothing() {
+    require_root();
+    let root = scratch("shell-less-root");
+    rootfs(&root, false);
+    assert!(!root.join("bin/sh").exists());
+    let container = Container::start(&root);
+    let cluster = cluster();
+    cluster.set_exec_handler(exec_in(container.pid));
+    let profile = Profile::builtin("container-baseline").unwrap();
+
+    let s = scan(&cluster, &profile).await;
+    let o = &s.outcome;
+    assert_eq!(o.session.exit_code, keyhole_cli::session::EXIT_SETUP_FAILED);
+    let error = o.session.error.as_ref().expect("an error").to_string();
+    assert!(error.contains("--mode distroless"), "{error}");
+    assert!(error.contains("no shell"), "{error}");
+    assert!(o.results.is_empty(), "no result from a failed gathering");
+    assert_eq!(
+        cluster.execs().len(),
+        1,
+        "one attempt, no retry with other shells"
+    );
+    assert!(cluster.managed_objects().is_empty());
+    assert!(o.session.cleanup.is_clean());
+    crate::support::clean_ending(&s.records);
+}
