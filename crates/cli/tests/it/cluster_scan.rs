@@ -441,3 +441,136 @@ async fn a_target_without_a_shell_is_a_scan_error_naming_distroless_and_leaves_n
     assert!(o.session.cleanup.is_clean());
     crate::support::clean_ending(&s.records);
 }
+
+/// The same scan through the `keyhole` binary over HTTPS, as a user runs it: exit code from
+/// the threshold, HDF written with `--out` and schema-shaped, the summary on stdout, the run's
+/// report on stderr, nothing left, the audit log verifying with `keyhole audit verify`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_scans_a_pod_over_https_and_gates_on_the_threshold() {
+    require_root();
+    let root = scratch("binary-root");
+    rootfs(&root, true);
+    let container = Container::start(&root);
+    let served = crate::support::Served::new("scan-binary").await;
+    served.cluster.set_exec_handler(exec_in(container.pid));
+    let out = served.dir.join("web-0.json");
+    // An impossible threshold (100 % compliance) must fail the gate with exit 1; a trivial
+    // one must pass with exit 0. Both leave nothing behind.
+    let strict = served.dir.join("strict.yml");
+    std::fs::write(&strict, "compliance:\n  min: 100\n").unwrap();
+    let lax = served.dir.join("lax.yml");
+    std::fs::write(&lax, "compliance:\n  min: 0\n").unwrap();
+    for (threshold, want) in [(&strict, 1), (&lax, 0)] {
+        let child = served
+            .keyhole(
+                &[
+                    "scan",
+                    &format!("pod/{POD}"),
+                    "-n",
+                    NS,
+                    "--mode",
+                    "standard",
+                    "--kubeconfig",
+                    served.kubeconfig.to_str().unwrap(),
+                    "--audit-log",
+                    served.audit.to_str().unwrap(),
+                    "--threshold",
+                    threshold.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+                &[("KEYHOLE_API_TIMEOUT", "20s")],
+            )
+            .spawn()
+            .unwrap();
+        let f = crate::support::finish(child).await;
+        assert_eq!(
+            f.code,
+            Some(want),
+            "stdout {}\nstderr {}",
+            f.stdout,
+            f.stderr
+        );
+        assert!(f.stdout.contains("controls"), "{}", f.stdout);
+        assert!(f.stdout.contains("compliance"), "{}", f.stdout);
+        assert!(
+            f.stderr.contains("cleanup verified complete"),
+            "{}",
+            f.stderr
+        );
+        assert!(f.stderr.contains("mode standard"), "{}", f.stderr);
+        let hdf: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(
+            hdf["platform"]["name"], "keyholetest",
+            "{}",
+            hdf["platform"]
+        );
+        assert!(
+            hdf["profiles"][0]["controls"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        );
+        assert!(served.cluster.managed_objects().is_empty());
+    }
+    assert_eq!(served.cluster.execs().len(), 2, "one exec per scan");
+    let records = audit_records(&served.audit);
+    crate::support::clean_ending(&records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_the_plan_and_sends_nothing() {
+    let served = crate::support::Served::new("scan-dry-run").await;
+    let child = served
+        .keyhole(
+            &[
+                "scan",
+                POD,
+                "-n",
+                NS,
+                "--dry-run",
+                "--kubeconfig",
+                served.kubeconfig.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    let f = crate::support::finish(child).await;
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    assert!(f.stdout.contains("dry run"), "{}", f.stdout);
+    assert!(f.stdout.contains(&format!("{NS}/{POD}")), "{}", f.stdout);
+    assert!(f.stdout.contains("ONE exec session"), "{}", f.stdout);
+    assert!(
+        served.cluster.calls().is_empty(),
+        "{:?}",
+        served.cluster.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_without_a_workflow_yet_are_bad_input_and_send_nothing() {
+    let served = crate::support::Served::new("scan-modes").await;
+    for mode in ["distroless", "sidecar"] {
+        let child = served
+            .keyhole(
+                &[
+                    "scan",
+                    POD,
+                    "-n",
+                    NS,
+                    "--mode",
+                    mode,
+                    "--kubeconfig",
+                    served.kubeconfig.to_str().unwrap(),
+                ],
+                &[],
+            )
+            .spawn()
+            .unwrap();
+        let f = crate::support::finish(child).await;
+        assert_eq!(f.code, Some(2), "{}", f.stderr);
+        assert!(f.stderr.contains("not implemented yet"), "{}", f.stderr);
+        assert!(f.stdout.is_empty());
+    }
+    assert!(served.cluster.calls().is_empty());
+}
