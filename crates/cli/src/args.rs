@@ -171,6 +171,22 @@ pub(crate) struct ScanArgs {
     /// Print what the scan would do and stop (nothing is sent to the cluster).
     #[arg(long)]
     pub(crate) dry_run: bool,
+    /// Distroless: the agent image for the ephemeral container (pin it with @sha256:...).
+    #[arg(long, value_name = "IMAGE", default_value = keyhole_scanners::DEFAULT_SCANNER_IMAGE, value_parser = parse_image)]
+    pub(crate) image: ImageRef,
+    /// Distroless: the target's UID when its pod spec does not set runAsUser.
+    #[arg(long, value_name = "N")]
+    pub(crate) target_uid: Option<u32>,
+    /// Distroless: the target's GID when its pod spec does not set runAsGroup.
+    #[arg(long, value_name = "N")]
+    pub(crate) target_gid: Option<u32>,
+    /// Distroless: scan a target running as root (the scanner then runs as root, with every
+    /// capability dropped).
+    #[arg(long)]
+    pub(crate) scanner_as_target_root: bool,
+    /// Distroless: scan a pod whose containers already share one PID namespace.
+    #[arg(long)]
+    pub(crate) allow_shared_pid: bool,
     /// Token audience (repeatable; default: the API server's own).
     #[arg(long = "audience", value_name = "AUD")]
     pub(crate) audiences: Vec<String>,

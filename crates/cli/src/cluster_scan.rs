@@ -60,6 +60,8 @@ pub struct ScanRequest {
     pub waivers: Waivers,
     /// The session's cluster, audiences and policy (its `command` and `work` are ignored).
     pub session: SessionSpec,
+    /// How the distroless workflow may run (needed for `--mode distroless`).
+    pub distroless: Option<keyhole_workflows::DistrolessOptions>,
 }
 
 /// One scanned container.
@@ -82,6 +84,9 @@ pub struct ScanOutcome {
     pub results: Vec<ContainerResult>,
     /// The mode actually used, and why.
     pub mode: (ScanMode, String),
+    /// What the scan leaves that Kubernetes cannot remove: the terminated ephemeral
+    /// containers (distroless), as `namespace/pod: container`.
+    pub traces: Vec<String>,
 }
 
 /// The pods of `namespace` matching `selector`, listed with the **user's** client at scan time;
@@ -128,6 +133,7 @@ pub async fn resolve_selector(
 pub fn decide_mode(requested: ScanMode) -> Result<(ScanMode, String), ScanError> {
     match requested {
         ScanMode::Standard => Ok((ScanMode::Standard, "requested".into())),
+        ScanMode::Distroless => Ok((ScanMode::Distroless, "requested".into())),
         ScanMode::Auto => Ok((
             ScanMode::Standard,
             "auto: standard (one exec session) is tried first; a target without a shell needs \
@@ -148,13 +154,17 @@ pub async fn scan_cluster(
     audit: Audit,
 ) -> Result<ScanOutcome, ScanError> {
     let mode = request.run.mode();
-    if mode != ScanMode::Standard {
-        return Err(ScanError::ModeUnavailable(mode));
-    }
+    let distroless = match (mode, &request.distroless) {
+        (ScanMode::Standard, _) => None,
+        (ScanMode::Distroless, Some(d)) => Some(d.clone()),
+        _ => return Err(ScanError::ModeUnavailable(mode)),
+    };
     let plan = keyhole_engine::plan(&request.profile, &request.inputs);
     let gathered: Arc<Mutex<Vec<(ContainerTarget, Facts)>>> = Arc::default();
+    let traces: Arc<Mutex<Vec<String>>> = Arc::default();
     let work = {
         let gathered = gathered.clone();
+        let traces = traces.clone();
         let run = request.run.clone();
         let container = request.container.clone();
         Box::new(move |client: kube::Client| {
@@ -169,9 +179,23 @@ pub async fn scan_cluster(
                     )
                     .await
                     .map_err(work_error)?;
-                    let facts = keyhole_workflows::gather_standard(&client, &target, &plan)
-                        .await
-                        .map_err(work_error)?;
+                    let facts = match &distroless {
+                        None => keyhole_workflows::gather_standard(&client, &target, &plan)
+                            .await
+                            .map_err(work_error)?,
+                        Some(opts) => {
+                            let (facts, left) = keyhole_workflows::gather_distroless(
+                                &client, &run, &target, &plan, opts,
+                            )
+                            .await
+                            .map_err(work_error)?;
+                            traces
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(format!("{}/{}: {left}", target.namespace, target.pod));
+                            facts
+                        }
+                    };
                     tracing::info!(%target, answers = facts.len(), "facts gathered");
                     gathered
                         .lock()
@@ -215,13 +239,18 @@ pub async fn scan_cluster(
     } else {
         Vec::new()
     };
+    let traces = std::mem::take(&mut *traces.lock().unwrap_or_else(|p| p.into_inner()));
+    let how = match mode {
+        ScanMode::Distroless => {
+            "distroless: one ephemeral container running keyhole-agent, facts read from its log"
+        }
+        _ => "standard: one exec session running the fact script on stdin",
+    };
     Ok(ScanOutcome {
         session,
         results,
-        mode: (
-            mode,
-            "standard: one exec session running the fact script on stdin".into(),
-        ),
+        mode: (mode, how.into()),
+        traces,
     })
 }
 

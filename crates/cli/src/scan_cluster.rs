@@ -92,6 +92,18 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 work: None,
                 policy,
             },
+            distroless: Some(keyhole_workflows::DistrolessOptions {
+                image: a.image.clone(),
+                target_uid: a.target_uid,
+                target_gid: a.target_gid,
+                allow_root: a.scanner_as_target_root,
+                allow_shared_pid: a.allow_shared_pid,
+                poll: std::time::Duration::from_secs(1),
+                // The agent's own limit is the run's TTL less a margin; wait no longer.
+                wait: std::time::Duration::from_secs(
+                    keyhole_scanners::scan_time_limit_secs(&run) + 30,
+                ),
+            }),
         };
         let scoped = Arc::new(TlsScopedClients {
             cluster: user.cluster.clone(),
@@ -103,6 +115,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         Ok::<_, Failure>((outcome, run))
     })?;
     let mut warnings: Vec<String> = vec![format!("mode {}: {why}", outcome.mode.0)];
+    warnings.extend(outcome.traces.iter().map(|t| {
+        format!("{t} stays in the pod spec, terminated (Kubernetes cannot remove an ephemeral container)")
+    }));
     warnings.extend(
         outcome
             .session
@@ -214,9 +229,13 @@ fn dry_run(
     );
     let steps = [
         "reap expired keyhole objects of the namespace (your credentials)".to_string(),
-        "create ServiceAccount, anchor Secret, Role (pods get; pods/exec get+create; resourceNames = the target pods) and RoleBinding (your credentials)".to_string(),
+        format!("create ServiceAccount, anchor Secret, Role ({}; resourceNames = the target pods) and RoleBinding (your credentials)", if mode == keyhole_core::ScanMode::Distroless { "pods get; pods/ephemeralcontainers get+patch; pods/log get" } else { "pods get; pods/exec get+create" }),
         format!("mint a bound token for {} and verify least privilege with it (SelfSubjectRulesReview)", a.ttl),
-        "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string(),
+        if mode == keyhole_core::ScanMode::Distroless {
+            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities, wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
+        } else {
+            "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string()
+        },
         "delete every object created and verify it is gone; record the run in the audit log".to_string(),
         "evaluate the facts locally with your profile, inputs and waivers into HDF; apply the threshold".to_string(),
     ];

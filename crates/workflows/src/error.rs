@@ -56,4 +56,19 @@ pub enum WorkflowError {
         /// What went wrong.
         detail: String,
     },
+    /// The distroless workflow must not run against this target as asked.
+    #[error("{0}")]
+    Refused(String),
+    /// The ephemeral container did not deliver one complete, checksummed frame of facts.
+    #[error("the scanner container {container} in {namespace}/{pod}: {detail}")]
+    Agent {
+        /// Namespace.
+        namespace: String,
+        /// Pod.
+        pod: String,
+        /// The ephemeral container.
+        container: String,
+        /// What went wrong.
+        detail: String,
+    },
 }

@@ -13,15 +13,21 @@
 //! (`keyhole_cli::session`): this crate only ever sees the scoped [`kube::Client`] it is given,
 //! so it cannot use the user's own credentials by mistake.
 //!
-//! Done: the **standard** workflow ([`gather_standard`]): exactly one exec session running the
-//! engine's [`ShellScript`](keyhole_engine::ShellScript) fed on stdin. Distroless and sidecar
-//! are follow-ups (see the crate's README section in the report).
+//! - **standard** ([`gather_standard`]): exactly one exec session running the engine's
+//!   [`ShellScript`](keyhole_engine::ShellScript) fed on stdin.
+//! - **distroless** ([`gather_distroless`]): one ephemeral container running `keyhole-agent`
+//!   with the fact plan, as the target's UID with nothing more; its one checksummed frame of
+//!   facts is read from `pods/log` after `pods` get reports it terminated.
+//!
+//! The sidecar workflow (reading a standing sidecar's newest frame) is a follow-up.
 
+mod distroless;
 mod error;
 mod evaluate;
 mod standard;
 mod target;
 
+pub use distroless::{DistrolessOptions, gather_distroless};
 pub use error::WorkflowError;
 pub use evaluate::{Evaluated, evaluate};
 pub use standard::{MAX_SCRIPT_OUTPUT, SHELL, gather_standard};

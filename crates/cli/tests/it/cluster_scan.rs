@@ -110,6 +110,11 @@ struct Container {
 
 impl Container {
     fn start(root: &Path) -> Self {
+        Self::start_as(root, None)
+    }
+
+    /// [`Container::start`] with the main process running as `uid:uid` (no capabilities).
+    fn start_as(root: &Path, uid: Option<u32>) -> Self {
         let unshare = require("unshare", "util-linux");
         let child = Command::new(unshare)
             .arg("--pid")
@@ -118,6 +123,7 @@ impl Container {
             .arg("--mount")
             .arg(format!("--mount-proc={}", root.join("proc").display()))
             .arg("chroot")
+            .args(uid.map(|u| format!("--userspec={u}:{u}")))
             .arg(root)
             .args(["/busybox", "sleep", "600"])
             .stdin(Stdio::null())
@@ -266,9 +272,29 @@ struct Scanned {
 }
 
 async fn scan(cluster: &FakeCluster, profile: &Profile) -> Scanned {
+    scan_in(cluster, profile, ScanMode::Standard).await
+}
+
+/// Distroless options for the tests: poll often, wait at most a minute.
+fn distroless_options() -> keyhole_workflows::DistrolessOptions {
+    keyhole_workflows::DistrolessOptions {
+        image: keyhole_scanners::ImageRef::parse(
+            "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0@sha256:2f1b6c0d9a4e7f3b8c5d1e6a9b0c4d7e2f5a8b1c3d6e9f0a2b4c6d8e0f1a3b5c",
+        )
+        .unwrap(),
+        target_uid: None,
+        target_gid: None,
+        allow_root: false,
+        allow_shared_pid: false,
+        poll: std::time::Duration::from_millis(20),
+        wait: std::time::Duration::from_secs(60),
+    }
+}
+
+async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Scanned {
     let dir = scratch("scan-audit");
     let log_path = dir.join("audit.jsonl");
-    let run = run(ScanMode::Standard);
+    let run = run(mode);
     let audit = Audit::new(AuditLog::open(&log_path).unwrap(), run.id().as_str());
     let inputs = Inputs::defaults(profile);
     let request = ScanRequest {
@@ -289,6 +315,7 @@ async fn scan(cluster: &FakeCluster, profile: &Profile) -> Scanned {
                 ..fast_policy()
             },
         },
+        distroless: Some(distroless_options()),
     };
     let outcome = scan_cluster(
         cluster.client_admin(),
@@ -550,7 +577,7 @@ async fn dry_run_prints_the_plan_and_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modes_without_a_workflow_yet_are_bad_input_and_send_nothing() {
     let served = crate::support::Served::new("scan-modes").await;
-    for mode in ["distroless", "sidecar"] {
+    for mode in ["sidecar"] {
         let child = served
             .keyhole(
                 &[
@@ -573,4 +600,237 @@ async fn modes_without_a_workflow_yet_are_bad_input_and_send_nothing() {
         assert!(f.stdout.is_empty());
     }
     assert!(served.cluster.calls().is_empty());
+}
+
+/// The agent binary, built once by the cargo running these tests.
+fn agent_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "keyhole-agent",
+                    "--bin",
+                    "keyhole-agent",
+                ])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo build -p keyhole-agent failed");
+            let bin = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .parent()
+                .unwrap()
+                .join("debug/keyhole-agent");
+            assert!(bin.exists(), "{} was not built", bin.display());
+            bin
+        })
+        .clone()
+}
+
+/// The target pod `prod/web-0` with container `app` running as `uid` (pod spec), Running.
+fn pod_running_as(uid: Option<i64>, share_pid: bool) -> FakeCluster {
+    let c = FakeCluster::new();
+    c.create_namespace(NS);
+    let mut pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": POD, "namespace": NS},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]},
+    }))
+    .unwrap();
+    let spec = pod.spec.as_mut().unwrap();
+    spec.share_process_namespace = share_pid.then_some(true);
+    if let Some(u) = uid {
+        spec.containers[0].security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(u),
+            run_as_group: Some(u),
+            ..Default::default()
+        });
+    }
+    c.insert(&pod).unwrap();
+    c.set_pod_running(NS, POD).unwrap();
+    c
+}
+
+/// What the test kubelet did with the ephemeral container.
+#[derive(Debug)]
+struct Ran {
+    security: Value,
+    stderr: String,
+}
+
+/// A stand-in kubelet for ephemeral containers (a test double): when the scanner container
+/// appears in the pod spec, it runs the REAL agent with the container's command and
+/// environment, in the target container's PID namespace (with that namespace's /proc), as the
+/// container's runAsUser/runAsGroup with no capabilities and no_new_privs; then publishes the
+/// agent's stdout as the container log and its exit code as the terminated state.
+fn ephemeral_kubelet(cluster: FakeCluster, container_pid: u32) -> std::thread::JoinHandle<Ran> {
+    let agent = agent_binary();
+    let nsenter = require("nsenter", "util-linux");
+    let unshare = require("unshare", "util-linux");
+    let setpriv = require("setpriv", "util-linux");
+    std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let ec = loop {
+            let pod: k8s_openapi::api::core::v1::Pod = cluster.object(NS, POD).unwrap();
+            if let Some(ec) = pod
+                .spec
+                .and_then(|s| s.ephemeral_containers)
+                .and_then(|v| v.into_iter().next())
+            {
+                break ec;
+            }
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "no ephemeral container was added"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        cluster.set_pod_running(NS, POD).unwrap();
+        let sc = ec.security_context.clone().expect("a security context");
+        let uid = sc.run_as_user.expect("runAsUser");
+        let gid = sc.run_as_group.unwrap_or(uid);
+        let mut argv = ec.command.clone().expect("a command");
+        argv[0] = agent.to_string_lossy().into_owned();
+        let mut cmd = Command::new(&nsenter);
+        cmd.arg(format!("--target={container_pid}"))
+            .args(["--pid", "--"])
+            .arg(&unshare)
+            .args(["--mount", "--mount-proc", "--"])
+            .arg(&setpriv)
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .args([
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--no-new-privs",
+                "--",
+            ])
+            .args(&argv)
+            .env_clear();
+        for e in ec.env.iter().flatten() {
+            cmd.env(&e.name, e.value.clone().unwrap_or_default());
+        }
+        let out = cmd.output().expect("the agent runs");
+        cluster.set_pod_log(NS, POD, &ec.name, &String::from_utf8_lossy(&out.stdout));
+        cluster
+            .set_container_terminated(NS, POD, &ec.name, out.status.code().unwrap_or(128))
+            .unwrap();
+        Ran {
+            security: serde_json::to_value(&sc).unwrap(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_scan_reads_the_agents_facts_and_gives_the_local_pid_scans_hdf() {
+    require_root();
+    let root = scratch("distroless-root");
+    rootfs(&root, false);
+    let container = Container::start_as(&root, Some(10001));
+    let cluster = pod_running_as(Some(10001), false);
+    let kubelet = ephemeral_kubelet(cluster.clone(), container.pid);
+    let profile = Profile::builtin("container-baseline").unwrap();
+
+    let s = scan_in(&cluster, &profile, ScanMode::Distroless).await;
+    let ran = kubelet.join().unwrap();
+    let o = &s.outcome;
+    assert_eq!(
+        o.session.exit_code,
+        0,
+        "error: {:?}; agent stderr: {}",
+        o.session.error.as_ref().map(ToString::to_string),
+        ran.stderr
+    );
+    // The scanner held the target's identity and nothing more (written out by hand).
+    assert_eq!(ran.security["runAsUser"], 10001);
+    assert_eq!(ran.security["runAsGroup"], 10001);
+    assert_eq!(
+        ran.security["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert!(ran.security["capabilities"]["add"].is_null());
+    assert_eq!(ran.security["allowPrivilegeEscalation"], false);
+    assert_eq!(ran.security["readOnlyRootFilesystem"], true);
+    assert_eq!(ran.security["privileged"], false);
+    assert_eq!(ran.security["seccompProfile"]["type"], "RuntimeDefault");
+
+    assert!(cluster.execs().is_empty(), "no exec in distroless mode");
+    let r = &o.results[0];
+    let local = LocalRoot::process(container.pid).expect("the local source opens");
+    let plan = keyhole_engine::plan(&profile, &Inputs::defaults(&profile));
+    let local_facts = local.gather(&plan);
+    let (remote, local_n) = (normalise(&r.facts), normalise(&local_facts));
+    assert_eq!(remote.len(), local_n.len());
+    for (a, b) in remote.iter().zip(&local_n) {
+        assert_eq!(a, b, "the agent and the local --pid scan disagree");
+    }
+    let now = Timestamp::now();
+    let inputs = Inputs::defaults(&profile);
+    let agent_hdf = keyhole_engine::evaluate(&profile, &inputs, &r.facts, &Waivers::none(), now);
+    let local_hdf =
+        keyhole_engine::evaluate(&profile, &inputs, &local_facts, &Waivers::none(), now);
+    assert_eq!(
+        timeless(serde_json::to_value(&agent_hdf).unwrap()),
+        timeless(serde_json::to_value(&local_hdf).unwrap())
+    );
+
+    // Only the distroless rights were used, by the scoped identity.
+    let pod = format!("/api/v1/namespaces/{NS}/pods/{POD}");
+    let scoped_calls: Vec<String> = cluster
+        .calls()
+        .into_iter()
+        .filter(|c| is_scoped(&c.identity))
+        .map(|c| format!("{} {}", c.verb, c.path))
+        .collect();
+    for c in &scoped_calls {
+        assert!(
+            c.ends_with("selfsubjectrulesreviews")
+                || *c == format!("get {pod}")
+                || *c == format!("patch {pod}/ephemeralcontainers")
+                || *c == format!("get {pod}/log"),
+            "unexpected scoped call {c}; all: {scoped_calls:?}"
+        );
+    }
+    assert_eq!(
+        scoped_calls
+            .iter()
+            .filter(|c| c.contains("ephemeralcontainers"))
+            .count(),
+        1,
+        "exactly one ephemeral container: {scoped_calls:?}"
+    );
+    // The one visible trace is reported; every object is gone.
+    assert_eq!(o.traces.len(), 1, "{:?}", o.traces);
+    assert!(cluster.managed_objects().is_empty());
+    crate::support::clean_ending(&s.records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_refuses_root_targets_unknown_uids_and_shared_pid_pods_before_patching() {
+    let profile = Profile::builtin("container-baseline").unwrap();
+    for (uid, share, want) in [
+        (Some(0), false, "runs as root"),
+        (None, false, "--target-uid"),
+        (Some(10001), true, "--allow-shared-pid"),
+    ] {
+        let cluster = pod_running_as(uid, share);
+        let s = scan_in(&cluster, &profile, ScanMode::Distroless).await;
+        let o = &s.outcome;
+        assert_eq!(o.session.exit_code, keyhole_cli::session::EXIT_SETUP_FAILED);
+        let e = o.session.error.as_ref().unwrap().to_string();
+        assert!(e.contains(want), "{e}");
+        assert!(
+            !cluster
+                .calls()
+                .iter()
+                .any(|c| c.path.ends_with("ephemeralcontainers")),
+            "refused before patching"
+        );
+        assert!(cluster.managed_objects().is_empty());
+        crate::support::clean_ending(&s.records);
+    }
 }
