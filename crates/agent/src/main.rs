@@ -149,18 +149,50 @@ fn target_pid(pid: Option<u32>, container: Option<&str>, sidecar: bool) -> Resul
     }
     match container.map(marked) {
         Some(pids) if !pids.is_empty() => Ok(pids[0]),
-        Some(_) if sidecar => Err(Failure(
-            3,
-            format!(
-                "no process carries {MARKER_ENV}={}: add the marker with `keyhole sidecar inject`, \
-                 and run the sidecar as the target's UID with shareProcessNamespace: true",
-                container.unwrap_or_default()
-            ),
-        )),
+        Some(_) if sidecar => only_other_root().map_err(|e| {
+            Failure(
+                3,
+                format!(
+                    "no process carries {MARKER_ENV}={} and {e}: add the marker to the app \
+                     container, and run the sidecar as the target's UID with \
+                     shareProcessNamespace: true",
+                    container.unwrap_or_default()
+                ),
+            )
+        }),
         None if sidecar => Err(Failure(2, "sidecar needs --target-container NAME".into())),
         // With targetContainerName the debug container shares the target's PID namespace,
         // where the target's entrypoint is PID 1.
         _ => Ok(1),
+    }
+}
+
+/// Without a marker (pods injected before markers existed): the lowest PID whose root is
+/// neither ours nor PID 1's (the pause container), when exactly one such root exists. Several
+/// roots mean several app containers, which `/proc` cannot tell apart: refuse, never guess.
+fn only_other_root() -> Result<u32, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root_id = |pid: &str| {
+        std::fs::metadata(format!("/proc/{pid}/root"))
+            .map(|m| (m.dev(), m.ino()))
+            .ok()
+    };
+    let (own, pause) = (root_id("self"), root_id("1"));
+    let mut found: Vec<(u32, (u64, u64))> = std::fs::read_dir("/proc")
+        .map_err(|e| format!("/proc cannot be listed ({e})"))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, root_id(&pid.to_string())?)))
+        .filter(|(_, id)| Some(*id) != own && Some(*id) != pause)
+        .collect();
+    found.sort_unstable();
+    let mut roots: Vec<_> = found.iter().map(|(_, id)| *id).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    match (found.first(), roots.len()) {
+        (Some((pid, _)), 1) => Ok(*pid),
+        (None, _) => Err("no other container's process is visible".to_string()),
+        (_, n) => Err(format!("{n} containers share this process namespace")),
     }
 }
 

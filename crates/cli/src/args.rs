@@ -187,6 +187,9 @@ pub(crate) struct ScanArgs {
     /// Distroless: scan a pod whose containers already share one PID namespace.
     #[arg(long)]
     pub(crate) allow_shared_pid: bool,
+    /// Sidecar: refuse facts gathered longer ago than this (e.g. 90m, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_age)]
+    pub(crate) max_age: std::time::Duration,
     /// Token audience (repeatable; default: the API server's own).
     #[arg(long = "audience", value_name = "AUD")]
     pub(crate) audiences: Vec<String>,
@@ -324,4 +327,20 @@ fn parse_image(s: &str) -> Result<ImageRef, String> {
 
 fn parse_selector(s: &str) -> Result<keyhole_core::LabelSelector, String> {
     keyhole_core::LabelSelector::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: expected a duration like 90s, 30m or 2h"))
 }

@@ -58,10 +58,13 @@ pub struct ScanRequest {
     pub inputs: Inputs,
     /// Waivers.
     pub waivers: Waivers,
-    /// The session's cluster, audiences and policy (its `command` and `work` are ignored).
+    /// The session's cluster, audiences and policy (its `run`, `command` and `work` are
+    /// replaced per run).
     pub session: SessionSpec,
-    /// How the distroless workflow may run (needed for `--mode distroless`).
+    /// How the distroless workflow may run (needed for `--mode distroless` and `auto`).
     pub distroless: Option<keyhole_workflows::DistrolessOptions>,
+    /// Sidecar mode: the oldest facts accepted.
+    pub max_age: std::time::Duration,
 }
 
 /// One scanned container.
@@ -128,73 +131,95 @@ pub async fn resolve_selector(
     Ok(names)
 }
 
-/// The mode a request runs in, and why. `auto` runs standard: the distroless workflow is not in
-/// this build, so a shell-less target ends with the error naming `--mode distroless`.
+/// The mode a request runs in, and why (`auto` is settled by [`scan_cluster`]).
 pub fn decide_mode(requested: ScanMode) -> Result<(ScanMode, String), ScanError> {
-    match requested {
-        ScanMode::Standard => Ok((ScanMode::Standard, "requested".into())),
-        ScanMode::Distroless => Ok((ScanMode::Distroless, "requested".into())),
-        ScanMode::Auto => Ok((
-            ScanMode::Standard,
-            "auto: standard (one exec session) is tried first; a target without a shell needs \
-             --mode distroless"
-                .into(),
-        )),
-        other => Err(ScanError::ModeUnavailable(other)),
-    }
+    Ok(match requested {
+        ScanMode::Auto => (
+            ScanMode::Auto,
+            "auto: standard first; without a shell, that access is torn down and distroless runs with its own".into(),
+        ),
+        m => (m, "requested".into()),
+    })
 }
 
-/// Runs the scan of `request` (its run's mode must be concrete: see [`decide_mode`]). `user`
-/// creates and deletes the access (and nothing else); the facts are gathered by the scoped
-/// client from `scoped`; the results are evaluated after the teardown.
-pub async fn scan_cluster(
-    user: kube::Client,
-    request: ScanRequest,
+/// One session of one concrete mode: its outcome and what it gathered.
+struct Gathered {
+    session: Outcome,
+    facts: Vec<(ContainerTarget, Facts)>,
+    traces: Vec<String>,
+}
+
+async fn gather_in_session(
+    user: &kube::Client,
+    request: &ScanRequest,
+    run: Run,
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
-) -> Result<ScanOutcome, ScanError> {
-    let mode = request.run.mode();
+) -> Result<Gathered, ScanError> {
+    let mode = run.mode();
     let distroless = match (mode, &request.distroless) {
-        (ScanMode::Standard, _) => None,
         (ScanMode::Distroless, Some(d)) => Some(d.clone()),
-        _ => return Err(ScanError::ModeUnavailable(mode)),
+        (ScanMode::Distroless, None) => return Err(ScanError::ModeUnavailable(mode)),
+        _ => None,
     };
+    let max_age = request.max_age;
     let plan = keyhole_engine::plan(&request.profile, &request.inputs);
     let gathered: Arc<Mutex<Vec<(ContainerTarget, Facts)>>> = Arc::default();
     let traces: Arc<Mutex<Vec<String>>> = Arc::default();
     let work = {
-        let gathered = gathered.clone();
-        let traces = traces.clone();
-        let run = request.run.clone();
+        let (gathered, traces) = (gathered.clone(), traces.clone());
+        let run = run.clone();
         let container = request.container.clone();
         Box::new(move |client: kube::Client| {
             Box::pin(async move {
                 let ns = run.namespace().to_string();
                 for pod in run.pods() {
-                    let target = keyhole_workflows::resolve_container(
-                        &client,
-                        &ns,
-                        pod.as_str(),
-                        container.as_deref(),
-                    )
-                    .await
-                    .map_err(work_error)?;
-                    let facts = match &distroless {
-                        None => keyhole_workflows::gather_standard(&client, &target, &plan)
-                            .await
-                            .map_err(work_error)?,
-                        Some(opts) => {
-                            let (facts, left) = keyhole_workflows::gather_distroless(
-                                &client, &run, &target, &plan, opts,
-                            )
-                            .await
-                            .map_err(work_error)?;
-                            traces
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(format!("{}/{}: {left}", target.namespace, target.pod));
-                            facts
-                        }
+                    let (target, facts) = if mode == ScanMode::Sidecar {
+                        let (facts, at) = keyhole_workflows::read_sidecar(
+                            &client,
+                            &ns,
+                            pod.as_str(),
+                            max_age,
+                            Timestamp::now(),
+                        )
+                        .await
+                        .map_err(work_error)?;
+                        tracing::info!(pod = %pod, gathered_at = %at, "sidecar facts read");
+                        let target = ContainerTarget {
+                            namespace: ns.clone(),
+                            pod: pod.to_string(),
+                            container: container
+                                .clone()
+                                .unwrap_or_else(|| keyhole_scanners::SIDECAR_NAME.to_string()),
+                        };
+                        (target, facts)
+                    } else {
+                        let target = keyhole_workflows::resolve_container(
+                            &client,
+                            &ns,
+                            pod.as_str(),
+                            container.as_deref(),
+                        )
+                        .await
+                        .map_err(work_error)?;
+                        let facts = match &distroless {
+                            None => keyhole_workflows::gather_standard(&client, &target, &plan)
+                                .await
+                                .map_err(work_error)?,
+                            Some(opts) => {
+                                let (facts, left) = keyhole_workflows::gather_distroless(
+                                    &client, &run, &target, &plan, opts,
+                                )
+                                .await
+                                .map_err(work_error)?;
+                                traces
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(format!("{}/{}: {left}", target.namespace, target.pod));
+                                facts
+                            }
+                        };
+                        (target, facts)
                     };
                     tracing::info!(%target, answers = facts.len(), "facts gathered");
                     gathered
@@ -207,19 +232,91 @@ pub async fn scan_cluster(
                 as std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>
         }) as crate::session::ScopedWork
     };
-    let mut spec = request.session;
-    spec.run = request.run.clone();
-    spec.command = Vec::new();
-    spec.work = Some(work);
-    let session = run_session(user, spec, scoped, audit).await?;
-    // Access is gone (or reported as not gone); evaluation needs no cluster.
+    let spec = SessionSpec {
+        run,
+        cluster: request.session.cluster.clone(),
+        audiences: request.session.audiences.clone(),
+        command: Vec::new(),
+        work: Some(work),
+        policy: request.session.policy,
+    };
+    let session = run_session(user.clone(), spec, scoped, audit).await?;
+    let facts = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
+    let traces = std::mem::take(&mut *traces.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Gathered {
+        session,
+        facts,
+        traces,
+    })
+}
+
+/// True when a session failed because the target has no shell (auto then goes distroless).
+fn no_shell(o: &Outcome) -> bool {
+    matches!(&o.error, Some(SessionError::Work(e))
+        if matches!(e.downcast_ref::<WorkflowError>(), Some(WorkflowError::NoShell { .. })))
+}
+
+/// Runs the scan of `request`. `user` creates and deletes the access (and nothing else); the
+/// facts are gathered by the scoped client from `scoped`; the results are evaluated after the
+/// teardown. `auto` runs standard; when the target has no shell and that session's teardown is
+/// verified complete, it runs distroless in a second run with its own Role — the two modes'
+/// rights are never held together.
+pub async fn scan_cluster(
+    user: kube::Client,
+    request: ScanRequest,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+) -> Result<ScanOutcome, ScanError> {
+    let requested = request.run.mode();
+    let first_mode = if requested == ScanMode::Auto {
+        ScanMode::Standard
+    } else {
+        requested
+    };
+    let run = &request.run;
+    let first = Run::new(
+        run.id().clone(),
+        run.target().clone(),
+        first_mode,
+        *run.expiry(),
+    )
+    .map_err(|e| SessionError::Work(Box::new(e)))?;
+    let mut g = gather_in_session(&user, &request, first, scoped.clone(), audit.clone()).await?;
+    let mut why = match first_mode {
+        ScanMode::Distroless => {
+            "distroless: one ephemeral container running keyhole-agent, facts read from its log"
+        }
+        ScanMode::Sidecar => "sidecar: the newest facts on the scanner sidecar's log",
+        _ => "standard: one exec session running the fact script on stdin",
+    }
+    .to_string();
+    let mut mode = first_mode;
+    if requested == ScanMode::Auto && no_shell(&g.session) && g.session.cleanup.is_clean() {
+        let id = keyhole_core::RunId::generate().map_err(|e| SessionError::Work(Box::new(e)))?;
+        let second = Run::new(
+            id,
+            run.target().clone(),
+            ScanMode::Distroless,
+            *run.expiry(),
+        )
+        .map_err(|e| SessionError::Work(Box::new(e)))?;
+        let audit2 = audit.for_run(second.id().as_str());
+        tracing::info!("no shell in the target: the standard access is gone, trying distroless");
+        g = gather_in_session(&user, &request, second, scoped, audit2).await?;
+        mode = ScanMode::Distroless;
+        why = "auto: the target has no shell, so after the standard access was deleted and \
+               verified gone, one ephemeral container ran keyhole-agent with its own access"
+            .into();
+    } else if requested == ScanMode::Auto {
+        why = format!("auto: the target has a shell; {why}");
+    }
+    // Access is gone (or reported as not gone); evaluation needs no cluster. Only a gathering
+    // that ran to its end is evaluated: partial facts must not read as a result.
     let now = Timestamp::now();
-    let gathered = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
-    // Only a gathering that ran to its end is evaluated: a stopped one (signal, expiry) has
-    // partial facts, and partial facts must not read as a result.
-    let complete = session.error.is_none() && session.ending == keyhole_cleanup::Ending::Completed;
+    let complete =
+        g.session.error.is_none() && g.session.ending == keyhole_cleanup::Ending::Completed;
     let results = if complete {
-        gathered
+        g.facts
             .into_iter()
             .map(|(target, facts)| {
                 let evaluated = keyhole_workflows::evaluate(
@@ -239,21 +336,14 @@ pub async fn scan_cluster(
     } else {
         Vec::new()
     };
-    let traces = std::mem::take(&mut *traces.lock().unwrap_or_else(|p| p.into_inner()));
-    let how = match mode {
-        ScanMode::Distroless => {
-            "distroless: one ephemeral container running keyhole-agent, facts read from its log"
-        }
-        _ => "standard: one exec session running the fact script on stdin",
-    };
     Ok(ScanOutcome {
-        session,
+        session: g.session,
         results,
-        mode: (mode, how.into()),
-        traces,
+        mode: (mode, why),
+        traces: g.traces,
     })
 }
 
 fn work_error(e: WorkflowError) -> SessionError {
-    SessionError::Work(e.to_string())
+    SessionError::Work(Box::new(e))
 }

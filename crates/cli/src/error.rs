@@ -49,9 +49,9 @@ pub enum SessionError {
         #[source]
         source: std::io::Error,
     },
-    /// The in-process work (a scan) failed; its own message says what to do.
+    /// The in-process work (a scan) failed; its own error says what to do.
     #[error("{0}")]
-    Work(String),
+    Work(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Signal handlers could not be installed (nothing was created).
     #[error(transparent)]
     Guard(keyhole_cleanup::CleanupError),

@@ -104,6 +104,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                     keyhole_scanners::scan_time_limit_secs(&run) + 30,
                 ),
             }),
+            max_age: a.max_age,
         };
         let scoped = Arc::new(TlsScopedClients {
             cluster: user.cluster.clone(),
@@ -229,9 +230,11 @@ fn dry_run(
     );
     let steps = [
         "reap expired keyhole objects of the namespace (your credentials)".to_string(),
-        format!("create ServiceAccount, anchor Secret, Role ({}; resourceNames = the target pods) and RoleBinding (your credentials)", if mode == keyhole_core::ScanMode::Distroless { "pods get; pods/ephemeralcontainers get+patch; pods/log get" } else { "pods get; pods/exec get+create" }),
+        format!("create ServiceAccount, anchor Secret, Role ({}; resourceNames = the target pods) and RoleBinding (your credentials)", match mode { keyhole_core::ScanMode::Distroless => "pods get; pods/ephemeralcontainers get+patch; pods/log get", keyhole_core::ScanMode::Sidecar => "pods get; pods/log get", keyhole_core::ScanMode::Auto => "pods get; pods/exec get+create — and only if the target has no shell, after that access is deleted, a second run with pods get; pods/ephemeralcontainers get+patch; pods/log get", _ => "pods get; pods/exec get+create" }),
         format!("mint a bound token for {} and verify least privilege with it (SelfSubjectRulesReview)", a.ttl),
-        if mode == keyhole_core::ScanMode::Distroless {
+        if mode == keyhole_core::ScanMode::Sidecar {
+            "read each pod's scanner sidecar log with pods/log get and take the newest complete facts (no exec, no new container) (scoped credentials)".to_string()
+        } else if mode == keyhole_core::ScanMode::Distroless {
             "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities, wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
         } else {
             "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string()

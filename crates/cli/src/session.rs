@@ -81,6 +81,14 @@ impl Audit {
         }
     }
 
+    /// The same log, recording under another run's id (a second run of one scan).
+    pub fn for_run(&self, run_id: &str) -> Self {
+        Self {
+            log: self.log.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+
     /// Appends one event (flushed to disk before returning).
     pub fn record(&self, event: Event) {
         self.record_all([event]);

@@ -18,17 +18,19 @@
 //! - **distroless** ([`gather_distroless`]): one ephemeral container running `keyhole-agent`
 //!   with the fact plan, as the target's UID with nothing more; its one checksummed frame of
 //!   facts is read from `pods/log` after `pods` get reports it terminated.
-//!
-//! The sidecar workflow (reading a standing sidecar's newest frame) is a follow-up.
+//! - **sidecar** ([`read_sidecar`]): the newest complete frame of an injected scanner
+//!   sidecar's log, with `pods/log` get only, refused when older than the caller allows.
 
 mod distroless;
 mod error;
 mod evaluate;
+mod sidecar;
 mod standard;
 mod target;
 
 pub use distroless::{DistrolessOptions, gather_distroless};
 pub use error::WorkflowError;
 pub use evaluate::{Evaluated, evaluate};
+pub use sidecar::read_sidecar;
 pub use standard::{MAX_SCRIPT_OUTPUT, SHELL, gather_standard};
 pub use target::{ContainerTarget, resolve_container};

@@ -316,6 +316,7 @@ async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Sc
             },
         },
         distroless: Some(distroless_options()),
+        max_age: std::time::Duration::from_secs(3600),
     };
     let outcome = scan_cluster(
         cluster.client_admin(),
@@ -574,32 +575,38 @@ async fn dry_run_prints_the_plan_and_sends_nothing() {
     );
 }
 
+/// Through the binary: sidecar mode on a pod that has no scanner sidecar is a scan error
+/// (exit 3) saying how to get one, and the access is still deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn modes_without_a_workflow_yet_are_bad_input_and_send_nothing() {
-    let served = crate::support::Served::new("scan-modes").await;
-    for mode in ["sidecar"] {
-        let child = served
-            .keyhole(
-                &[
-                    "scan",
-                    POD,
-                    "-n",
-                    NS,
-                    "--mode",
-                    mode,
-                    "--kubeconfig",
-                    served.kubeconfig.to_str().unwrap(),
-                ],
-                &[],
-            )
-            .spawn()
-            .unwrap();
-        let f = crate::support::finish(child).await;
-        assert_eq!(f.code, Some(2), "{}", f.stderr);
-        assert!(f.stderr.contains("not implemented yet"), "{}", f.stderr);
-        assert!(f.stdout.is_empty());
-    }
-    assert!(served.cluster.calls().is_empty());
+async fn sidecar_mode_on_a_pod_without_the_sidecar_says_how_to_inject_it() {
+    let served = crate::support::Served::new("scan-no-sidecar").await;
+    let child = served
+        .keyhole(
+            &[
+                "scan",
+                POD,
+                "-n",
+                NS,
+                "--mode",
+                "sidecar",
+                "--kubeconfig",
+                served.kubeconfig.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    let f = crate::support::finish(child).await;
+    assert_eq!(f.code, Some(3), "{}", f.stderr);
+    assert!(f.stderr.contains("keyhole sidecar inject"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("cleanup verified complete"),
+        "{}",
+        f.stderr
+    );
+    assert!(f.stdout.is_empty());
+    assert!(served.cluster.managed_objects().is_empty());
+    assert!(served.cluster.execs().is_empty());
 }
 
 /// The agent binary, built once by the cargo running these tests.
@@ -833,4 +840,155 @@ async fn distroless_refuses_root_targets_unknown_uids_and_shared_pid_pods_before
         assert!(cluster.managed_objects().is_empty());
         crate::support::clean_ending(&s.records);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_distroless_only_after_the_standard_access_is_gone() {
+    require_root();
+    let root = scratch("auto-root");
+    rootfs(&root, false);
+    let container = Container::start_as(&root, Some(10001));
+    let cluster = pod_running_as(Some(10001), false);
+    cluster.set_exec_handler(exec_in(container.pid));
+    let kubelet = ephemeral_kubelet(cluster.clone(), container.pid);
+    let profile = Profile::builtin("container-baseline").unwrap();
+
+    let s = scan_in(&cluster, &profile, ScanMode::Auto).await;
+    let ran = kubelet.join().unwrap();
+    let o = &s.outcome;
+    assert_eq!(
+        o.session.exit_code,
+        0,
+        "{:?} {}",
+        o.session.error.as_ref().map(ToString::to_string),
+        ran.stderr
+    );
+    assert_eq!(o.mode.0, ScanMode::Distroless);
+    assert!(o.mode.1.contains("no shell"), "{}", o.mode.1);
+    assert_eq!(o.results.len(), 1);
+    assert_eq!(cluster.execs().len(), 1, "one standard attempt");
+    // Never both modes' rights at once: the standard Role is deleted before the distroless
+    // Role is created.
+    let calls = cluster.calls();
+    let role_posts: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/roles"))
+        .map(|c| c.index)
+        .collect();
+    assert_eq!(role_posts.len(), 2, "two runs, two Roles");
+    let first_role_deleted = calls
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.path.contains("/roles/") && c.index > role_posts[0])
+        .map(|c| c.index)
+        .min()
+        .expect("the first Role is deleted");
+    assert!(
+        first_role_deleted < role_posts[1],
+        "the distroless Role was created before the standard one was deleted"
+    );
+    assert!(cluster.managed_objects().is_empty());
+    assert_eq!(o.traces.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_scan_reads_the_newest_agent_frame_with_logs_only_and_refuses_stale_facts() {
+    require_root();
+    let root = scratch("sidecar-root");
+    rootfs(&root, false);
+    let container = Container::start_as(&root, Some(10001));
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let plan = keyhole_engine::plan(&profile, &Inputs::defaults(&profile));
+    // The real agent's output, as the sidecar writes it, then a frame cut off mid-write.
+    let out = Command::new(agent_binary())
+        .args(["scan", "--pid", &container.pid.to_string()])
+        .env("KEYHOLE_FACT_PLAN", serde_json::to_string(&plan).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frame = String::from_utf8(out.stdout).unwrap();
+    let cut: String = frame.lines().take(1).map(|l| format!("{l}\n")).collect();
+    let log = format!("starting\n{frame}{cut}");
+
+    let c = FakeCluster::new();
+    c.create_namespace(NS);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": POD, "namespace": NS},
+        "spec": {"shareProcessNamespace": true, "containers": [
+            {"name": "app", "image": "registry.example/app:1.0"},
+            {"name": keyhole_scanners::SIDECAR_NAME, "image": "registry.example/agent:1.0"},
+        ]},
+    }))
+    .unwrap();
+    c.insert(&pod).unwrap();
+    c.set_pod_running(NS, POD).unwrap();
+    c.set_pod_log(NS, POD, keyhole_scanners::SIDECAR_NAME, &log);
+
+    let s = scan_in(&c, &profile, ScanMode::Sidecar).await;
+    let o = &s.outcome;
+    assert_eq!(
+        o.session.exit_code,
+        0,
+        "{:?}",
+        o.session.error.as_ref().map(ToString::to_string)
+    );
+    let local = LocalRoot::process(container.pid).unwrap().gather(&plan);
+    let (remote, local_n) = (normalise(&o.results[0].facts), normalise(&local));
+    for (a, b) in remote.iter().zip(&local_n) {
+        assert_eq!(a, b);
+    }
+    assert!(c.execs().is_empty());
+    let pod_path = format!("/api/v1/namespaces/{NS}/pods/{POD}");
+    for call in c.calls().iter().filter(|c| is_scoped(&c.identity)) {
+        let shape = format!("{} {}", call.verb, call.path);
+        assert!(
+            shape.ends_with("selfsubjectrulesreviews")
+                || shape == format!("get {pod_path}")
+                || shape == format!("get {pod_path}/log"),
+            "unexpected scoped call {shape}"
+        );
+    }
+    assert!(c.managed_objects().is_empty());
+    crate::support::clean_ending(&s.records);
+
+    // The same log read later with a short --max-age: refused, nothing evaluated.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let stale = {
+        let dir = scratch("sidecar-stale");
+        let log_path = dir.join("audit.jsonl");
+        let run = run(ScanMode::Sidecar);
+        let audit = Audit::new(AuditLog::open(&log_path).unwrap(), run.id().as_str());
+        let request = ScanRequest {
+            run: run.clone(),
+            container: None,
+            profile: profile.clone(),
+            inputs: Inputs::defaults(&profile),
+            waivers: Waivers::none(),
+            session: SessionSpec {
+                run,
+                cluster: endpoint(&c),
+                audiences: vec![],
+                command: vec![],
+                work: None,
+                policy: fast_policy(),
+            },
+            distroless: None,
+            max_age: std::time::Duration::from_secs(1),
+        };
+        scan_cluster(c.client_admin(), request, FakeScoped::new(&c), audit)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        stale.session.exit_code,
+        keyhole_cli::session::EXIT_SETUP_FAILED
+    );
+    let e = stale.session.error.as_ref().unwrap().to_string();
+    assert!(e.contains("--max-age"), "{e}");
+    assert!(stale.results.is_empty());
+    assert!(c.managed_objects().is_empty());
 }

@@ -65,10 +65,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// `facts` gathered at `at` as one frame (three lines, each ending in `\n`).
 pub fn encode_facts_frame(facts: &Facts, at: Timestamp) -> String {
     let payload = Payload {
-        answers: facts
-            .iter()
-            .map(|(r, a)| (r.clone(), a.clone()))
-            .collect(),
+        answers: facts.iter().map(|(r, a)| (r.clone(), a.clone())).collect(),
         elapsed_ms: u64::try_from(facts.elapsed.as_millis()).unwrap_or(u64::MAX),
     };
     // Facts hold only strings, numbers, byte vectors and enums: serializing cannot fail.
