@@ -992,3 +992,100 @@ async fn sidecar_scan_reads_the_newest_agent_frame_with_logs_only_and_refuses_st
     assert!(stale.results.is_empty());
     assert!(c.managed_objects().is_empty());
 }
+
+/// `-l app=web`: the selector is resolved with the user's credentials at scan time, the names
+/// are pinned (the scoped identity can exec into exactly those pods), and each matching pod
+/// gets its one exec; the pod that does not match is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_selector_is_resolved_at_scan_time_and_pinned_by_name() {
+    require_root();
+    let root = scratch("selector-root");
+    rootfs(&root, true);
+    let container = Container::start(&root);
+    let c = FakeCluster::new();
+    c.create_namespace(NS);
+    for (name, app) in [("web-0", "web"), ("web-1", "web"), ("db-0", "db")] {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": {"app": app}},
+            "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0"}]},
+        }))
+        .unwrap();
+        c.insert(&pod).unwrap();
+        c.set_pod_running(NS, name).unwrap();
+    }
+    c.set_exec_handler(exec_in(container.pid));
+    let ns = keyhole_core::Namespace::new(NS).unwrap();
+    let selector = keyhole_core::LabelSelector::parse("app=web").unwrap();
+    let pods = keyhole_cli::cluster_scan::resolve_selector(&c.client_admin(), &ns, &selector)
+        .await
+        .unwrap();
+    let names: Vec<&str> = pods.iter().map(|p| p.as_str()).collect();
+    assert_eq!(names, ["web-0", "web-1"]);
+    let none = keyhole_core::LabelSelector::parse("app=nothing").unwrap();
+    assert!(
+        keyhole_cli::cluster_scan::resolve_selector(&c.client_admin(), &ns, &none)
+            .await
+            .is_err()
+    );
+
+    let dir = scratch("selector-audit");
+    let log_path = dir.join("audit.jsonl");
+    let target = keyhole_core::ScanTarget::pods(ns, pods, None).unwrap();
+    let expiry = keyhole_core::Expiry::new(Timestamp::now(), keyhole_core::Ttl::default()).unwrap();
+    let run = keyhole_core::Run::new(
+        keyhole_core::RunId::generate().unwrap(),
+        target,
+        ScanMode::Standard,
+        expiry,
+    )
+    .unwrap();
+    let audit = Audit::new(AuditLog::open(&log_path).unwrap(), run.id().as_str());
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let request = ScanRequest {
+        run: run.clone(),
+        container: None,
+        profile: profile.clone(),
+        inputs: Inputs::defaults(&profile),
+        waivers: Waivers::none(),
+        session: SessionSpec {
+            run,
+            cluster: endpoint(&c),
+            audiences: vec![],
+            command: vec![],
+            work: None,
+            policy: keyhole_cleanup::RetryPolicy {
+                call_timeout: std::time::Duration::from_secs(20),
+                ..fast_policy()
+            },
+        },
+        distroless: None,
+        max_age: std::time::Duration::from_secs(3600),
+    };
+    let o = scan_cluster(c.client_admin(), request, FakeScoped::new(&c), audit)
+        .await
+        .unwrap();
+    assert_eq!(
+        o.session.exit_code,
+        0,
+        "{:?}",
+        o.session.error.as_ref().map(ToString::to_string)
+    );
+    let mut scanned: Vec<String> = c.execs().iter().map(|e| e.pod.clone()).collect();
+    scanned.sort();
+    assert_eq!(scanned, ["web-0", "web-1"], "one exec per matching pod");
+    assert_eq!(o.results.len(), 2);
+    // The least-privilege check ran with the scoped identity: every allowed and denied case
+    // came out as planned.
+    let access = o.session.access.as_ref().expect("verified");
+    assert!(
+        access
+            .checked
+            .iter()
+            .all(|ch| ch.allowed == ch.expected_allowed),
+        "{:?}",
+        access.checked
+    );
+    assert!(c.managed_objects().is_empty());
+    audit_records(&log_path);
+}
