@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
-use keyhole_engine::{FactPlan, Facts, ShellScript};
+use keyhole_engine::{FactError, FactPlan, Facts, ShellScript};
 use kube::Api;
 use kube::api::AttachParams;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -101,8 +101,7 @@ pub async fn gather_standard(
         if out.is_empty() {
             return Err(exec_err(message));
         }
-        // Partial output: what was answered is kept; the rest reports an error per request.
-        tracing::warn!(%target, %message, "the fact script ended with a failure");
+        tracing::warn!(%target, %message, "the fact script ended with a failure status");
     }
     if let Err(e) = written
         && out.is_empty()
@@ -111,8 +110,29 @@ pub async fn gather_standard(
     }
     let mut facts = ShellScript::parse(plan, &out);
     facts.elapsed = started.elapsed();
+    // A stream cut short (a dropped session, a killed shell, output past the cap) leaves
+    // requests unanswered: that is a failed scan, never a result with holes in it.
+    let unanswered = facts
+        .iter()
+        .filter(|(_, a)| matches!(a, Err(FactError::Io(m)) if m.starts_with(UNANSWERED)))
+        .count();
+    if unanswered > 0 {
+        return Err(exec_err(format!(
+            "the session ended before the fact script finished: {unanswered} of {} requests \
+             unanswered{}",
+            plan.len(),
+            if status.is_none() {
+                " (no exit status: the connection was dropped)"
+            } else {
+                ""
+            }
+        )));
+    }
     Ok(facts)
 }
+
+/// How the engine's parser words a request the script output does not answer.
+const UNANSWERED: &str = "the fact script gave no answer";
 
 /// What runtimes say when the executable of an exec does not exist in the container.
 fn looks_shell_less(message: &str) -> bool {
@@ -128,5 +148,39 @@ fn no_shell(target: &ContainerTarget, detail: &str) -> WorkflowError {
         pod: target.pod.clone(),
         container: target.container.clone(),
         detail: detail.trim().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtimes_messages_for_a_missing_shell_are_recognised() {
+        for m in [
+            // containerd / runc through the kubelet
+            r#"failed to exec in container: failed to start exec "x": OCI runtime exec failed: exec failed: unable to start container process: exec: "/bin/sh": stat /bin/sh: no such file or directory: unknown"#,
+            // CRI-O
+            r#"command error: exec failed: executable file not found in $PATH"#,
+        ] {
+            assert!(looks_shell_less(m), "{m}");
+        }
+        assert!(!looks_shell_less(
+            "command terminated with non-zero exit code: exit code 1"
+        ));
+    }
+
+    #[test]
+    fn the_engine_still_words_unanswered_requests_as_this_module_expects() {
+        let mut plan = FactPlan::new();
+        plan.add(keyhole_engine::FactRequest::Stat(
+            keyhole_engine::TargetPath::new(b"/etc".to_vec()).unwrap(),
+        ));
+        let facts = ShellScript::parse(&plan, b"");
+        let (_, answer) = facts.iter().next().unwrap();
+        assert!(
+            matches!(answer, Err(FactError::Io(m)) if m.starts_with(UNANSWERED)),
+            "{answer:?}"
+        );
     }
 }

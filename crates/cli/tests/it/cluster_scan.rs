@@ -1089,3 +1089,29 @@ async fn a_label_selector_is_resolved_at_scan_time_and_pinned_by_name() {
     assert!(c.managed_objects().is_empty());
     audit_records(&log_path);
 }
+
+/// An exec stream cut short (here: the real script's output truncated to half, as a dropped
+/// session delivers it) is a scan error, never a result with holes; the access is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_stream_cut_short_is_a_scan_error_and_leaves_nothing() {
+    require_root();
+    let root = scratch("cut-root");
+    rootfs(&root, true);
+    let container = Container::start(&root);
+    let cluster = cluster();
+    let real = exec_in(container.pid);
+    cluster.set_exec_handler(move |req| {
+        let mut r = real(req);
+        r.stdout.truncate(r.stdout.len() / 2);
+        r
+    });
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s = scan(&cluster, &profile).await;
+    let o = &s.outcome;
+    assert_eq!(o.session.exit_code, keyhole_cli::session::EXIT_SETUP_FAILED);
+    let e = o.session.error.as_ref().unwrap().to_string();
+    assert!(e.contains("before the fact script finished"), "{e}");
+    assert!(o.results.is_empty());
+    assert!(cluster.managed_objects().is_empty());
+    crate::support::clean_ending(&s.records);
+}
