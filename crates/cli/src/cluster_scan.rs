@@ -165,9 +165,8 @@ async fn gather_in_session(
     let max_age = request.max_age;
     let plan = keyhole_engine::plan(&request.profile, &request.inputs);
     let gathered: Arc<Mutex<Vec<(ContainerTarget, Facts)>>> = Arc::default();
-    let traces: Arc<Mutex<Vec<String>>> = Arc::default();
     let work = {
-        let (gathered, traces) = (gathered.clone(), traces.clone());
+        let gathered = gathered.clone();
         let run = run.clone();
         let container = request.container.clone();
         Box::new(move |client: kube::Client| {
@@ -207,16 +206,12 @@ async fn gather_in_session(
                                 .await
                                 .map_err(work_error)?,
                             Some(opts) => {
-                                let (facts, left) = keyhole_workflows::gather_distroless(
+                                keyhole_workflows::gather_distroless(
                                     &client, &run, &target, &plan, opts,
                                 )
                                 .await
-                                .map_err(work_error)?;
-                                traces
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(format!("{}/{}: {left}", target.namespace, target.pod));
-                                facts
+                                .map_err(work_error)?
+                                .0
                             }
                         };
                         (target, facts)
@@ -232,6 +227,7 @@ async fn gather_in_session(
                 as std::pin::Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>>
         }) as crate::session::ScopedWork
     };
+    let run_for_traces = run.clone();
     let spec = SessionSpec {
         run,
         cluster: request.session.cluster.clone(),
@@ -240,9 +236,32 @@ async fn gather_in_session(
         work: Some(work),
         policy: request.session.policy,
     };
+    let ephemeral = run_for_traces.object_name().to_string();
     let session = run_session(user.clone(), spec, scoped, audit).await?;
     let facts = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
-    let traces = std::mem::take(&mut *traces.lock().unwrap_or_else(|p| p.into_inner()));
+    // Whatever happened, an ephemeral container that was added stays in the pod spec: read the
+    // pods back (with the user's credentials, after the access is gone) and report each.
+    let mut traces = Vec::new();
+    if mode == ScanMode::Distroless {
+        let ns = run_for_traces.namespace().as_str();
+        let api: Api<Pod> = Api::namespaced(user.clone(), ns);
+        for pod in run_for_traces.pods() {
+            match api.get(pod.as_str()).await {
+                Ok(p) => {
+                    let added = p
+                        .spec
+                        .and_then(|s| s.ephemeral_containers)
+                        .is_some_and(|v| v.iter().any(|c| c.name == ephemeral));
+                    if added {
+                        traces.push(format!("{ns}/{pod}: ephemeral container {ephemeral}"));
+                    }
+                }
+                Err(e) => traces.push(format!(
+                    "{ns}/{pod}: could not check for ephemeral container {ephemeral} ({e})"
+                )),
+            }
+        }
+    }
     Ok(Gathered {
         session,
         facts,

@@ -292,6 +292,15 @@ fn distroless_options() -> keyhole_workflows::DistrolessOptions {
 }
 
 async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Scanned {
+    scan_with(cluster, profile, mode, distroless_options()).await
+}
+
+async fn scan_with(
+    cluster: &FakeCluster,
+    profile: &Profile,
+    mode: ScanMode,
+    distroless: keyhole_workflows::DistrolessOptions,
+) -> Scanned {
     let dir = scratch("scan-audit");
     let log_path = dir.join("audit.jsonl");
     let run = run(mode);
@@ -315,7 +324,7 @@ async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Sc
                 ..fast_policy()
             },
         },
-        distroless: Some(distroless_options()),
+        distroless: Some(distroless),
         max_age: std::time::Duration::from_secs(3600),
     };
     let outcome = scan_cluster(
@@ -837,6 +846,7 @@ async fn distroless_refuses_root_targets_unknown_uids_and_shared_pid_pods_before
                 .any(|c| c.path.ends_with("ephemeralcontainers")),
             "refused before patching"
         );
+        assert!(o.traces.is_empty(), "nothing was added: {:?}", o.traces);
         assert!(cluster.managed_objects().is_empty());
         crate::support::clean_ending(&s.records);
     }
@@ -1114,4 +1124,67 @@ async fn an_exec_stream_cut_short_is_a_scan_error_and_leaves_nothing() {
     assert!(o.results.is_empty());
     assert!(cluster.managed_objects().is_empty());
     crate::support::clean_ending(&s.records);
+}
+
+/// The distroless fault cases: the ephemeral container never starts (the wait runs out), the
+/// agent fails (its exit code and last log line are reported), and its frame arrives corrupted
+/// (refused, not evaluated). Each is a scan error, and every object is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_faults_are_scan_errors_and_leave_nothing() {
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let frame = keyhole_engine::encode_facts_frame(&Facts::default(), Timestamp::now());
+    let corrupted = frame.replacen("\"answers\"", "\"answerz\"", 1);
+    for (case, log, exit, want) in [
+        ("never starts", None, 0, "did not finish within"),
+        (
+            "agent fails",
+            Some("keyhole-agent: cannot hold process 1 (pidfd_open): EPERM\n".to_string()),
+            3,
+            "exited with 3",
+        ),
+        ("corrupted frame", Some(corrupted), 0, "1 damaged"),
+    ] {
+        let cluster = pod_running_as(Some(10001), false);
+        let kubelet = {
+            let cluster = cluster.clone();
+            std::thread::spawn(move || {
+                let Some(log) = log else { return };
+                let name = loop {
+                    let pod: k8s_openapi::api::core::v1::Pod = cluster.object(NS, POD).unwrap();
+                    if let Some(ec) = pod
+                        .spec
+                        .and_then(|s| s.ephemeral_containers)
+                        .and_then(|v| v.into_iter().next())
+                    {
+                        break ec.name;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                };
+                cluster.set_pod_running(NS, POD).unwrap();
+                cluster.set_pod_log(NS, POD, &name, &log);
+                cluster
+                    .set_container_terminated(NS, POD, &name, exit)
+                    .unwrap();
+            })
+        };
+        let opts = keyhole_workflows::DistrolessOptions {
+            wait: std::time::Duration::from_millis(800),
+            ..distroless_options()
+        };
+        let s = scan_with(&cluster, &profile, ScanMode::Distroless, opts).await;
+        kubelet.join().unwrap();
+        let o = &s.outcome;
+        assert_eq!(
+            o.session.exit_code,
+            keyhole_cli::session::EXIT_SETUP_FAILED,
+            "{case}"
+        );
+        let e = o.session.error.as_ref().unwrap().to_string();
+        assert!(e.contains(want), "{case}: {e}");
+        assert!(o.results.is_empty(), "{case}");
+        // The ephemeral container was added in every case, and is reported as staying.
+        assert_eq!(o.traces.len(), 1, "{case}: {:?}", o.traces);
+        assert!(cluster.managed_objects().is_empty(), "{case}");
+        crate::support::clean_ending(&s.records);
+    }
 }
