@@ -147,6 +147,7 @@ pub(crate) enum ScanFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scan_target").required(true).args(["targets", "selector", "root", "pid"])))]
 pub(crate) struct ScanArgs {
     /// Target pods in a cluster: NAME or pod/NAME, one or more in the same namespace.
     #[arg(value_name = "TARGET", conflicts_with_all = ["root", "pid", "selector"])]
@@ -199,12 +200,7 @@ pub(crate) struct ScanArgs {
     #[command(flatten)]
     pub(crate) kube: KubeArgs,
     /// Scan this directory as a root filesystem (an unpacked image, a mounted snapshot, `/`).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present_any = ["pid", "targets", "selector"],
-        conflicts_with = "pid"
-    )]
+    #[arg(long, value_name = "DIR", conflicts_with = "pid")]
     pub(crate) root: Option<std::path::PathBuf>,
     /// Scan the root filesystem and process facts of this running process (/proc/PID/root).
     #[arg(long, value_name = "PID")]

@@ -40,8 +40,15 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let policy = retry_policy()?;
     let j = judging(a)?;
     let (mode, why) = decide_mode(a.mode).map_err(Failure::bad_input)?;
-    let user = load(&a.kube)?;
-    let ns = match (&a.namespace, &user.namespace) {
+    // A dry run with -n needs no kubeconfig at all.
+    let user = match (a.dry_run, &a.namespace) {
+        (true, Some(_)) => None,
+        _ => Some(load(&a.kube)?),
+    };
+    let ns = match (
+        &a.namespace,
+        user.as_ref().and_then(|u| u.namespace.as_ref()),
+    ) {
         (Some(n), _) => n.clone(),
         (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input)?,
         (None, None) => Namespace::new("default").map_err(Failure::bad_input)?,
@@ -58,6 +65,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             exit: 0,
         });
     }
+    let Some(user) = user else {
+        return Err(Failure::bad_input("a scan needs your kubeconfig"));
+    };
     let (log, log_path) = open_audit(a.audit_log.as_deref())?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let rt = runtime()?;
