@@ -286,7 +286,29 @@ pub async fn scan_cluster(
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
 ) -> Result<ScanOutcome, ScanError> {
+    let mut request = request;
     let requested = request.run.mode();
+    // Pre-scan check with the user's credentials: a root scanner (opted in) cannot be added
+    // where Pod Security enforces `restricted`; learn it before any patch is sent.
+    if let Some(d) = request.distroless.as_mut()
+        && d.allow_root
+        && matches!(requested, ScanMode::Distroless | ScanMode::Auto)
+    {
+        let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(user.clone());
+        match ns.get(request.run.namespace().as_str()).await {
+            Ok(n) => {
+                d.namespace_restricted = n
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+                    .is_some_and(|v| v == "restricted");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the namespace's Pod Security level; admission will judge the scanner")
+            }
+        }
+    }
     let first_mode = if requested == ScanMode::Auto {
         ScanMode::Standard
     } else {

@@ -108,6 +108,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 target_gid: a.target_gid,
                 allow_root: a.scanner_as_target_root,
                 allow_shared_pid: a.allow_shared_pid,
+                namespace_restricted: false,
                 poll: std::time::Duration::from_secs(1),
                 // The agent's own limit is the run's TTL less a margin; wait no longer.
                 wait: std::time::Duration::from_secs(

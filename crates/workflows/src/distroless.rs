@@ -36,6 +36,9 @@ pub struct DistrolessOptions {
     pub allow_root: bool,
     /// Scan a pod whose containers already share a PID namespace.
     pub allow_shared_pid: bool,
+    /// The target namespace enforces the Pod Security `restricted` level (read by the caller
+    /// with the user's credentials): a scanner running as root would be rejected there.
+    pub namespace_restricted: bool,
     /// How often the pod is read while waiting.
     pub poll: Duration,
     /// How long to wait for the agent to terminate (past it: an error, the access is torn down).
@@ -110,6 +113,14 @@ pub async fn gather_distroless(
              cannot read a root process's files; pass --scanner-as-target-root to scan it as \
              root with every capability dropped",
             target.container
+        )));
+    }
+    if uid == 0 && opts.namespace_restricted {
+        return Err(WorkflowError::Refused(format!(
+            "namespace {} enforces Pod Security level `restricted`, which forbids a container \
+             running as root: the scanner for root container {} cannot be added there (it would \
+             be rejected at admission). Scan it with --mode standard if it has a shell",
+            target.namespace, target.container
         )));
     }
     let container = ContainerName::new(target.container.clone())

@@ -286,6 +286,7 @@ fn distroless_options() -> keyhole_workflows::DistrolessOptions {
         target_gid: None,
         allow_root: false,
         allow_shared_pid: false,
+        namespace_restricted: false,
         poll: std::time::Duration::from_millis(20),
         wait: std::time::Duration::from_secs(60),
     }
@@ -648,6 +649,12 @@ fn agent_binary() -> PathBuf {
 /// The target pod `prod/web-0` with container `app` running as `uid` (pod spec), Running.
 fn pod_running_as(uid: Option<i64>, share_pid: bool) -> FakeCluster {
     let c = FakeCluster::new();
+    add_pod_running_as(&c, uid, share_pid);
+    c
+}
+
+/// [`pod_running_as`] in an existing cluster (whose namespace may already exist).
+fn add_pod_running_as(c: &FakeCluster, uid: Option<i64>, share_pid: bool) {
     c.create_namespace(NS);
     let mut pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -666,7 +673,6 @@ fn pod_running_as(uid: Option<i64>, share_pid: bool) -> FakeCluster {
     }
     c.insert(&pod).unwrap();
     c.set_pod_running(NS, POD).unwrap();
-    c
 }
 
 /// What the test kubelet did with the ephemeral container.
@@ -1187,4 +1193,36 @@ async fn distroless_faults_are_scan_errors_and_leave_nothing() {
         assert!(cluster.managed_objects().is_empty(), "{case}");
         crate::support::clean_ending(&s.records);
     }
+}
+
+/// `--scanner-as-target-root` in a namespace enforcing Pod Security `restricted`: stopped
+/// before any patch, with the reason (read from the namespace with the user's credentials).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_scanner_is_not_attempted_where_pod_security_is_restricted() {
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let cluster = FakeCluster::new();
+    let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": NS, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+    }))
+    .unwrap();
+    cluster.insert(&ns).unwrap();
+    add_pod_running_as(&cluster, Some(0), false);
+    let opts = keyhole_workflows::DistrolessOptions {
+        allow_root: true,
+        ..distroless_options()
+    };
+    let s = scan_with(&cluster, &profile, ScanMode::Distroless, opts).await;
+    let o = &s.outcome;
+    assert_eq!(o.session.exit_code, keyhole_cli::session::EXIT_SETUP_FAILED);
+    let e = o.session.error.as_ref().unwrap().to_string();
+    assert!(e.contains("restricted"), "{e}");
+    assert!(
+        !cluster
+            .calls()
+            .iter()
+            .any(|c| c.path.ends_with("ephemeralcontainers")),
+        "refused before patching"
+    );
+    assert!(cluster.managed_objects().is_empty());
 }
