@@ -266,6 +266,47 @@ fn timeless(mut v: Value) -> Value {
     v
 }
 
+/// Every entry under `root` (skipping the mounted /proc) with its type, mode, owner, size,
+/// modification time and content: equal before and after a scan means the scan wrote nothing.
+fn tree_state(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let path = e.path();
+            if path == root.join("proc") {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            use std::hash::{Hash as _, Hasher as _};
+            let mut h = std::hash::DefaultHasher::new();
+            if m.is_file() {
+                std::fs::read(&path).unwrap().hash(&mut h);
+            } else if m.file_type().is_symlink() {
+                std::fs::read_link(&path).unwrap().hash(&mut h);
+            }
+            out.push(format!(
+                "{} {:o} {}:{} {} {}.{} {}",
+                path.display(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                h.finish()
+            ));
+            if m.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
+}
+
 struct Scanned {
     outcome: keyhole_cli::cluster_scan::ScanOutcome,
     records: Vec<keyhole_audit::Record>,
@@ -353,8 +394,14 @@ async fn standard_scan_gives_the_local_pid_scans_hdf_with_one_scoped_exec_and_le
     let cluster = cluster();
     cluster.set_exec_handler(exec_in(container.pid));
     let profile = Profile::builtin("container-baseline").unwrap();
+    let before = tree_state(&root);
 
     let s = scan(&cluster, &profile).await;
+    assert_eq!(
+        tree_state(&root),
+        before,
+        "the scan changed the target's files"
+    );
     let o = &s.outcome;
     assert_eq!(
         o.session.exit_code,
@@ -756,9 +803,15 @@ async fn distroless_scan_reads_the_agents_facts_and_gives_the_local_pid_scans_hd
     let cluster = pod_running_as(Some(10001), false);
     let kubelet = ephemeral_kubelet(cluster.clone(), container.pid);
     let profile = Profile::builtin("container-baseline").unwrap();
+    let before = tree_state(&root);
 
     let s = scan_in(&cluster, &profile, ScanMode::Distroless).await;
     let ran = kubelet.join().unwrap();
+    assert_eq!(
+        tree_state(&root),
+        before,
+        "the scan changed the target's files"
+    );
     let o = &s.outcome;
     assert_eq!(
         o.session.exit_code,
