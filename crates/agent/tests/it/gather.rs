@@ -203,3 +203,45 @@ fn the_marker_finds_the_target_container() {
     // "ID=agenttest" as bytes: 73, 68, 61, 97, 103
     assert!(os.contains("73, 68, 61, 97, 103, 101, 110, 116"), "{os}");
 }
+
+/// The time limit ends the gather cleanly: exit 124, the reason on stderr, and no frame (not
+/// even a partial one). The plan hashes a 64 GiB sparse file, which takes far longer than the
+/// one-second limit.
+#[test]
+fn the_time_limit_ends_the_gather_without_a_frame() {
+    require_root();
+    let root = scratch("limit");
+    let big = std::fs::File::create(root.join("big")).unwrap();
+    big.set_len(64 << 30).unwrap();
+    let target = Target::start(&root, &[]);
+    let mut plan = keyhole_engine::FactPlan::new();
+    plan.add(FactRequest::Sha256 {
+        path: keyhole_engine::TargetPath::new(b"/big".to_vec()).unwrap(),
+        max_bytes: u64::MAX,
+    });
+    let json = serde_json::to_string(&plan).unwrap();
+    let started = std::time::Instant::now();
+    let out = agent(
+        &[
+            "scan",
+            "--pid",
+            &target.0.id().to_string(),
+            "--time-limit",
+            "1s",
+        ],
+        Some(&json),
+    );
+    // A guard against a hang, not a timing assertion.
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "the limit did not stop the agent"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "no partial frame");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time limit"));
+}
