@@ -27,7 +27,7 @@ use secrecy::ExposeSecret as _;
 struct FakeScoped(FakeCluster);
 
 impl ScopedClients for FakeScoped {
-    fn client(&self, token: &ScopedToken) -> Result<kube::Client, String> {
+    fn client(&self, token: &ScopedToken) -> Result<kube::Client, keyhole_cli::SessionError> {
         Ok(self.0.client_for_token(token.secret().expose_secret()))
     }
 }
@@ -175,6 +175,7 @@ async fn main() {
         cluster: ClusterEndpoint::new("https://127.0.0.1:6443", &ca).expect("endpoint"),
         audiences: vec![],
         command: vec![OsString::from("true")],
+        work: None,
         policy,
     };
     let start = Instant::now();

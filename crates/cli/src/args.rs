@@ -20,9 +20,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Scan a local root filesystem (--root DIR) or a running process (--pid PID) with the
-    /// native engine. Exit codes: 0 pass, 1 threshold not met, 2 bad input, 3 scan error.
-    Scan(ScanArgs),
+    /// Scan pods in a cluster (TARGET… or -l SELECTOR, with scoped, verified, time-limited
+    /// access that is deleted afterwards), a local root filesystem (--root DIR) or a running
+    /// process (--pid PID) with the native engine. Exit codes: 0 pass, 1 threshold not met,
+    /// 2 bad input, 3 scan error, 4 cleanup incomplete, 124 access expired, 70 internal error.
+    Scan(Box<ScanArgs>),
     /// Print every Kubernetes object a scan would create, in order, without touching any cluster.
     Plan(Box<PlanArgs>),
     /// Work with scanner sidecars.
@@ -163,14 +165,62 @@ pub(crate) enum ScanFormat {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("scan_target").required(true).args(["targets", "selector", "root", "pid"])))]
 pub(crate) struct ScanArgs {
+    /// Target pods in a cluster: NAME or pod/NAME, one or more in the same namespace.
+    #[arg(value_name = "TARGET", conflicts_with_all = ["root", "pid", "selector"])]
+    pub(crate) targets: Vec<String>,
+    /// Scan the pods matching this label selector (k=v[,k=v]), resolved with your credentials
+    /// at scan time and pinned by name in the scoped Role.
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR", value_parser = parse_selector, conflicts_with_all = ["root", "pid"])]
+    pub(crate) selector: Option<keyhole_core::LabelSelector>,
+    /// Namespace of the target pods (default: the context's, else default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub(crate) namespace: Option<Namespace>,
+    /// Container to scan (default: the pod's default container, or its only one).
+    #[arg(short = 'c', long = "container", value_name = "CONTAINER")]
+    pub(crate) container: Option<ContainerName>,
+    /// Scan workflow: auto (standard when the target has a shell), standard (one exec
+    /// session), distroless, sidecar.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub(crate) mode: ScanMode,
+    /// How long the scan's access may live (10m to 24h).
+    #[arg(long, value_name = "DURATION", default_value = "10m")]
+    pub(crate) ttl: Ttl,
+    /// Print what the scan would do and stop (nothing is sent to the cluster).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Distroless: the agent image for the ephemeral container (pin it with @sha256:...).
+    #[arg(long, value_name = "IMAGE", default_value = keyhole_scanners::DEFAULT_SCANNER_IMAGE, value_parser = parse_image)]
+    pub(crate) image: ImageRef,
+    /// Distroless: the target's UID when its pod spec does not set runAsUser.
+    #[arg(long, value_name = "N")]
+    pub(crate) target_uid: Option<u32>,
+    /// Distroless: the target's GID when its pod spec does not set runAsGroup.
+    #[arg(long, value_name = "N")]
+    pub(crate) target_gid: Option<u32>,
+    /// Distroless: scan a target running as root (the scanner then runs as root, with every
+    /// capability dropped).
+    #[arg(long)]
+    pub(crate) scanner_as_target_root: bool,
+    /// Distroless: scan a pod whose containers already share one PID namespace.
+    #[arg(long)]
+    pub(crate) allow_shared_pid: bool,
+    /// Sidecar: refuse facts gathered longer ago than this (e.g. 90m, 2h).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_age)]
+    pub(crate) max_age: std::time::Duration,
+    /// Token audience (repeatable; default: the API server's own).
+    #[arg(long = "audience", value_name = "AUD")]
+    pub(crate) audiences: Vec<String>,
+    /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) audit_key: AuditKeyArgs,
+    #[command(flatten)]
+    pub(crate) kube: KubeArgs,
     /// Scan this directory as a root filesystem (an unpacked image, a mounted snapshot, `/`).
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "pid",
-        conflicts_with = "pid"
-    )]
+    #[arg(long, value_name = "DIR", conflicts_with = "pid")]
     pub(crate) root: Option<std::path::PathBuf>,
     /// Scan the root filesystem and process facts of this running process (/proc/PID/root).
     #[arg(long, value_name = "PID")]
@@ -286,4 +336,24 @@ fn parse_endpoint(s: &str) -> Result<ApiEndpoint, String> {
 
 fn parse_image(s: &str) -> Result<ImageRef, String> {
     ImageRef::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_selector(s: &str) -> Result<keyhole_core::LabelSelector, String> {
+    keyhole_core::LabelSelector::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?}: expected a duration like 90s, 30m or 2h"))
 }

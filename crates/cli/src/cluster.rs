@@ -22,7 +22,7 @@ use crate::{Failure, Output};
 ///
 /// `kube_client::client` is always capped at `error`: below that level it logs whole response
 /// bodies (e.g. on a deserialization failure), and a TokenRequest response body is the token.
-fn init_tracing() {
+pub(crate) fn init_tracing() {
     let Ok(directives) = std::env::var("KEYHOLE_LOG") else {
         return;
     };
@@ -46,7 +46,7 @@ fn init_tracing() {
 /// The cleanup and setup policy: the defaults, with the per-call timeout from
 /// `KEYHOLE_API_TIMEOUT` (e.g. `500ms`, `3s`) for slow clusters, or for tests that make the
 /// fake API server hang.
-fn retry_policy() -> Result<RetryPolicy, Failure> {
+pub(crate) fn retry_policy() -> Result<RetryPolicy, Failure> {
     let mut policy = RetryPolicy::default();
     if let Ok(text) = std::env::var("KEYHOLE_API_TIMEOUT") {
         let timeout = keyhole_core::parse_duration(&text)
@@ -62,7 +62,7 @@ fn retry_policy() -> Result<RetryPolicy, Failure> {
     Ok(policy)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -71,14 +71,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// The user's kubeconfig and the cluster endpoint the scoped client will trust.
-struct UserConfig {
+pub(crate) struct UserConfig {
     kubeconfig: Kubeconfig,
     options: KubeConfigOptions,
-    cluster: ClusterEndpoint,
-    namespace: Option<String>,
+    pub(crate) cluster: ClusterEndpoint,
+    pub(crate) namespace: Option<String>,
 }
 
-fn load(k: &KubeArgs) -> Result<UserConfig, Failure> {
+pub(crate) fn load(k: &KubeArgs) -> Result<UserConfig, Failure> {
     let kubeconfig = match &k.kubeconfig {
         Some(p) => Kubeconfig::read_from(p),
         None => Kubeconfig::read(),
@@ -143,7 +143,7 @@ fn load(k: &KubeArgs) -> Result<UserConfig, Failure> {
     })
 }
 
-async fn user_client(u: &UserConfig) -> Result<kube::Client, Failure> {
+pub(crate) async fn user_client(u: &UserConfig) -> Result<kube::Client, Failure> {
     let config = kube::Config::from_custom_kubeconfig(u.kubeconfig.clone(), &u.options)
         .await
         .map_err(|e| Failure::bad_input(format!("cannot use your kubeconfig: {e}")))?;
@@ -167,7 +167,10 @@ fn audit_key(a: &AuditKeyArgs) -> Result<Option<AuditKey>, Failure> {
         .map_err(Failure::bad_input)
 }
 
-fn open_audit(path: Option<&Path>, key: &AuditKeyArgs) -> Result<(AuditLog, PathBuf), Failure> {
+pub(crate) fn open_audit(
+    path: Option<&Path>,
+    key: &AuditKeyArgs,
+) -> Result<(AuditLog, PathBuf), Failure> {
     let key = audit_key(key)?;
     let path = path
         .map(Path::to_path_buf)
@@ -219,6 +222,7 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             audiences: a.audiences.clone(),
             command: a.command.clone(),
+            work: None,
             policy,
         };
         let scoped = Arc::new(TlsScopedClients {
@@ -229,7 +233,12 @@ pub(crate) fn access(a: &AccessArgs) -> Result<Output, Failure> {
             .await
             .map_err(Failure::scan)
     })?;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = outcome
+        .reaped
+        .iter()
+        .map(|o| format!("reaped {o} left by an earlier run"))
+        .chain(outcome.unlisted.iter().cloned())
+        .collect();
     if let Some(e) = &outcome.error {
         warnings.push(format!("run {} failed: {e}", run.id()));
     }

@@ -1,4 +1,12 @@
-//! The flows behind the `keyhole` binary that talk to a cluster, as a library so tests can drive
-//! them against the fake API server of `keyhole-testkit` with any client.
+//! The flows behind the `keyhole` binary that talk to a cluster, as a library a Rust program
+//! (and the tests, against the fake API server of `keyhole-testkit`) can call with any client:
+//! the verified access [`session`] and the cluster scan built on it ([`cluster_scan`]), whose
+//! per-mode fact gathering lives in `keyhole-workflows`. Libraries here never print: errors are
+//! typed ([`SessionError`], [`cluster_scan::ScanError`]) and diagnostics go through `tracing`;
+//! the binary decides what reaches the terminal.
 
+pub mod cluster_scan;
+mod error;
 pub mod session;
+
+pub use error::SessionError;

@@ -8,6 +8,7 @@ mod args;
 mod cluster;
 mod plan;
 mod scan;
+mod scan_cluster;
 mod sidecar;
 
 use std::io::Write as _;

@@ -1,6 +1,7 @@
 //! `keyhole scan --root DIR | --pid PID`: the built-in (or a given) profile run by the native
 //! engine against a local root filesystem or a running process, with HDF out and an optional
-//! SAF-compatible threshold gate.
+//! SAF-compatible threshold gate. `keyhole scan TARGET…` (pods in a cluster) is in
+//! `scan_cluster.rs` and shares the judging and reporting here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,9 +14,17 @@ use crate::args::{ScanArgs, ScanFormat};
 use crate::{Failure, Output};
 
 /// Exit code when the threshold is not met.
-const EXIT_THRESHOLD: i32 = 1;
+pub(crate) const EXIT_THRESHOLD: i32 = 1;
 
-pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+/// The user's side of a scan: what the facts are judged with.
+pub(crate) struct Judging {
+    pub(crate) profile: Profile,
+    pub(crate) inputs: Inputs,
+    pub(crate) waivers: Waivers,
+    pub(crate) threshold: Option<Threshold>,
+}
+
+pub(crate) fn judging(a: &ScanArgs) -> Result<Judging, Failure> {
     let profile = Profile::resolve(&a.profile).map_err(Failure::bad_input)?;
     let inputs = Inputs::with_overrides(&profile, a.inputs.iter().map(String::as_str))
         .map_err(Failure::bad_input)?;
@@ -35,6 +44,19 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         }
         None => None,
     };
+    Ok(Judging {
+        profile,
+        inputs,
+        waivers,
+        threshold,
+    })
+}
+
+pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    if !a.targets.is_empty() || a.selector.is_some() {
+        return crate::scan_cluster::scan(a);
+    }
+    let j = judging(a)?;
     let source = match (&a.root, a.pid) {
         // Scanning `/` on purpose (the host itself) is allowed for a directory; a process that
         // shares our root is refused by the engine as a likely mistake.
@@ -48,10 +70,23 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     }
     .map_err(Failure::scan)?;
     let now = Timestamp::now();
-    let facts = keyhole_engine::gather(&profile, &inputs, &source as &dyn FactSource);
-    let exec = keyhole_engine::evaluate(&profile, &inputs, &facts, &waivers, now);
+    let facts = keyhole_engine::gather(&j.profile, &j.inputs, &source as &dyn FactSource);
+    let exec = keyhole_engine::evaluate(&j.profile, &j.inputs, &facts, &j.waivers, now);
+    report(a, &j, &exec, now, a.out.as_deref())
+}
+
+/// The HDF written to `--out`, the summary or JSON for stdout, the waiver warnings and the
+/// threshold's exit code, for one evaluated target.
+pub(crate) fn report(
+    a: &ScanArgs,
+    j: &Judging,
+    exec: &Execution,
+    now: Timestamp,
+    out_path: Option<&std::path::Path>,
+) -> Result<Output, Failure> {
+    let (profile, waivers, threshold) = (&j.profile, &j.waivers, &j.threshold);
     let json = exec.to_json_pretty().map_err(Failure::scan)?;
-    if let Some(out) = &a.out {
+    if let Some(out) = out_path {
         std::fs::write(out, &json)
             .map_err(|e| Failure::scan(format!("cannot write {}: {e}", out.display())))?;
     }
@@ -65,20 +100,20 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             )
         })
         .collect();
-    warnings.extend(waivers.unknown(&profile).iter().map(|w| {
+    warnings.extend(waivers.unknown(profile).iter().map(|w| {
         format!(
             "waiver names control {} which the profile does not have",
             w.control
         )
     }));
     let verdict = match &threshold {
-        Some(t) => Some(keyhole_hdf::evaluate(&exec, t).map_err(Failure::scan)?),
+        Some(t) => Some(keyhole_hdf::evaluate(exec, t).map_err(Failure::scan)?),
         None => None,
     };
     let stdout = match a.format {
-        ScanFormat::Json if a.out.is_none() => json + "\n",
+        ScanFormat::Json if out_path.is_none() => json + "\n",
         ScanFormat::Json => String::new(),
-        ScanFormat::Summary => summary(&exec, verdict.as_ref()),
+        ScanFormat::Summary => summary(exec, verdict.as_ref()),
     };
     let exit = match &verdict {
         Some(v) if !v.passed => EXIT_THRESHOLD,

@@ -10,6 +10,7 @@
 
 use std::ffi::OsString;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use keyhole_credentials::{ChildKubeconfig, ClusterEndpoint, ScopedToken, mint, s
 use keyhole_rbac::{AccessReport, ApplyEvent};
 use kube::Client;
 use kube::api::{Api, PostParams};
+
+pub use crate::error::SessionError;
 
 /// Exit code when setup or the least-privilege check failed (the command did not run).
 pub const EXIT_SETUP_FAILED: i32 = 3;
@@ -42,7 +45,7 @@ pub const EXIT_INTERNAL_ERROR: i32 = 70;
 /// in production, or in-process against a fake in tests.
 pub trait ScopedClients: Send + Sync + 'static {
     /// A client that authenticates with `token`.
-    fn client(&self, token: &ScopedToken) -> Result<Client, String>;
+    fn client(&self, token: &ScopedToken) -> Result<Client, SessionError>;
 }
 
 /// The production [`ScopedClients`]: HTTPS to the cluster, trusting only its CA.
@@ -55,14 +58,14 @@ pub struct TlsScopedClients {
 }
 
 impl ScopedClients for TlsScopedClients {
-    fn client(&self, token: &ScopedToken) -> Result<Client, String> {
+    fn client(&self, token: &ScopedToken) -> Result<Client, SessionError> {
         keyhole_credentials::scoped_client(&self.cluster, &self.namespace, token)
-            .map_err(|e| e.to_string())
+            .map_err(SessionError::ScopedClient)
     }
 }
 
-/// The audit log shared by the session and its cleanup. A write failure is reported on stderr
-/// and does not stop cleanup (which matters more than its record).
+/// The audit log shared by the session and its cleanup. A write failure is logged (`tracing`
+/// warning) and does not stop cleanup (which matters more than its record).
 #[derive(Debug, Clone)]
 pub struct Audit {
     log: Arc<Mutex<AuditLog>>,
@@ -78,6 +81,14 @@ impl Audit {
         }
     }
 
+    /// The same log, recording under another run's id (a second run of one scan).
+    pub fn for_run(&self, run_id: &str) -> Self {
+        Self {
+            log: self.log.clone(),
+            run_id: run_id.to_string(),
+        }
+    }
+
     /// Appends one event (flushed to disk before returning).
     pub fn record(&self, event: Event) {
         self.record_all([event]);
@@ -87,7 +98,7 @@ impl Audit {
     pub fn record_all(&self, events: impl IntoIterator<Item = Event>) {
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = log.append_all(&self.run_id, Timestamp::now(), events) {
-            eprintln!("keyhole: warning: {e}");
+            tracing::warn!(error = %e, "cannot append to the audit log");
         }
     }
 }
@@ -109,11 +120,21 @@ pub struct SessionSpec {
     pub cluster: ClusterEndpoint,
     /// Token audiences (empty: the API server's own).
     pub audiences: Vec<String>,
-    /// The command and its arguments.
+    /// The command and its arguments (ignored when `work` is given).
     pub command: Vec<OsString>,
+    /// Work done in-process with the scoped client instead of a child command (a scan): it
+    /// runs after least privilege is verified, while the access exists, and its error ends the
+    /// session like a setup failure.
+    pub work: Option<ScopedWork>,
     /// Retry and timeout policy of cleanup; its `call_timeout` also bounds each setup step.
     pub policy: RetryPolicy,
 }
+
+/// In-process work with the scoped client (e.g. a scan's fact gathering). It is the only code
+/// that ever holds the scoped client; the user's client never reaches it.
+pub type ScopedWork = Box<
+    dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = Result<(), SessionError>> + Send>> + Send,
+>;
 
 /// How a session ended.
 #[derive(Debug)]
@@ -122,8 +143,13 @@ pub struct Outcome {
     pub exit_code: i32,
     /// How the guarded work ended.
     pub ending: Ending,
-    /// The error that stopped setup, if any (no secret in it).
-    pub error: Option<String>,
+    /// The error that stopped setup or the work, if any (no secret in it).
+    pub error: Option<SessionError>,
+    /// Objects of earlier runs the session's reap deleted, as `Kind namespace/name`.
+    pub reaped: Vec<String>,
+    /// Kinds the session's reap could not list (no `list` right): their leftovers, if any,
+    /// were neither seen nor removed. The run itself never depends on listing.
+    pub unlisted: Vec<String>,
     /// The least-privilege verification, when it ran.
     pub access: Option<AccessReport>,
     /// The teardown.
@@ -133,7 +159,9 @@ pub struct Outcome {
 struct WorkResult {
     child_exit: Option<i32>,
     access: Option<AccessReport>,
-    error: Option<String>,
+    error: Option<SessionError>,
+    reaped: Vec<String>,
+    unlisted: Vec<String>,
 }
 
 /// A kube error with its whole source chain, and a plain sentence for the TLS failures a user
@@ -165,17 +193,12 @@ pub fn explain(e: &kube::Error) -> String {
     }
 }
 
-async fn identity(user: &Client) -> Result<String, String> {
+async fn identity(user: &Client) -> Result<String, SessionError> {
     let api: Api<SelfSubjectReview> = Api::all(user.clone());
     let review = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
-        .map_err(|e| {
-            format!(
-                "asking the API server who you are (SelfSubjectReview) failed: {}",
-                explain(&e)
-            )
-        })?;
+        .map_err(|e| SessionError::Identity(explain(&e)))?;
     Ok(review
         .status
         .and_then(|s| s.user_info)
@@ -185,16 +208,14 @@ async fn identity(user: &Client) -> Result<String, String> {
 
 /// Bounds one setup step: a hanging API server ends the run (and starts cleanup) after
 /// `limit` instead of at the run's expiry.
-async fn bounded<T, E: std::fmt::Display>(
+async fn bounded<T, E: Into<SessionError>>(
     limit: Duration,
-    what: &str,
+    what: &'static str,
     step: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
+) -> Result<T, SessionError> {
     match tokio::time::timeout(limit, step).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "{what}: the API server did not answer within {limit:?}"
-        )),
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(SessionError::Timeout { step: what, limit }),
     }
 }
 
@@ -207,23 +228,26 @@ pub async fn run_session(
     spec: SessionSpec,
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, SessionError> {
     let run = spec.run.clone();
     let policy = spec.policy;
     let registry = Registry::new();
     let work = {
         let (user, registry, audit, run) =
             (user.clone(), registry.clone(), audit.clone(), run.clone());
-        let (cluster, audiences, command) = (
+        let (cluster, audiences, command, scoped_work) = (
             spec.cluster.clone(),
             spec.audiences.clone(),
             spec.command.clone(),
+            spec.work,
         );
         async move {
             let mut result = WorkResult {
                 child_exit: None,
                 access: None,
                 error: None,
+                reaped: Vec::new(),
+                unlisted: Vec::new(),
             };
             let ns = run.namespace().to_string();
             let call = policy.call_timeout;
@@ -238,7 +262,9 @@ pub async fn run_session(
                     .join(",")
             );
             audit.record(Event::RunStarted {
-                identity: who.clone().unwrap_or_else(|_| "<unknown>".into()),
+                identity: who
+                    .as_ref()
+                    .map_or_else(|_| "<unknown>".into(), Clone::clone),
                 target,
                 mode: run.mode().to_string(),
                 expires_at: run.expiry().annotation_value(),
@@ -260,12 +286,14 @@ pub async fn run_session(
             )
             .await;
             for u in &reaped.unlisted {
-                eprintln!("keyhole: warning: {u}");
+                tracing::warn!(%u, "the reap could not list a kind: its leftovers were not seen");
+                result.unlisted.push(u.to_string());
             }
             for a in &reaped.actions {
                 if let CleanupAction::Deleted(o) = a {
                     audit.record(Event::ObjectDeleted(object_ref(o)));
-                    eprintln!("keyhole: reaped {o} left by an earlier run");
+                    tracing::info!(object = %o, "reaped an object left by an earlier run");
+                    result.reaped.push(o.to_string());
                 }
             }
             let run_id = run.id().to_string();
@@ -348,17 +376,26 @@ pub async fn run_session(
                     return result;
                 }
             }
+            if let Some(work) = scoped_work {
+                // The token itself is no longer needed: the client holds what it needs.
+                drop(token);
+                match work(scoped_client).await {
+                    Ok(()) => result.child_exit = Some(0),
+                    Err(e) => result.error = Some(e),
+                }
+                return result;
+            }
             drop(scoped_client);
             let config = match ChildKubeconfig::new(&scoped_kubeconfig(&run, &cluster, &token)) {
                 Ok(c) => c,
                 Err(e) => {
-                    result.error = Some(e.to_string());
+                    result.error = Some(SessionError::Handoff(e));
                     return result;
                 }
             };
             drop(token);
             let Some((program, args)) = command.split_first() else {
-                result.error = Some("no command to run".into());
+                result.error = Some(SessionError::NoCommand);
                 return result;
             };
             let status = tokio::process::Command::new(program)
@@ -375,7 +412,10 @@ pub async fn run_session(
                         Some(s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
                 }
                 Err(e) => {
-                    result.error = Some(format!("cannot run {}: {e}", program.to_string_lossy()))
+                    result.error = Some(SessionError::Spawn {
+                        program: program.to_string_lossy().into_owned(),
+                        source: e,
+                    })
                 }
             }
             result
@@ -384,7 +424,7 @@ pub async fn run_session(
     let expires_at = run.expiry().expires_at();
     let guarded = run_guarded(user.clone(), registry, expires_at, policy, work)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SessionError::Guard)?;
     // This includes objects whose creation answer was lost: the audit log learns of them
     // here, at their deletion.
     let deleted = guarded.cleanup.actions.iter().filter_map(|a| match a {
@@ -397,9 +437,9 @@ pub async fn run_session(
         remaining: guarded.cleanup.remaining.iter().map(object_ref).collect(),
     };
     audit.record_all(deleted.chain([verified]));
-    let (child_exit, access, error) = match guarded.value {
-        Some(w) => (w.child_exit, w.access, w.error),
-        None => (None, None, None),
+    let (child_exit, access, error, reaped, unlisted) = match guarded.value {
+        Some(w) => (w.child_exit, w.access, w.error, w.reaped, w.unlisted),
+        None => (None, None, None, Vec::new(), Vec::new()),
     };
     let mut exit_code = match (&guarded.ending, child_exit, &error) {
         (Ending::Signal { exit_code, .. }, _, _) => *exit_code,
@@ -416,7 +456,7 @@ pub async fn run_session(
         (Ending::Panicked(m), _) => format!("internal error (panic): {m}"),
         (Ending::Signal { name, .. }, _) => format!("stopped by {name}"),
         (Ending::Expired, _) => "access expired before the command finished".into(),
-        (_, Some(e)) => e.clone(),
+        (_, Some(e)) => e.to_string(),
         _ => format!("command exited with {exit_code}"),
     };
     audit.record(Event::RunEnded {
@@ -424,13 +464,15 @@ pub async fn run_session(
         outcome: outcome_text,
     });
     let error = error.or_else(|| match &guarded.ending {
-        Ending::Panicked(m) => Some(format!("internal error (panic): {m}")),
+        Ending::Panicked(m) => Some(SessionError::Panicked(m.clone())),
         _ => None,
     });
     Ok(Outcome {
         exit_code,
         ending: guarded.ending,
         error,
+        reaped,
+        unlisted,
         access,
         cleanup: guarded.cleanup,
     })

@@ -22,7 +22,10 @@ pub use facts::{
     Facts, FileKind, FileMeta, FileStatus, IntegrityReport, IntegritySpec, NamedContent, ProcFile,
     TargetPath, WalkLimits, WalkOutcome, WalkQuery,
 };
-pub use source::{LocalRoot, OwnRoot, ShellScript, SourceError};
+pub use source::{
+    FACTS_BEGIN, FACTS_END, FramedFacts, LocalRoot, LogFrames, OwnRoot, ShellScript, SourceError,
+    encode_facts_frame, read_facts_frames,
+};
 
 pub use error::EngineError;
 pub use eval::{evaluate, gather, plan};

@@ -1,6 +1,8 @@
 //! The agent binary's contract: argument errors exit 2, a target it must not or cannot read
 //! exits 3 with the reason, and it never prints a partial result.
 
+mod gather;
+
 use std::process::Command;
 
 fn agent(args: &[&str]) -> (i32, String, String) {

@@ -59,7 +59,9 @@ async fn cell(index: usize, fault: Fault) -> Result<(), String> {
         return Err(format!("{at}: a setup failure without a message"));
     }
     let (code, outcome) = clean_ending(&ran.records);
-    if code != o.exit_code || (want != 0 && Some(&outcome) != o.error.as_ref()) {
+    if code != o.exit_code
+        || (want != 0 && Some(&outcome) != o.error.as_ref().map(ToString::to_string).as_ref())
+    {
         return Err(format!("{at}: audit says exit {code}: {outcome}"));
     }
     // Whatever the audit log says was created, it also says was deleted; an object whose

@@ -28,7 +28,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use keyhole_cli::session::{Audit, ScopedClients, SessionSpec, TlsScopedClients, run_session};
+use keyhole_cli::session::{
+    Audit, ScopedClients, SessionError, SessionSpec, TlsScopedClients, run_session,
+};
 use keyhole_core::{
     ContainerName, Expiry, Namespace, PodName, Run, RunId, ScanMode, ScanTarget, Ttl,
 };
@@ -413,7 +415,7 @@ struct Remembering {
 }
 
 impl ScopedClients for Remembering {
-    fn client(&self, token: &ScopedToken) -> Result<Client, String> {
+    fn client(&self, token: &ScopedToken) -> Result<Client, SessionError> {
         *self.token.lock().unwrap() = Some(token.secret().expose_secret().to_string());
         self.inner.client(token)
     }
@@ -444,6 +446,7 @@ async fn realapi_kubernetes_authorizer_allows_exactly_the_hand_written_matrix_pe
             cluster: endpoint.clone(),
             audiences: vec![],
             command: ["sh", "-c", &script].map(OsString::from).to_vec(),
+            work: None,
             policy: keyhole_cleanup::RetryPolicy {
                 call_timeout: Duration::from_secs(10),
                 ..fast_policy()
@@ -521,7 +524,7 @@ async fn realapi_kubernetes_authorizer_allows_exactly_the_hand_written_matrix_pe
             .expect("the session ends")
             .unwrap()
             .unwrap();
-        assert_eq!(outcome.error, None, "{mode}");
+        assert!(outcome.error.is_none(), "{mode}: {:?}", outcome.error);
         assert_eq!(outcome.exit_code, 0, "{mode}");
         assert!(outcome.cleanup.is_clean(), "{mode}: {:?}", outcome.cleanup);
         let access = outcome.access.expect("least privilege was verified");

@@ -86,7 +86,7 @@ impl FakeScoped {
 }
 
 impl ScopedClients for FakeScoped {
-    fn client(&self, token: &ScopedToken) -> Result<kube::Client, String> {
+    fn client(&self, token: &ScopedToken) -> Result<kube::Client, keyhole_cli::SessionError> {
         let t = token.secret().expose_secret().to_string();
         self.tokens.lock().unwrap().push(t.clone());
         Ok(self.cluster.client_for_token(&t))
@@ -119,6 +119,7 @@ pub(crate) async fn session_as(
         cluster: endpoint(cluster),
         audiences: vec![],
         command: command.iter().map(OsString::from).collect(),
+        work: None,
         policy,
     };
     let outcome = run_session(user, spec, scoped, audit)

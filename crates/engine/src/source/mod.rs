@@ -10,6 +10,7 @@
 
 mod frame;
 mod local;
+mod log_frame;
 mod script;
 
 use std::path::PathBuf;
@@ -17,6 +18,9 @@ use std::path::PathBuf;
 use crate::{FileKind, FileMeta, TargetPath};
 
 pub use local::{LocalRoot, OwnRoot};
+pub use log_frame::{
+    FACTS_BEGIN, FACTS_END, FramedFacts, LogFrames, encode_facts_frame, read_facts_frames,
+};
 pub use script::ShellScript;
 
 /// Why a fact source could not be set up (or, for [`ShellScript::run_local`], started). Problems

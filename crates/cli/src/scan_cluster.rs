@@ -1,0 +1,261 @@
+//! `keyhole scan TARGET… | -l SELECTOR`: the command-line side of a cluster scan. The work is
+//! `keyhole_cli::cluster_scan` (a library); this file turns arguments into a request and the
+//! outcome into output and an exit code.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use keyhole_cleanup::CleanupAction;
+use keyhole_cli::cluster_scan::{
+    ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster,
+};
+use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
+use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
+
+use crate::args::ScanArgs;
+use crate::cluster::{init_tracing, load, open_audit, retry_policy, runtime, user_client};
+use crate::scan::{judging, report};
+use crate::{Failure, Output};
+
+/// `--out FILE` for one of several pods: `FILE` with `.POD` before its extension.
+fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
+    if !several {
+        return out.to_path_buf();
+    }
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}.{pod}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{pod}"),
+    };
+    out.with_file_name(name)
+}
+
+pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    init_tracing();
+    let policy = retry_policy()?;
+    let j = judging(a)?;
+    let (mode, why) = decide_mode(a.mode).map_err(Failure::bad_input)?;
+    // A dry run with -n needs no kubeconfig at all.
+    let user = match (a.dry_run, &a.namespace) {
+        (true, Some(_)) => None,
+        _ => Some(load(&a.kube)?),
+    };
+    let ns = match (
+        &a.namespace,
+        user.as_ref().and_then(|u| u.namespace.as_ref()),
+    ) {
+        (Some(n), _) => n.clone(),
+        (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input)?,
+        (None, None) => Namespace::new("default").map_err(Failure::bad_input)?,
+    };
+    let named = a
+        .targets
+        .iter()
+        .map(|t| PodName::new(t.strip_prefix("pod/").unwrap_or(t)).map_err(Failure::bad_input))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.dry_run {
+        return Ok(Output {
+            stdout: dry_run(a, &ns, &named, mode, &why, &j),
+            warnings: Vec::new(),
+            exit: 0,
+        });
+    }
+    let Some(user) = user else {
+        return Err(Failure::bad_input("a scan needs your kubeconfig"));
+    };
+    let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
+    keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
+    let rt = runtime()?;
+    let (outcome, run) = rt.block_on(async {
+        let client = user_client(&user).await?;
+        let pods = match &a.selector {
+            Some(sel) => resolve_selector(&client, &ns, sel)
+                .await
+                .map_err(|e| match e {
+                    ScanError::NoMatch { .. } => Failure::bad_input(e),
+                    _ => Failure::scan(e),
+                })?,
+            None => named.clone(),
+        };
+        let target =
+            ScanTarget::pods(ns.clone(), pods, a.container.clone()).map_err(Failure::bad_input)?;
+        let expiry = Expiry::new(Timestamp::now(), a.ttl).map_err(Failure::bad_input)?;
+        let id = RunId::generate().map_err(|e| Failure::scan(e.to_string()))?;
+        let run = Run::new(id, target, mode, expiry).map_err(Failure::bad_input)?;
+        let audit = Audit::new(log, run.id().as_str());
+        let request = ScanRequest {
+            run: run.clone(),
+            container: a.container.as_ref().map(ToString::to_string),
+            profile: j.profile.clone(),
+            inputs: j.inputs.clone(),
+            waivers: j.waivers.clone(),
+            session: SessionSpec {
+                run: run.clone(),
+                cluster: user.cluster.clone(),
+                audiences: a.audiences.clone(),
+                command: Vec::new(),
+                work: None,
+                policy,
+            },
+            distroless: Some(keyhole_workflows::DistrolessOptions {
+                image: a.image.clone(),
+                target_uid: a.target_uid,
+                target_gid: a.target_gid,
+                allow_root: a.scanner_as_target_root,
+                allow_shared_pid: a.allow_shared_pid,
+                namespace_restricted: false,
+                poll: std::time::Duration::from_secs(1),
+                // The agent's own limit is the run's TTL less a margin; wait no longer.
+                wait: std::time::Duration::from_secs(
+                    keyhole_scanners::scan_time_limit_secs(&run) + 30,
+                ),
+            }),
+            max_age: a.max_age,
+        };
+        let scoped = Arc::new(TlsScopedClients {
+            cluster: user.cluster.clone(),
+            namespace: ns.to_string(),
+        });
+        let outcome = scan_cluster(client, request, scoped, audit)
+            .await
+            .map_err(Failure::scan)?;
+        Ok::<_, Failure>((outcome, run))
+    })?;
+    let mut warnings: Vec<String> = vec![format!("mode {}: {why}", outcome.mode.0)];
+    warnings.extend(outcome.traces.iter().map(|t| {
+        format!("{t} stays in the pod spec, terminated (Kubernetes cannot remove an ephemeral container)")
+    }));
+    warnings.extend(
+        outcome
+            .session
+            .reaped
+            .iter()
+            .map(|o| format!("reaped {o} left by an earlier run")),
+    );
+    warnings.extend(outcome.session.unlisted.iter().map(|u| u.to_string()));
+    for action in &outcome.session.cleanup.actions {
+        if matches!(
+            action,
+            CleanupAction::StillPresent { .. } | CleanupAction::DeleteFailed { .. }
+        ) {
+            warnings.push(action.to_string());
+        }
+    }
+    let mut stdout = String::new();
+    let mut exit = outcome.session.exit_code;
+    let several = outcome.results.len() > 1;
+    for r in &outcome.results {
+        if r.evaluated.unanswered > 0 {
+            warnings.push(format!(
+                "{}: {} fact requests were not answered; their controls report errors",
+                r.target, r.evaluated.unanswered
+            ));
+        }
+        let out = a.out.as_deref().map(|o| out_for(o, &r.target.pod, several));
+        let o = report(
+            a,
+            &j,
+            &r.evaluated.execution,
+            Timestamp::now(),
+            out.as_deref(),
+        )?;
+        if several && !o.stdout.is_empty() {
+            let _ = writeln!(stdout, "== {}", r.target);
+        }
+        stdout.push_str(&o.stdout);
+        warnings.extend(o.warnings);
+        if exit == 0 {
+            exit = exit.max(o.exit);
+        }
+    }
+    if let Some(e) = &outcome.session.error {
+        warnings.push(format!("run {} failed: {e}", run.id()));
+    }
+    let created = outcome
+        .session
+        .cleanup
+        .actions
+        .iter()
+        .filter(|a| matches!(a, CleanupAction::VerifiedGone(_)))
+        .count();
+    warnings.push(format!(
+        "run {} ({} mode): {} object(s) created, cleanup {}; audit log {}",
+        run.id(),
+        outcome.mode.0,
+        created,
+        if outcome.session.cleanup.is_clean() {
+            "verified complete"
+        } else {
+            "INCOMPLETE: run `keyhole reap` once the API server answers"
+        },
+        log_path.display()
+    ));
+    Ok(Output {
+        stdout,
+        warnings,
+        exit,
+    })
+}
+
+fn dry_run(
+    a: &ScanArgs,
+    ns: &Namespace,
+    pods: &[PodName],
+    mode: keyhole_core::ScanMode,
+    why: &str,
+    j: &crate::scan::Judging,
+) -> String {
+    let plan = keyhole_engine::plan(&j.profile, &j.inputs);
+    let targets = match &a.selector {
+        Some(sel) => format!(
+            "the pods of {ns} matching {sel} (listed with your credentials at scan time, then pinned by name)"
+        ),
+        None => format!(
+            "{ns}/{}",
+            pods.iter()
+                .map(PodName::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    };
+    let container = a
+        .container
+        .as_ref()
+        .map_or("the pod's default (or only) container".to_string(), |c| {
+            c.to_string()
+        });
+    let mut s = String::new();
+    let _ = writeln!(s, "keyhole scan (dry run: nothing is sent to the cluster)");
+    let _ = writeln!(s, "targets:   {targets}");
+    let _ = writeln!(s, "container: {container}");
+    let _ = writeln!(s, "mode:      {mode} ({why})");
+    let _ = writeln!(
+        s,
+        "profile:   {} ({} fact requests)",
+        j.profile.name(),
+        plan.len()
+    );
+    let steps = [
+        "reap expired keyhole objects of the namespace (your credentials)".to_string(),
+        format!("create ServiceAccount, anchor Secret, Role ({}; resourceNames = the target pods) and RoleBinding (your credentials)", match mode { keyhole_core::ScanMode::Distroless => "pods get; pods/ephemeralcontainers get+patch; pods/log get", keyhole_core::ScanMode::Sidecar => "pods get; pods/log get", keyhole_core::ScanMode::Auto => "pods get; pods/exec get+create — and only if the target has no shell, after that access is deleted, a second run with pods get; pods/ephemeralcontainers get+patch; pods/log get", _ => "pods get; pods/exec get+create" }),
+        format!("mint a bound token for {} and verify least privilege with it (SelfSubjectRulesReview)", a.ttl),
+        if mode == keyhole_core::ScanMode::Sidecar {
+            "read each pod's scanner sidecar log with pods/log get and take the newest complete facts (no exec, no new container) (scoped credentials)".to_string()
+        } else if mode == keyhole_core::ScanMode::Distroless {
+            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities, wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
+        } else {
+            "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string()
+        },
+        "delete every object created and verify it is gone; record the run in the audit log".to_string(),
+        "evaluate the facts locally with your profile, inputs and waivers into HDF; apply the threshold".to_string(),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let _ = writeln!(s, "{}. {step}", i + 1);
+    }
+    s
+}
