@@ -11,6 +11,8 @@
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
 //! - `bench`: speed and memory as ratios against baselines measured in the same run.
+//! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
+//!   printing its digest.
 //! - `rootfs`: the test node's root filesystems (busybox, true distroless, agent, Debian
 //!   minbase), cached under `target/rootfs/`.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
@@ -22,6 +24,7 @@ mod bench;
 mod cluster;
 mod e2e;
 mod gates;
+mod image;
 mod package;
 mod rootfs;
 #[cfg(test)]
@@ -44,8 +47,11 @@ fn main() -> Result<()> {
         "realapi" => cluster::realapi(),
         "package" => package::run_package(),
         "rootfs" => rootfs::run_rootfs(),
+        "image" => image::run_image(),
         _ => {
-            eprintln!("usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package|rootfs>");
+            eprintln!(
+                "usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package|rootfs|image>"
+            );
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
                 "  gates  kubernetes-validate --strict and checkov over every generated manifest"
@@ -56,6 +62,7 @@ fn main() -> Result<()> {
             eprintln!(
                 "  realapi  the real-control-plane tests, on each Kubernetes release in turn"
             );
+            eprintln!("  image  the agent's reproducible OCI image (layout + docker-load tar)");
             bail!("unknown task {task:?}")
         }
     }
@@ -93,7 +100,7 @@ pub(crate) fn show(cmd: &Command) -> String {
     s
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
