@@ -10,7 +10,8 @@
 //!   beside it, which `docker load` and `podman load` accept.
 //!
 //! Every timestamp is `SOURCE_DATE_EPOCH` (default 0), every owner 0:0, entries sorted, the
-//! layer uncompressed: the same binary always gives the same manifest digest, which it prints
+//! layer uncompressed, and the build's paths remapped (`--remap-path-prefix`): the same source
+//! and toolchain give the same binary, and the same binary the same manifest digest, which it prints
 //! (`keyhole plan/scan` pin the image by it). The `Containerfile` at the repository root builds
 //! an equivalent image with a container builder.
 
@@ -47,7 +48,7 @@ pub(crate) fn run_image() -> Result<()> {
                 "--target-dir",
             ])
             .arg(&dir)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env("RUSTFLAGS", rustflags())
             .env("SOURCE_DATE_EPOCH", epoch.to_string()),
     )?;
     let agent = std::fs::read(dir.join(target).join("release/keyhole-agent"))
@@ -63,6 +64,22 @@ pub(crate) fn run_image() -> Result<()> {
     );
     println!("{digest}");
     Ok(())
+}
+
+/// Static linking, and the checkout's and cargo's paths (which panic messages embed) mapped to
+/// fixed ones, so that the binary does not depend on where the source was checked out.
+fn rustflags() -> String {
+    let home = std::env::var("CARGO_HOME")
+        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
+        .unwrap_or_default();
+    let mut flags = format!(
+        "-C target-feature=+crt-static --remap-path-prefix={}=/keyhole",
+        crate::root().display()
+    );
+    if !home.is_empty() {
+        flags.push_str(&format!(" --remap-path-prefix={home}=/cargo"));
+    }
+    flags
 }
 
 /// Writes the OCI layout of an image holding `agent` to `layout` (replaced); returns the
