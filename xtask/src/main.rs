@@ -108,8 +108,15 @@ pub(crate) fn cargo() -> Command {
 /// other owners). As root they run with the rest; otherwise they are built as the user and
 /// their test binaries run under `sudo -n`, so that nothing in `target/` becomes root's.
 /// keyhole-rpmdb installs test packages whose files belong to other users into a test root.
-/// keyhole-testkit's test node runs pods as real runc containers.
-const ROOT_TIER: &[&str] = &["keyhole-engine", "keyhole-rpmdb", "keyhole-testkit"];
+/// keyhole-testkit's test node runs pods as real runc containers; keyhole-agent's and
+/// keyhole-cli's cluster-scan tests run real target processes in their own namespaces.
+const ROOT_TIER: &[&str] = &[
+    "keyhole-engine",
+    "keyhole-rpmdb",
+    "keyhole-testkit",
+    "keyhole-agent",
+    "keyhole-cli",
+];
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
