@@ -301,21 +301,21 @@ mod outside {
     #[test]
     fn flags_paths_beside_the_clone_reached_from_the_crate_directory() {
         let support = "pub(crate) fn dir() -> PathBuf {\n    \
-                       PathBuf::from(env!(\"CARGO_MANIFEST_DIR\")).join(\"../../../shared\")\n}\n";
+                       PathBuf::from(env!(\"CARGO_MANIFEST_DIR\")).join(\"../../../beside\")\n}\n";
         assert_eq!(
             found("crates/hdf/tests/it/support.rs", support),
-            ["2:../../../shared"]
+            ["2:../../../beside"]
         );
         let concat = "let path = concat!(\n    env!(\"CARGO_MANIFEST_DIR\"),\n    \
-                      \"/../../../shared/hdf-schema/exec-json.json\"\n);\n";
+                      \"/../../../beside/hdf-schema/exec-json.json\"\n);\n";
         assert_eq!(
             found("crates/engine/tests/it/eval_fixture.rs", concat),
-            ["3:/../../../shared/hdf-schema/exec-json.json"]
+            ["3:/../../../beside/hdf-schema/exec-json.json"]
         );
-        let cwd = "let t = std::fs::read_to_string(\"../../../shared/x.json\").unwrap();";
+        let cwd = "let t = std::fs::read_to_string(\"../../../beside/x.json\").unwrap();";
         assert_eq!(
             found("crates/hdf/tests/it/x.rs", cwd),
-            ["1:../../../shared/x.json"]
+            ["1:../../../beside/x.json"]
         );
         let include = "const P: &str = include_str!(\"../../../../../README.md\");";
         assert_eq!(
@@ -369,8 +369,8 @@ mod outside {
 
     #[test]
     fn flags_escapes_in_documents_and_workflows() {
-        let readme = "The design is in [DESIGN.md](../shared/DESIGN.md).";
-        assert_eq!(found("README.md", readme), ["1:../shared/DESIGN.md"]);
+        let readme = "The design is in [DESIGN.md](../beside/DESIGN.md).";
+        assert_eq!(found("README.md", readme), ["1:../beside/DESIGN.md"]);
         assert_eq!(
             found("crates/hdf/README.md", "[x](../../../other/x.md)"),
             ["1:../../../other/x.md"]
