@@ -532,3 +532,102 @@ async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_loca
     assert!(cluster.managed_objects().is_empty());
     node.shutdown().expect("the node leaves nothing");
 }
+
+/// Distroless options for the fault tests: a wait far below the product's (minutes), so a
+/// scan that waits for the deadline instead of noticing the failure shows as this message.
+fn fault_options() -> keyhole_workflows::DistrolessOptions {
+    keyhole_workflows::DistrolessOptions {
+        wait: Duration::from_secs(20),
+        ..distroless_options()
+    }
+}
+
+/// A scan that failed: the documented setup-failure exit code, no result, every object
+/// deleted and verified, the audit chain valid and ending clean. Returns the error.
+fn assert_failed_clean(s: &Scanned, cluster: &FakeCluster) -> String {
+    let o = &s.outcome;
+    assert_eq!(
+        o.session.exit_code,
+        keyhole_cli::session::EXIT_SETUP_FAILED,
+        "{:?}",
+        o.session.error.as_ref().map(ToString::to_string)
+    );
+    assert!(o.results.is_empty(), "no result from a failed gathering");
+    assert!(o.session.cleanup.is_clean());
+    assert!(
+        cluster.managed_objects().is_empty(),
+        "{:?}",
+        cluster.managed_objects()
+    );
+    crate::support::clean_ending(&s.records);
+    o.session.error.as_ref().expect("an error").to_string()
+}
+
+/// The agent's image cannot be pulled (the node does not have it): the ephemeral container
+/// never starts, and the scan says so with the kubelet's reason, long before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_on_the_node_with_the_agent_image_missing_fails_fast_and_leaves_nothing() {
+    let (cluster, node) = node();
+    start_pod(&cluster, &node, distroless_target()).await;
+    node.remove_image(AGENT_IMAGE);
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let started = std::time::Instant::now();
+    let s =
+        crate::cluster_scan::scan_with(&cluster, &profile, ScanMode::Distroless, fault_options())
+            .await;
+    let e = assert_failed_clean(&s, &cluster);
+    eprintln!("agent image missing: {e}");
+    assert!(e.contains("ErrImagePull"), "{e}");
+    assert!(e.contains(AGENT_IMAGE), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited for the deadline: {e}"
+    );
+    assert_eq!(s.outcome.traces.len(), 1, "{:?}", s.outcome.traces);
+    node.shutdown().expect("the node leaves nothing");
+}
+
+/// The target dies as soon as the scanner is added to its pod (SIGKILL, as an OOM kill): the
+/// scan is an error, never a result, and every object is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_on_the_node_with_the_target_killed_mid_scan_fails_and_leaves_nothing() {
+    let (cluster, node) = node();
+    start_pod(&cluster, &node, distroless_target()).await;
+    let node = std::sync::Arc::new(node);
+    let killer = {
+        let (cluster, node) = (cluster.clone(), node.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + WAIT;
+            loop {
+                let pod: Pod = cluster.object(NS, POD).unwrap();
+                if pod
+                    .spec
+                    .and_then(|s| s.ephemeral_containers)
+                    .is_some_and(|v| !v.is_empty())
+                {
+                    node.kill_container(NS, POD, "app")
+                        .expect("the target runs");
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "no scanner was added");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s =
+        crate::cluster_scan::scan_with(&cluster, &profile, ScanMode::Distroless, fault_options())
+            .await;
+    killer.join().unwrap();
+    let e = assert_failed_clean(&s, &cluster);
+    eprintln!("target killed: {e}");
+    assert!(
+        !e.contains("did not finish within"),
+        "waited for the deadline: {e}"
+    );
+    assert_eq!(s.outcome.traces.len(), 1, "{:?}", s.outcome.traces);
+    std::sync::Arc::try_unwrap(node)
+        .expect("the killer is done")
+        .shutdown()
+        .expect("the node leaves nothing");
+}
