@@ -631,3 +631,51 @@ async fn distroless_on_the_node_with_the_target_killed_mid_scan_fails_and_leaves
         .shutdown()
         .expect("the node leaves nothing");
 }
+
+/// The standard target dies once the scoped access exists, before its one exec: the exec
+/// cannot run, and the scan says the container is not running — not that it has no shell
+/// (which would send the user to distroless mode for nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_on_the_node_with_the_target_killed_before_the_exec_fails_and_leaves_nothing() {
+    let (cluster, node) = node();
+    start_pod(
+        &cluster,
+        &node,
+        json!({"containers": [{"name": "app", "image": "busybox:1.36",
+            "command": ["sleep", "3600"]}]}),
+    )
+    .await;
+    let node = std::sync::Arc::new(node);
+    let killer = {
+        let (cluster, node) = (cluster.clone(), node.clone());
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + WAIT;
+            // The RoleBinding is the last object before the scoped identity may exec.
+            while !cluster
+                .calls()
+                .iter()
+                .any(|c| c.method == "POST" && c.path.ends_with("/rolebindings"))
+            {
+                assert!(std::time::Instant::now() < deadline, "no access was set up");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            node.kill_container(NS, POD, "app")
+                .expect("the target runs");
+        })
+    };
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s = scan_in(&cluster, &profile, ScanMode::Standard).await;
+    killer.join().unwrap();
+    let e = assert_failed_clean(&s, &cluster);
+    eprintln!("target killed: {e}");
+    assert!(!e.contains("no shell"), "misdiagnosed as distroless: {e}");
+    assert!(
+        cluster.execs().len() <= 1,
+        "no retry: {:?}",
+        cluster.execs()
+    );
+    std::sync::Arc::try_unwrap(node)
+        .expect("the killer is done")
+        .shutdown()
+        .expect("the node leaves nothing");
+}
