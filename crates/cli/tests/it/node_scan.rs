@@ -679,3 +679,71 @@ async fn standard_on_the_node_with_the_target_killed_before_the_exec_fails_and_l
         .shutdown()
         .expect("the node leaves nothing");
 }
+
+/// A hostile distroless target whose files are symlinks to the scanner's own paths (its binary,
+/// its environment through `/proc/self`): the agent resolves them inside the target's root, so
+/// no fact carries a byte of the scanner's files or environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_on_the_node_symlinks_to_the_scanners_paths_leak_nothing() {
+    let (cluster, node) = node();
+    let tree = crate::support::scratch("tricky").join("tree");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rootfs::distroless(&rootfs::cache_dir().join("distroless")).unwrap())
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    for (link, to) in [
+        ("etc/os-release", "/keyhole-agent"),
+        ("etc/shadow", "/proc/self/environ"),
+        ("etc/group", "../../../../keyhole-agent"),
+        ("etc/hostname", "/proc/self/root/keyhole-agent"),
+    ] {
+        std::os::unix::fs::symlink(to, tree.join(link))
+            .or_else(|_| {
+                std::fs::remove_file(tree.join(link))?;
+                std::os::unix::fs::symlink(to, tree.join(link))
+            })
+            .unwrap();
+    }
+    node.add_image(
+        "registry.example/tricky",
+        Image::new(&tree).entrypoint(["/pause"]),
+    );
+    start_pod(
+        &cluster,
+        &node,
+        json!({"containers": [{"name": "app", "image": "registry.example/tricky:1",
+            "securityContext": {"runAsUser": 10001, "runAsGroup": 10001}}]}),
+    )
+    .await;
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s = scan_in(&cluster, &profile, ScanMode::Distroless).await;
+    assert_ok(&s);
+    let facts = &s.outcome.results[0].facts;
+    let mut read = 0;
+    for (req, answer) in facts.iter() {
+        if let keyhole_engine::FactRequest::Read { path, .. } = req
+            && path.as_bytes() == b"/etc/shadow"
+        {
+            // Through the target's /proc to the scanner's own process: refused.
+            assert_eq!(answer, &Err(keyhole_engine::FactError::Escape), "{req:?}");
+        }
+        if let Ok(keyhole_engine::FactValue::Content(c)) = answer {
+            read += 1;
+            // The scanner's binary, and the variable only its environment holds (the target's
+            // own environment, read as `Proc`, is the target's).
+            for needle in [&b"\x7fELF"[..], b"KEYHOLE_FACT_PLAN"] {
+                assert!(
+                    !c.bytes.windows(needle.len()).any(|w| w == needle),
+                    "{req:?} leaked the scanner's {:?}",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+    assert!(read > 0, "some files were read");
+    assert!(cluster.managed_objects().is_empty());
+    node.shutdown().expect("the node leaves nothing");
+}
