@@ -4,7 +4,9 @@
 //! is a real container sharing the pod's PID namespace. Each workflow is driven through the
 //! library entry point (`keyhole_cli::cluster_scan::scan_cluster`, as `cluster_scan.rs` does)
 //! and its facts and HDF compared with the local `--pid` scan (`LocalRoot::process`) of the same
-//! container.
+//! container, read with the scanner's privileges (root for standard's root target; the target's
+//! UID with no capabilities for distroless and sidecar, see [`local_facts`]). Then the faults a
+//! real node produces: the agent image missing, the target killed, a hostile distroless target.
 //!
 //! Needs root, `runc`, `busybox-static` and `rustc` (the node's trees), and builds the static
 //! agent once (`target/static`, minutes the first time); a missing tool fails the test.
