@@ -749,3 +749,37 @@ async fn distroless_on_the_node_symlinks_to_the_scanners_paths_leak_nothing() {
     assert!(cluster.managed_objects().is_empty());
     node.shutdown().expect("the node leaves nothing");
 }
+
+/// The pod spec does not say the target's UID (the image's USER does: 10001) and the user
+/// passes the wrong one: the kernel refuses the agent, and the scan says so clearly (the
+/// agent's exit code and reason), with nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distroless_on_the_node_with_the_wrong_target_uid_is_a_clear_permission_error() {
+    let (cluster, node) = node();
+    let distroless = rootfs::distroless(&rootfs::cache_dir().join("distroless")).unwrap();
+    node.add_image(
+        "registry.example/distroless-user",
+        Image::new(distroless)
+            .entrypoint(["/pause"])
+            .user(10001, 10001),
+    );
+    start_pod(
+        &cluster,
+        &node,
+        json!({"containers": [{"name": "app", "image": "registry.example/distroless-user:1"}]}),
+    )
+    .await;
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let opts = keyhole_workflows::DistrolessOptions {
+        target_uid: Some(10002),
+        target_gid: Some(10002),
+        ..fault_options()
+    };
+    let s = crate::cluster_scan::scan_with(&cluster, &profile, ScanMode::Distroless, opts).await;
+    let e = assert_failed_clean(&s, &cluster);
+    eprintln!("wrong uid: {e}");
+    assert!(e.contains("exited with 3"), "{e}");
+    assert!(e.contains("UID"), "the reason names the UID: {e}");
+    assert_eq!(s.outcome.traces.len(), 1, "{:?}", s.outcome.traces);
+    node.shutdown().expect("the node leaves nothing");
+}
