@@ -783,3 +783,27 @@ async fn distroless_on_the_node_with_the_wrong_target_uid_is_a_clear_permission_
     assert_eq!(s.outcome.traces.len(), 1, "{:?}", s.outcome.traces);
     node.shutdown().expect("the node leaves nothing");
 }
+
+/// Standard on a non-root target (runAsUser 10001): the exec runs as the target's user, and
+/// its facts are the local scan's as that user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_on_the_node_a_non_root_target_gives_the_local_scan_as_its_uid() {
+    let (cluster, node) = node();
+    start_pod(
+        &cluster,
+        &node,
+        json!({"containers": [{"name": "app", "image": "busybox:1.36",
+            "command": ["sleep", "3600"],
+            "securityContext": {"runAsUser": 10001, "runAsGroup": 10001}}]}),
+    )
+    .await;
+    let pid = pid_of(&node, "app");
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s = scan_in(&cluster, &profile, ScanMode::Standard).await;
+    assert_ok(&s);
+    let r = &s.outcome.results[0];
+    same_as_local_pid_scan(&r.facts, &r.evaluated, pid, Some(10001));
+    assert_eq!(cluster.execs().len(), 1);
+    assert!(cluster.managed_objects().is_empty());
+    node.shutdown().expect("the node leaves nothing");
+}
