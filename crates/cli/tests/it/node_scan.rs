@@ -436,9 +436,9 @@ async fn auto_on_the_node_falls_back_to_distroless_with_one_role_at_a_time() {
     node.shutdown().expect("the node leaves nothing");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_local_pid_hdf() {
-    let (cluster, node) = node();
+/// `prod/web-0` as a user writes it (busybox `app` as 10001), injected by the library behind
+/// `keyhole sidecar inject`, with the target marker and a 2 s interval added by hand.
+fn injected_pod() -> Pod {
     // The pod as a user writes it, injected by the library behind `keyhole sidecar inject`.
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\nspec:\n  \
@@ -487,6 +487,13 @@ async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_loca
         .as_mut()
         .unwrap()
         .extend(["--interval".into(), "2s".into()]);
+    pod
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_local_pid_hdf() {
+    let (cluster, node) = node();
+    let pod = injected_pod();
     cluster.insert(&pod).unwrap();
     node.wait_running(NS, POD, WAIT).await.unwrap();
     let pid = pid_of(&node, "app");
@@ -805,5 +812,48 @@ async fn standard_on_the_node_a_non_root_target_gives_the_local_scan_as_its_uid(
     same_as_local_pid_scan(&r.facts, &r.evaluated, pid, Some(10001));
     assert_eq!(cluster.execs().len(), 1);
     assert!(cluster.managed_objects().is_empty());
+    node.shutdown().expect("the node leaves nothing");
+}
+
+/// The sidecar runs under another UID than its target (a user's edit): it cannot read the
+/// target and writes no facts; the scan is an error that passes on the agent's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_on_the_node_under_the_wrong_uid_is_an_error_with_the_agents_reason() {
+    let (cluster, node) = node();
+    let mut pod = injected_pod();
+    let sidecar = pod
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers
+        .iter_mut()
+        .find(|c| c.name == keyhole_scanners::SIDECAR_NAME)
+        .unwrap();
+    let sc = sidecar.security_context.as_mut().unwrap();
+    sc.run_as_user = Some(10002);
+    sc.run_as_group = Some(10002);
+    cluster.insert(&pod).unwrap();
+    node.wait_running(NS, POD, WAIT).await.unwrap();
+    // Wait for the sidecar's first (failed) gather on its log.
+    let log = node
+        .container_log_path(NS, POD, keyhole_scanners::SIDECAR_NAME)
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("keyhole-agent:")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sidecar said nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let s = scan_in(&cluster, &profile, ScanMode::Sidecar).await;
+    let e = assert_failed_clean(&s, &cluster);
+    eprintln!("sidecar wrong uid: {e}");
+    assert!(e.contains("UID"), "the agent's reason is passed on: {e}");
+    assert!(cluster.execs().is_empty());
     node.shutdown().expect("the node leaves nothing");
 }
