@@ -596,10 +596,12 @@ async fn distroless_on_the_node_with_the_agent_image_missing_fails_fast_and_leav
     node.shutdown().expect("the node leaves nothing");
 }
 
-/// The target dies as soon as the scanner is added to its pod (SIGKILL, as an OOM kill): the
+/// The target dies as soon as the scanner is added to its pod (SIGKILL, as an OOM kill; the
+/// node starts the scanner on its next pass, so it finds the target gone): the
 /// scan is an error, never a result, and every object is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distroless_on_the_node_with_the_target_killed_mid_scan_fails_and_leaves_nothing() {
+async fn distroless_on_the_node_with_the_target_killed_as_the_scanner_is_added_fails_and_leaves_nothing()
+ {
     let (cluster, node) = node();
     start_pod(&cluster, &node, distroless_target()).await;
     let node = std::sync::Arc::new(node);
