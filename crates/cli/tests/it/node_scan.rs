@@ -32,8 +32,15 @@ const WAIT: Duration = Duration::from_secs(60);
 /// agent tree whatever its tag and digest.
 const AGENT_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent";
 
-/// The node's images: busybox (root), the true distroless `pause` tree, and the agent.
+/// The node's images: busybox (root), the true distroless `pause` tree, and the agent. Built
+/// once per test process: the agent tree is refreshed in place when the static agent changed,
+/// which parallel tests must not race on.
 fn images() -> Images {
+    static IMAGES: std::sync::OnceLock<Images> = std::sync::OnceLock::new();
+    IMAGES.get_or_init(build_images).clone()
+}
+
+fn build_images() -> Images {
     let cache = rootfs::cache_dir();
     let busybox = rootfs::busybox(&cache.join("busybox")).expect("the busybox tree");
     let distroless = rootfs::distroless(&cache.join("distroless")).expect("the distroless tree");
