@@ -201,6 +201,17 @@ fn gather_once(plan: &FactPlan, pid: u32, limit: Duration) -> Result<Facts, Fail
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
         .map_err(|e| Failure(3, format!("cannot hold process {pid} (pidfd_open): {e}")))?;
     let source = LocalRoot::process(pid).map_err(|e| Failure(3, format!("process {pid}: {e}")))?;
+    // Without ptrace-read rights on the target the source still builds and answers every
+    // request "permission denied": a frame of those would evaluate as a scan. Refuse instead.
+    if let Some(e) = source.root_error() {
+        return Err(Failure(
+            3,
+            format!(
+                "cannot open the root of process {pid} ({e}): the scanner must run as the \
+                 target's UID (its runAsUser, or keyhole's --target-uid)"
+            ),
+        ));
+    }
     let (tx, rx) = mpsc::channel();
     let plan = plan.clone();
     std::thread::spawn(move || {

@@ -45,6 +45,18 @@ pub struct DistrolessOptions {
     pub wait: Duration,
 }
 
+/// Waiting reasons of a container that will not start without someone changing the image or
+/// the spec: waiting them out would hold the scoped access until the deadline (minutes) for
+/// nothing. (A pull the kubelet may still retry is not worth the access either: the user
+/// reruns once the image is there.)
+const NEVER_STARTS: [&str; 5] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
 /// The environment variable the agent reads the plan from (see `keyhole-agent`).
 const PLAN_ENV: &str = "KEYHOLE_FACT_PLAN";
 
@@ -170,6 +182,16 @@ pub async fn gather_distroless(
             .and_then(|s| s.ephemeral_container_statuses.as_ref())
             .and_then(|v| v.iter().find(|s| s.name == name))
             .and_then(|s| s.state.clone());
+        if let Some(w) = state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = w.reason.as_deref().filter(|r| NEVER_STARTS.contains(r))
+        {
+            return Err(agent_err(format!(
+                "cannot start ({reason}: {}); check that image {} exists and this node can pull \
+                 it (--image)",
+                w.message.as_deref().unwrap_or("no message").trim(),
+                opts.image
+            )));
+        }
         if let Some(t) = state.and_then(|s| s.terminated) {
             break t;
         }

@@ -63,11 +63,19 @@ pub async fn read_sidecar(
         namespace: namespace.to_string(),
         pod: pod.to_string(),
         container: sidecar.to_string(),
-        detail: format!(
-            "its log holds no complete facts ({} damaged frame(s)); it may not have finished its \
-             first gather yet",
-            read.damaged
-        ),
+        detail: match agent_failure(&log) {
+            // The agent reports each failed gather on one line (e.g. another UID's target).
+            Some(why) => format!(
+                "its log holds no complete facts ({} damaged frame(s)); its last gather failed: \
+                 {why}",
+                read.damaged
+            ),
+            None => format!(
+                "its log holds no complete facts ({} damaged frame(s)); it may not have \
+                 finished its first gather yet",
+                read.damaged
+            ),
+        },
     })?;
     let age = now.duration_since(newest.gathered_at);
     let too_old = Duration::try_from(age).is_ok_and(|a| a > max_age);
@@ -85,4 +93,28 @@ pub async fn read_sidecar(
         });
     }
     Ok((newest.facts.clone(), newest.gathered_at))
+}
+
+/// The agent's last failure line in `log` (`keyhole-agent: …`), printable and at most 300
+/// characters: the log is passed on to the user's terminal.
+fn agent_failure(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("keyhole-agent: "))?;
+    Some(line.chars().filter(|c| !c.is_control()).take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_failure;
+
+    #[test]
+    fn the_agents_last_failure_line_is_passed_on_printable_and_bounded() {
+        let log = "keyhole-agent: first\nnoise\nkeyhole-agent: second \u{1b}[31mred\n";
+        assert_eq!(agent_failure(log).as_deref(), Some("second [31mred"));
+        assert_eq!(agent_failure("no failure\n"), None);
+        let long = format!("keyhole-agent: {}", "x".repeat(1000));
+        assert_eq!(agent_failure(&long).unwrap().len(), 300);
+    }
 }

@@ -39,7 +39,7 @@ fn require(program: &str, package: &str) -> PathBuf {
     panic!("`{program}` is missing: these tests need it (apt-get install -y {package})");
 }
 
-fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         rustix::process::geteuid().is_root(),
         "the cluster-scan tests start real namespaced processes and need root"
@@ -218,7 +218,7 @@ const STATUS_IDENTITY: [&str; 10] = [
 
 /// Facts with what legitimately differs removed: the OS's wording of I/O errors, and the
 /// status lines outside [`STATUS_IDENTITY`].
-fn normalise(f: &Facts) -> Vec<String> {
+pub(crate) fn normalise(f: &Facts) -> Vec<String> {
     f.iter()
         .map(|(r, a)| {
             let a = match (r, a) {
@@ -249,7 +249,7 @@ fn normalise(f: &Facts) -> Vec<String> {
 }
 
 /// HDF with the clock removed (start times and durations), for comparing two evaluations.
-fn timeless(mut v: Value) -> Value {
+pub(crate) fn timeless(mut v: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(m) => {
@@ -307,9 +307,9 @@ fn tree_state(root: &Path) -> Vec<String> {
     out
 }
 
-struct Scanned {
-    outcome: keyhole_cli::cluster_scan::ScanOutcome,
-    records: Vec<keyhole_audit::Record>,
+pub(crate) struct Scanned {
+    pub(crate) outcome: keyhole_cli::cluster_scan::ScanOutcome,
+    pub(crate) records: Vec<keyhole_audit::Record>,
 }
 
 async fn scan(cluster: &FakeCluster, profile: &Profile) -> Scanned {
@@ -317,7 +317,7 @@ async fn scan(cluster: &FakeCluster, profile: &Profile) -> Scanned {
 }
 
 /// Distroless options for the tests: poll often, wait at most a minute.
-fn distroless_options() -> keyhole_workflows::DistrolessOptions {
+pub(crate) fn distroless_options() -> keyhole_workflows::DistrolessOptions {
     keyhole_workflows::DistrolessOptions {
         image: keyhole_scanners::ImageRef::parse(
             "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0@sha256:2f1b6c0d9a4e7f3b8c5d1e6a9b0c4d7e2f5a8b1c3d6e9f0a2b4c6d8e0f1a3b5c",
@@ -333,11 +333,11 @@ fn distroless_options() -> keyhole_workflows::DistrolessOptions {
     }
 }
 
-async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Scanned {
+pub(crate) async fn scan_in(cluster: &FakeCluster, profile: &Profile, mode: ScanMode) -> Scanned {
     scan_with(cluster, profile, mode, distroless_options()).await
 }
 
-async fn scan_with(
+pub(crate) async fn scan_with(
     cluster: &FakeCluster,
     profile: &Profile,
     mode: ScanMode,
@@ -381,7 +381,7 @@ async fn scan_with(
     Scanned { outcome, records }
 }
 
-fn is_scoped(i: &Identity) -> bool {
+pub(crate) fn is_scoped(i: &Identity) -> bool {
     matches!(i, Identity::ServiceAccount { namespace, .. } if namespace == NS)
 }
 

@@ -9,6 +9,7 @@ mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
+mod node_scan;
 mod realapi;
 mod reap;
 mod scan;

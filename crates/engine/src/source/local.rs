@@ -4,7 +4,8 @@
 //! Every path of a request is resolved by `openat2(root_fd, path, RESOLVE_IN_ROOT |
 //! RESOLVE_NO_MAGICLINKS)`: absolute symlinks and `..` chains resolve against the *target's*
 //! root, never the scanner's, and `/proc` magic links (`/proc/1/root`, `/proc/self/fd/N`) are not
-//! followed at all. A file is read only after `fstat` of an `O_PATH` descriptor said it is a
+//! followed at all. Nothing that resolves onto procfs is opened (`Escape`): the target's `/proc`
+//! shows the scanner's own process too (`/proc/self`, or its PID guessed). A file is read only after `fstat` of an `O_PATH` descriptor said it is a
 //! regular file, and is then opened *through that descriptor* (`/proc/self/fd/N`, the scanner's
 //! own magic link), so no rename between the check and the open can substitute a FIFO or a
 //! device. Walks descend through directory descriptors (`openat(dir_fd, name, O_NOFOLLOW |
@@ -388,6 +389,12 @@ fn open_in_root(
     let mut retries = 0;
     loop {
         match rfs::openat2(root, bytes, flags | OFlags::CLOEXEC, Mode::empty(), IN_ROOT) {
+            // The target's /proc shows every process of its PID namespace, the scanner's
+            // included (`/proc/self`, or its PID guessed): nothing there is the image's, and a
+            // symlink into it would hand the scanner's own environment or files to the facts.
+            Ok(fd) if rfs::fstatfs(&fd).is_ok_and(|s| is_procfs(&s)) => {
+                return Err(FactError::Escape);
+            }
             Ok(fd) => return Ok(fd),
             // A rename or mount raced the lookup: the kernel refuses rather than risk an escape,
             // and asks the caller to try again.

@@ -494,6 +494,8 @@ kh_resolve() {
     kh_cur=$kh_cur/$kh_c
     [ "$kh_last" = 0 ] || break
   done
+  # Nothing under /proc is the image's (and it shows the reader's own process): as LocalRoot.
+  case $kh_cur in /proc|/proc/*) kh_E=Escape; return 1;; esac
   kh_R=$kh_P${kh_cur:-/}
 }
 
