@@ -1,0 +1,166 @@
+//! RPM-family targets: `packages` read from a real `rpmdb.sqlite` (written by Debian's `rpm`
+//! into a test root) through `LocalRoot` equals `rpm -qa --root`, versions compare in rpm's
+//! order, and a corrupt database is an error, never an empty list.
+
+use std::path::Path;
+use std::process::Command;
+
+use keyhole_engine::{Inputs, LocalRoot, Profile, Waivers, evaluate, gather};
+use keyhole_hdf::{ControlStatus, Execution};
+
+use crate::eval_fixture::now;
+
+/// Fails, saying how to get it, when `tool` is missing.
+fn require(tool: &str) {
+    assert!(
+        Command::new(tool).arg("--version").output().is_ok(),
+        "`{tool}` is needed by this test: apt-get install rpm"
+    );
+}
+
+/// Builds three packages (one with an epoch, one with a tilde version) with `rpmbuild` and
+/// installs them with `rpm` into `root`.
+fn install(work: &Path, root: &Path) {
+    require("rpm");
+    require("rpmbuild");
+    let spec = "Name: kh-main\nVersion: 1\nRelease: 1\nSummary: t\nLicense: none\nBuildArch: noarch\n\
+        %description\nt\n\
+        %package -n kh-a\nSummary: a\nVersion: 2.4.1\nRelease: 3.el9\n%description -n kh-a\na\n\
+        %package -n kh-b\nSummary: b\nEpoch: 2\nVersion: 1.0\nRelease: 1\n%description -n kh-b\nb\n\
+        %package -n kh-c\nSummary: c\nVersion: 1.0~rc1\nRelease: 1\n%description -n kh-c\nc\n\
+        %install\nmkdir -p %{buildroot}/usr/share/kh\n\
+        echo a > %{buildroot}/usr/share/kh/a\necho b > %{buildroot}/usr/share/kh/b\n\
+        echo c > %{buildroot}/usr/share/kh/c\n\
+        %files -n kh-a\n/usr/share/kh/a\n%files -n kh-b\n/usr/share/kh/b\n\
+        %files -n kh-c\n/usr/share/kh/c\n";
+    std::fs::write(work.join("t.spec"), spec).unwrap();
+    let out = Command::new("rpmbuild")
+        .arg("-bb")
+        .arg("--define")
+        .arg(format!("_topdir {}", work.join("top").display()))
+        .arg(work.join("t.spec"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rpmbuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut rpms: Vec<_> = std::fs::read_dir(work.join("top/RPMS/noarch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    rpms.sort();
+    assert_eq!(rpms.len(), 3, "{rpms:?}");
+    let out = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "--define", "_db_backend sqlite"])
+        .args(["-i", "--nodeps", "--noscripts", "--nosignature"])
+        .args(&rpms)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rpm -i: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `rpm -qa` of `root`: name and `[epoch:]version-release` of each package.
+fn rpm_qa(root: &Path) -> Vec<(String, String)> {
+    let out = Command::new("rpm")
+        .arg("--root")
+        .arg(root)
+        .args(["--dbpath", "/var/lib/rpm", "-qa", "--qf"])
+        .arg("%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\n")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut all: Vec<_> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (n, v) = l.split_once(' ').unwrap();
+            (n.to_owned(), v.to_owned())
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+fn run(root: &Path, controls: &str) -> Execution {
+    let text = format!("name: t\nversion: 0.1.0\ncontrols:\n{controls}");
+    let p = Profile::from_yaml_str(&text, "t.yaml").unwrap();
+    let inputs = Inputs::defaults(&p);
+    let source = LocalRoot::directory(root).unwrap();
+    let facts = gather(&p, &inputs, &source);
+    evaluate(&p, &inputs, &facts, &Waivers::none(), now())
+}
+
+fn status(exec: &Execution, id: &str) -> (ControlStatus, String) {
+    let c = exec.profiles[0]
+        .controls
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap();
+    let msg = c
+        .results
+        .iter()
+        .filter_map(|r| r.message.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (c.status(), msg)
+}
+
+#[test]
+fn rpm_packages_equal_rpm_qa_compare_in_rpm_order_and_corruption_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    install(dir.path(), &root);
+    let qa = rpm_qa(&root);
+    assert_eq!(qa.len(), 3, "{qa:?}");
+    // One control per package `rpm -qa` lists: present with exactly its version; and the count.
+    let mut controls = format!(
+        "  - id: COUNT\n    impact: 0.5\n    checks:\n      - packages: ~\n        where: {{manager: rpm}}\n        count: {}\n",
+        qa.len()
+    );
+    for (i, (name, evr)) in qa.iter().enumerate() {
+        controls.push_str(&format!(
+            "  - id: P{i}\n    impact: 0.5\n    checks:\n      - package: {name}\n        version: {{eq: '{evr}'}}\n"
+        ));
+    }
+    // rpm's order: the epoch wins over any version; a tilde sorts before the release.
+    controls.push_str(
+        "  - id: ORDER\n    impact: 0.5\n    checks:\n      - package: kh-b\n        version: {min: '1:9.9-9'}\n      - package: kh-c\n        version: {lt: '1.0-1'}\n      - package: kh-a\n        version: {gt: '2.4.1-3.el8'}\n",
+    );
+    controls.push_str(
+        "  - id: WRONG\n    impact: 0.5\n    checks:\n      - package: kh-a\n        version: {min: '2.4.1-10.el9'}\n",
+    );
+    let exec = run(&root, &controls);
+    for c in &exec.profiles[0].controls {
+        let (s, msg) = status(&exec, &c.id);
+        let want = if c.id == "WRONG" {
+            ControlStatus::Failed
+        } else {
+            ControlStatus::Passed
+        };
+        assert_eq!(s, want, "{}: {msg}", c.id);
+    }
+
+    // A database present but corrupt is an error for the control, never an empty list.
+    let db = root.join("var/lib/rpm/rpmdb.sqlite");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let half = bytes.len() / 2;
+    bytes[100..half].fill(0xa5);
+    std::fs::write(&db, &bytes).unwrap();
+    let _ = std::fs::remove_file(root.join("var/lib/rpm/rpmdb.sqlite-wal"));
+    let exec = run(
+        &root,
+        "  - id: GONE\n    impact: 0.5\n    checks:\n      - package: telnet\n        exists: false\n",
+    );
+    let (s, msg) = status(&exec, "GONE");
+    assert_eq!(s, ControlStatus::ProfileError, "{msg}");
+    assert!(msg.contains("rpmdb.sqlite"), "{msg}");
+}
