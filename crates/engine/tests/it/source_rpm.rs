@@ -5,10 +5,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use keyhole_engine::{Inputs, LocalRoot, Profile, Waivers, evaluate, gather};
+use keyhole_engine::{
+    FactSource, Facts, Inputs, LocalRoot, Profile, ShellScript, Waivers, evaluate, gather, plan,
+};
 use keyhole_hdf::{ControlStatus, Execution};
 
 use crate::eval_fixture::now;
+use crate::source_fixtures::{assert_same_facts, shells, within};
 
 /// Fails, saying how to get it, when `tool` is missing.
 fn require(tool: &str) {
@@ -89,13 +92,43 @@ fn rpm_qa(root: &Path) -> Vec<(String, String)> {
     all
 }
 
-fn run(root: &Path, controls: &str) -> Execution {
+fn profile(controls: &str) -> Profile {
     let text = format!("name: t\nversion: 0.1.0\ncontrols:\n{controls}");
-    let p = Profile::from_yaml_str(&text, "t.yaml").unwrap();
+    Profile::from_yaml_str(&text, "t.yaml").unwrap()
+}
+
+fn run(root: &Path, controls: &str) -> Execution {
+    let p = profile(controls);
     let inputs = Inputs::defaults(&p);
     let source = LocalRoot::directory(root).unwrap();
     let facts = gather(&p, &inputs, &source);
     evaluate(&p, &inputs, &facts, &Waivers::none(), now())
+}
+
+/// The facts of `controls` on `root` through the shell script, with each test shell; each must
+/// equal `LocalRoot`'s (the binary database read byte for byte) and judge the same.
+fn script_agrees(root: &Path, controls: &str, local: &Execution) {
+    let p = profile(controls);
+    let inputs = Inputs::defaults(&p);
+    let fact_plan = plan(&p, &inputs);
+    let local_facts = LocalRoot::directory(root).unwrap().gather(&fact_plan);
+    for (name, shell) in shells() {
+        let script = ShellScript::in_container()
+            .with_root_prefix(root)
+            .unwrap()
+            .with_pid(None);
+        let fp = fact_plan.clone();
+        let facts: Facts = within(300, name, move || script.run_local(&fp, shell).unwrap());
+        assert_same_facts(&format!("{name} vs LocalRoot"), &facts, &local_facts);
+        let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
+        for (a, b) in exec.profiles[0]
+            .controls
+            .iter()
+            .zip(&local.profiles[0].controls)
+        {
+            assert_eq!((&a.id, a.status()), (&b.id, b.status()), "{name}");
+        }
+    }
 }
 
 fn status(exec: &Execution, id: &str) -> (ControlStatus, String) {
@@ -148,6 +181,7 @@ fn rpm_packages_equal_rpm_qa_compare_in_rpm_order_and_corruption_is_an_error() {
         };
         assert_eq!(s, want, "{}: {msg}", c.id);
     }
+    script_agrees(&root, &controls, &exec);
 
     // A database present but corrupt is an error for the control, never an empty list.
     let db = root.join("var/lib/rpm/rpmdb.sqlite");
