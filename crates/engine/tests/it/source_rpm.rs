@@ -152,6 +152,13 @@ fn rpm_packages_equal_rpm_qa_compare_in_rpm_order_and_corruption_is_an_error() {
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     install(dir.path(), &root);
+    // A UBI 9 image's os-release (UBI carries RHEL's `ID`).
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "NAME=\"Red Hat Enterprise Linux\"\nID=\"rhel\"\nVERSION_ID=\"9.4\"\n",
+    )
+    .unwrap();
     let qa = rpm_qa(&root);
     assert_eq!(qa.len(), 3, "{qa:?}");
     // One control per package `rpm -qa` lists: present with exactly its version; and the count.
@@ -167,6 +174,10 @@ fn rpm_packages_equal_rpm_qa_compare_in_rpm_order_and_corruption_is_an_error() {
     // rpm's order: the epoch wins over any version; a tilde sorts before the release.
     controls.push_str(
         "  - id: ORDER\n    impact: 0.5\n    checks:\n      - package: kh-b\n        version: {min: '1:9.9-9'}\n      - package: kh-c\n        version: {lt: '1.0-1'}\n      - package: kh-a\n        version: {gt: '2.4.1-3.el8'}\n",
+    );
+    // RHEL 9 ends maintenance on 2032-05-31: 2013 days after the test's scan (2026-11-26).
+    controls.push_str(
+        "  - id: EOL\n    impact: 0.5\n    checks:\n      - os_release: ~\n        id: rhel\n        days_to_eol: {min: 2013, max: 2013}\n",
     );
     controls.push_str(
         "  - id: WRONG\n    impact: 0.5\n    checks:\n      - package: kh-a\n        version: {min: '2.4.1-10.el9'}\n",
