@@ -3,7 +3,8 @@
 //! [`crate::integrity`], shared by every fact source; this module reads its answer.
 
 use super::args::{arg, args, positive_or, target_path};
-use super::ctx::wrong_answer;
+use super::ctx::{what, wrong_answer};
+use super::packages::rpm_requests;
 use super::{Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet, bytes, f, path, text};
 use crate::EngineError;
 use crate::facts::{FactPlan, FactRequest, FactValue, FileStatus, IntegritySpec, TargetPath};
@@ -96,12 +97,25 @@ impl Kind for PackageIntegrity {
 
     fn requests(&self, _: &[&str], _: &NamedWalks, plan: &mut FactPlan) {
         plan.add(self.request());
+        // Whether the target is RPM-based, so that its packages are never reported verified.
+        for r in rpm_requests() {
+            plan.add(r);
+        }
     }
 
     fn records<'c>(&'c self, ctx: &'c Ctx<'_>, set: &mut RecordSet<'c>) -> Result<(), Issue> {
         let r = self.request();
-        // No dpkg info directory: not a dpkg-based image, nothing to verify.
+        // No dpkg info directory: not a dpkg-based image. An RPM database means packages this
+        // resource cannot verify yet: an error, never a pass over no files.
         if ctx.not_found(&r) {
+            if let Some(db) = rpm_requests().iter().find(|q| !ctx.not_found(q)) {
+                return Err(Issue::Error(format!(
+                    "package_integrity does not yet verify RPM packages ({} is present), so \
+                     this image's packaged files were not checked; verify them with `rpm -Va` \
+                     or waive this control",
+                    what(db)
+                )));
+            }
             return Ok(());
         }
         let FactValue::Integrity(report) = ctx.answer(&r)? else {

@@ -92,7 +92,7 @@ const GPG_PUBKEY: &str = "gpg-pubkey";
 
 /// The reads of every place rpm may keep its database ([`keyhole_rpmdb::DB_PATHS`]), each
 /// followed by its SQLite write-ahead log when it is an `rpmdb.sqlite`.
-fn rpm_requests() -> Vec<FactRequest> {
+pub(super) fn rpm_requests() -> Vec<FactRequest> {
     let mut all = Vec::new();
     for p in keyhole_rpmdb::DB_PATHS {
         all.push(read(p, RPM_DB_MAX));
