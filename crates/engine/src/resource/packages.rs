@@ -66,7 +66,7 @@ const DATABASES: &[Database] = &[
         },
     },
     Database {
-        requests: || vec![read(APK_INSTALLED, PACKAGE_DB_MAX)],
+        requests: || vec![apk_request()],
         packages: |ctx, r| {
             Ok(ctx
                 .whole(&r[0])?
@@ -89,6 +89,11 @@ const DATABASES: &[Database] = &[
 const RPM_DB_MAX: u64 = 256 << 20;
 /// The name of the pseudo-packages that hold rpm's imported signing keys (not software).
 const GPG_PUBKEY: &str = "gpg-pubkey";
+
+/// The read of apk's database of installed packages.
+pub(super) fn apk_request() -> FactRequest {
+    read(APK_INSTALLED, PACKAGE_DB_MAX)
+}
 
 /// The reads of every place rpm may keep its database ([`keyhole_rpmdb::DB_PATHS`]), each
 /// followed by its SQLite write-ahead log when it is an `rpmdb.sqlite`.
