@@ -212,6 +212,28 @@ fn rpm_packages_equal_rpm_qa_compare_in_rpm_order_and_corruption_is_an_error() {
         "RHEL 9 is supported"
     );
 
+    // A database that is a symlink out of the root resolves inside it: the good copy outside is
+    // never read (here nothing is left inside, so no RPM package is listed).
+    let db = root.join("var/lib/rpm/rpmdb.sqlite");
+    let outside = dir.path().join("outside.sqlite");
+    std::fs::rename(&db, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &db).unwrap();
+    let count = "  - id: N\n    impact: 0.5\n    checks:\n      - packages: ~\n        where: {manager: rpm}\n        count: 0\n";
+    let (s, msg) = status(&run(&root, count), "N");
+    assert_eq!(s, ControlStatus::Passed, "{msg}");
+    // A FIFO in its place is an error, and the scan does not block on it.
+    std::fs::remove_file(&db).unwrap();
+    let made = Command::new("mkfifo").arg(&db).status().unwrap();
+    assert!(made.success());
+    let exec = within(60, "a FIFO database", {
+        let root = root.clone();
+        move || run(&root, count)
+    });
+    let (s, msg) = status(&exec, "N");
+    assert_eq!(s, ControlStatus::ProfileError, "{msg}");
+    std::fs::remove_file(&db).unwrap();
+    std::fs::rename(&outside, &db).unwrap();
+
     // A database present but corrupt is an error for the control, never an empty list.
     let db = root.join("var/lib/rpm/rpmdb.sqlite");
     let mut bytes = std::fs::read(&db).unwrap();
