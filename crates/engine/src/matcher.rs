@@ -46,8 +46,10 @@ pub(crate) enum Value<'a> {
     Bool(bool),
     /// A set of words.
     List(Vec<String>),
-    /// A version.
+    /// A version, ordered as dpkg orders versions (dpkg and apk packages).
     Version(Cow<'a, str>),
+    /// A version `[epoch:]version-release`, ordered as rpm orders versions (RPM packages).
+    RpmVersion(Cow<'a, str>),
     /// The record has no value for this field (an empty column, an unknown date).
     Missing,
     /// The value could not be determined from the facts.
@@ -494,6 +496,9 @@ fn test_op(op: &Op, value: &Value<'_>) -> Option<bool> {
         (Op::ListSubsetOf(allowed), Value::List(v)) => v.iter().all(|x| allowed.contains(x)),
         (Op::ListEmpty(want), Value::List(v)) => v.is_empty() == *want,
         (Op::VersionCmp(c, want), Value::Version(v)) => c.holds(version::compare(v, want)),
+        (Op::VersionCmp(c, want), Value::RpmVersion(v)) => {
+            c.holds(keyhole_rpmdb::compare_evr(v, want))
+        }
         _ => return None,
     })
 }
@@ -585,7 +590,7 @@ pub(crate) fn show(value: &Value<'_>, sensitive: bool) -> String {
         Value::Text(b, _) => show_bytes(b),
         Value::Bool(b) => b.to_string(),
         Value::List(v) => show_list(v),
-        Value::Version(v) => show_bytes(v.as_bytes()),
+        Value::Version(v) | Value::RpmVersion(v) => show_bytes(v.as_bytes()),
         Value::Missing => "not set".to_owned(),
         Value::Unknown(_) => "unknown".to_owned(),
     }

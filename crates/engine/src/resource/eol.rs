@@ -30,6 +30,12 @@ struct Distribution {
 /// registries. Their `Check against` comment says where to refresh them.
 const WRITTEN: Date = date(2026, 11, 26);
 
+/// Rows of the RPM family (RHEL/UBI 10, Rocky and AlmaLinux 10, SUSE Linux Enterprise Server 15
+/// service packs) added on this date from the vendors' lifecycle pages as known then; like
+/// [`WRITTEN`], they could not be verified on the machine that wrote them (no offline source
+/// covers them: Debian's `distro-info-data` has only Debian and Ubuntu).
+const RPM_FAMILY_ADDED: Date = date(2026, 12, 3);
+
 const TABLE: &[Distribution] = &[
     Distribution {
         id: "debian",
@@ -89,26 +95,37 @@ const TABLE: &[Distribution] = &[
         releases: &[("7", date(2024, 6, 30)), ("8", date(2021, 12, 31))],
     },
     Distribution {
+        // UBI images carry `ID=rhel` and their RHEL release's `VERSION_ID`.
         id: "rhel",
         // Check against: Red Hat Enterprise Linux life cycle (end of maintenance support).
+        // 7 to 9 written with the engine; 10 (GA May 2025) added with the RPM family.
         checked: WRITTEN,
         releases: &[
             ("7", date(2024, 6, 30)),
             ("8", date(2029, 5, 31)),
             ("9", date(2032, 5, 31)),
+            ("10", date(2035, 5, 31)),
         ],
     },
     Distribution {
         id: "rocky",
-        // Check against: Rocky Linux release notes.
+        // Check against: Rocky Linux release notes (10 added with the RPM family).
         checked: WRITTEN,
-        releases: &[("8", date(2029, 5, 31)), ("9", date(2032, 5, 31))],
+        releases: &[
+            ("8", date(2029, 5, 31)),
+            ("9", date(2032, 5, 31)),
+            ("10", date(2035, 5, 31)),
+        ],
     },
     Distribution {
         id: "almalinux",
-        // Check against: AlmaLinux release notes.
+        // Check against: AlmaLinux release notes (10 added with the RPM family).
         checked: WRITTEN,
-        releases: &[("8", date(2029, 5, 31)), ("9", date(2032, 5, 31))],
+        releases: &[
+            ("8", date(2029, 5, 31)),
+            ("9", date(2032, 5, 31)),
+            ("10", date(2035, 5, 31)),
+        ],
     },
     Distribution {
         id: "ol",
@@ -125,6 +142,25 @@ const TABLE: &[Distribution] = &[
         // Check against: Amazon Linux FAQs (end of support).
         checked: WRITTEN,
         releases: &[("2", date(2026, 6, 30)), ("2023", date(2029, 6, 30))],
+    },
+    Distribution {
+        // SUSE Linux Enterprise Server and its BCI base images (`ID=sles`, `VERSION_ID=15.6`).
+        id: "sles",
+        // Check against: SUSE product support lifecycle, end of general support per service
+        // pack (each ends six months after the next one ships; the last, SP7, at the end of
+        // SLES 15's general support). Long-term service pack support (LTSS) is paid extra and
+        // not counted. The service packs come before the bare `15`, which would match them too.
+        checked: RPM_FAMILY_ADDED,
+        releases: &[
+            ("15.1", date(2021, 1, 31)),
+            ("15.2", date(2021, 12, 31)),
+            ("15.3", date(2022, 12, 31)),
+            ("15.4", date(2023, 12, 31)),
+            ("15.5", date(2024, 12, 31)),
+            ("15.6", date(2025, 12, 31)),
+            ("15.7", date(2031, 7, 31)),
+            ("15", date(2019, 12, 31)),
+        ],
     },
 ];
 
@@ -189,6 +225,20 @@ mod tests {
         assert_eq!(eol("debian", "120"), None);
         assert_eq!(eol("rhel", "9.4"), Some(date(2032, 5, 31)));
         assert_eq!(eol("ubuntu", "26.04"), Some(date(2031, 5, 29)));
+        // The RPM family: UBI is `rhel`; a SLES service pack is not its bare major release.
+        assert_eq!(eol("rhel", "8.10"), Some(date(2029, 5, 31)));
+        assert_eq!(eol("rhel", "10.0"), Some(date(2035, 5, 31)));
+        assert_eq!(eol("rocky", "9.5"), Some(date(2032, 5, 31)));
+        assert_eq!(eol("almalinux", "10.0"), Some(date(2035, 5, 31)));
+        assert_eq!(eol("amzn", "2023"), Some(date(2029, 6, 30)));
+        assert_eq!(eol("sles", "15.6"), Some(date(2025, 12, 31)));
+        assert_eq!(eol("sles", "15.7"), Some(date(2031, 7, 31)));
+        assert_eq!(eol("sles", "15"), Some(date(2019, 12, 31)));
+        assert_eq!(
+            eol("sles", "15.10"),
+            Some(date(2019, 12, 31)),
+            "an unknown pack: bare 15"
+        );
         assert_eq!(eol("plan9", "4"), None);
         assert_eq!(lookup("plan9", "4"), None);
         assert_eq!(

@@ -3,7 +3,8 @@
 //! [`crate::integrity`], shared by every fact source; this module reads its answer.
 
 use super::args::{arg, args, positive_or, target_path};
-use super::ctx::wrong_answer;
+use super::ctx::{what, wrong_answer};
+use super::packages::{apk_request, rpm_requests};
 use super::{Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet, bytes, f, path, text};
 use crate::EngineError;
 use crate::facts::{FactPlan, FactRequest, FactValue, FileStatus, IntegritySpec, TargetPath};
@@ -96,12 +97,31 @@ impl Kind for PackageIntegrity {
 
     fn requests(&self, _: &[&str], _: &NamedWalks, plan: &mut FactPlan) {
         plan.add(self.request());
+        // Whether the target is RPM- or apk-based, so that its packages are never reported
+        // verified.
+        for r in unverified_dbs() {
+            plan.add(r);
+        }
     }
 
     fn records<'c>(&'c self, ctx: &'c Ctx<'_>, set: &mut RecordSet<'c>) -> Result<(), Issue> {
         let r = self.request();
-        // No dpkg info directory: not a dpkg-based image, nothing to verify.
+        // No dpkg lists: not a dpkg-based image. An RPM or apk database means packages this
+        // resource cannot verify yet: an error, never a pass over no files.
         if ctx.not_found(&r) {
+            if let Some(db) = unverified_dbs().iter().find(|q| !ctx.not_found(q)) {
+                let (manager, tool) = if *db == apk_request() {
+                    ("apk", "apk audit")
+                } else {
+                    ("RPM", "rpm -Va")
+                };
+                return Err(Issue::Error(format!(
+                    "package_integrity does not yet verify {manager} packages ({} is present), \
+                     so this image's packaged files were not checked; verify them with \
+                     `{tool}` or waive this control",
+                    what(db)
+                )));
+            }
             return Ok(());
         }
         let FactValue::Integrity(report) = ctx.answer(&r)? else {
@@ -138,6 +158,13 @@ impl Kind for PackageIntegrity {
         }
         Ok(())
     }
+}
+
+/// The package databases whose packages this resource cannot verify yet.
+fn unverified_dbs() -> Vec<FactRequest> {
+    let mut all = rpm_requests();
+    all.push(apk_request());
+    all
 }
 
 /// A packaged file that is changed or missing.

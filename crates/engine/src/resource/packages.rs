@@ -26,6 +26,8 @@ const DPKG_STATUS: &str = "/var/lib/dpkg/status";
 const APK_INSTALLED: &str = "/lib/apk/db/installed";
 /// Largest package database read whole.
 const PACKAGE_DB_MAX: u64 = 64 << 20;
+/// The `manager` of RPM packages (whose versions rpm's ordering compares).
+const RPM: &str = "rpm";
 /// Most files of [`DPKG_STATUS_D`] read.
 const STATUS_D_MAX_FILES: u64 = 10_000;
 
@@ -46,27 +48,65 @@ const FIELDS: &[FieldSpec] = &[
 
 /// One package database.
 struct Database {
-    /// The request that reads it.
-    request: fn() -> FactRequest,
-    /// Its packages, from the answer to `request` (none when it is absent).
-    packages: fn(&Ctx<'_>, &FactRequest) -> Result<Vec<Package>, Issue>,
+    /// The requests that read it (one file, or the files where it may be).
+    requests: fn() -> Vec<FactRequest>,
+    /// Its packages, from the answers to `requests` (none when it is absent).
+    packages: fn(&Ctx<'_>, &[FactRequest]) -> Result<Vec<Package>, Issue>,
 }
 
 /// Every package database read, in the order their packages are listed.
 const DATABASES: &[Database] = &[
     Database {
-        request: || read(DPKG_STATUS, PACKAGE_DB_MAX),
-        packages: |ctx, r| Ok(ctx.whole(r)?.map(target::dpkg_status).unwrap_or_default()),
+        requests: || vec![read(DPKG_STATUS, PACKAGE_DB_MAX)],
+        packages: |ctx, r| {
+            Ok(ctx
+                .whole(&r[0])?
+                .map(target::dpkg_status)
+                .unwrap_or_default())
+        },
     },
     Database {
-        request: || read(APK_INSTALLED, PACKAGE_DB_MAX),
-        packages: |ctx, r| Ok(ctx.whole(r)?.map(target::apk_installed).unwrap_or_default()),
+        requests: || vec![apk_request()],
+        packages: |ctx, r| {
+            Ok(ctx
+                .whole(&r[0])?
+                .map(target::apk_installed)
+                .unwrap_or_default())
+        },
     },
     Database {
-        request: status_d,
-        packages: |ctx, r| ctx.status_d(r),
+        requests: || vec![status_d()],
+        packages: |ctx, r| ctx.status_d(&r[0]),
+    },
+    Database {
+        requests: rpm_requests,
+        packages: |ctx, r| ctx.rpm(r),
     },
 ];
+
+/// Largest RPM database read (a UBI 9 image's is a few MiB, a full Fedora workstation's about
+/// 200 MiB); a larger one is an issue ("larger than the bytes read"), never a partial list.
+const RPM_DB_MAX: u64 = 256 << 20;
+/// The name of the pseudo-packages that hold rpm's imported signing keys (not software).
+const GPG_PUBKEY: &str = "gpg-pubkey";
+
+/// The read of apk's database of installed packages.
+pub(super) fn apk_request() -> FactRequest {
+    read(APK_INSTALLED, PACKAGE_DB_MAX)
+}
+
+/// The reads of every place rpm may keep its database ([`keyhole_rpmdb::DB_PATHS`]), each
+/// followed by its SQLite write-ahead log when it is an `rpmdb.sqlite`.
+pub(super) fn rpm_requests() -> Vec<FactRequest> {
+    let mut all = Vec::new();
+    for p in keyhole_rpmdb::DB_PATHS {
+        all.push(read(p, RPM_DB_MAX));
+        if p.ends_with(keyhole_rpmdb::SQLITE_FILE) {
+            all.push(read(&format!("{p}-wal"), RPM_DB_MAX));
+        }
+    }
+    all
+}
 
 /// The read of distroless images' per-package dpkg status directory.
 fn status_d() -> FactRequest {
@@ -98,7 +138,9 @@ impl Kind for Packages {
 
     fn requests(&self, _: &[&str], _: &NamedWalks, plan: &mut FactPlan) {
         for db in DATABASES {
-            plan.add((db.request)());
+            for r in (db.requests)() {
+                plan.add(r);
+            }
         }
     }
 
@@ -119,12 +161,55 @@ impl Ctx<'_> {
             .get_or_init(|| {
                 let mut all = Vec::new();
                 for db in DATABASES {
-                    all.extend((db.packages)(self, &(db.request)())?);
+                    all.extend((db.packages)(self, &(db.requests)())?);
                 }
                 Ok(all)
             })
             .as_deref()
             .map_err(Clone::clone)
+    }
+
+    /// The packages of the RPM database: the first of [`keyhole_rpmdb::DB_PATHS`] that exists
+    /// (with its write-ahead log, if any), read by `keyhole_rpmdb`. A database present but
+    /// unreadable (too large, corrupt, `ndb`) is an issue, never an empty list; rpm's
+    /// `gpg-pubkey` pseudo-packages are not listed.
+    fn rpm(&self, requests: &[FactRequest]) -> Result<Vec<Package>, Issue> {
+        let mut rest = requests.iter().peekable();
+        while let Some(r) = rest.next() {
+            let wal = match rest.peek() {
+                Some(FactRequest::Read { path, .. }) if path.as_bytes().ends_with(b"-wal") => {
+                    rest.next()
+                }
+                _ => None,
+            };
+            let Some(db) = self.whole(r)? else {
+                continue;
+            };
+            let wal = match wal {
+                Some(w) => self.whole(w)?,
+                None => None,
+            };
+            let limits = keyhole_rpmdb::Limits {
+                max_db_bytes: RPM_DB_MAX,
+                ..keyhole_rpmdb::Limits::default()
+            };
+            let read = match wal {
+                Some(w) => keyhole_rpmdb::read_database_with_wal(db, w, &limits),
+                None => keyhole_rpmdb::read_database(db, &limits),
+            };
+            let packages = read.map_err(|e| Issue::Error(format!("{}: {e}", what(r))))?;
+            return Ok(packages
+                .into_iter()
+                .filter(|p| p.name != GPG_PUBKEY)
+                .map(|p| Package {
+                    version: p.evr(),
+                    architecture: p.arch.clone().unwrap_or_default(),
+                    name: p.name,
+                    manager: RPM,
+                })
+                .collect());
+        }
+        Ok(Vec::new())
     }
 
     /// The packages of distroless images' `/var/lib/dpkg/status.d/` (one dpkg status stanza per
@@ -175,6 +260,7 @@ impl Record for Package {
     fn value<'a>(&'a self, field: &str, _: &'a Ctx<'_>) -> Option<Value<'a>> {
         Some(match field {
             "name" => text(&self.name),
+            "version" if self.manager == RPM => Value::RpmVersion(Cow::Borrowed(&self.version)),
             "version" => Value::Version(Cow::Borrowed(&self.version)),
             "architecture" => text(&self.architecture),
             "manager" => text(self.manager),

@@ -11,6 +11,7 @@ mod source_debian;
 mod source_fixtures;
 mod source_local;
 mod source_props;
+mod source_rpm;
 mod source_runc;
 mod source_script;
 mod walk_parallel;
