@@ -179,6 +179,18 @@ impl Container {
         let state: serde_json::Value =
             serde_json::from_slice(&run(Command::new(&runc).args(["state", &id]))).unwrap();
         let pid = state["pid"].as_u64().expect("runc state gives the pid") as u32;
+        // `runc run -d` returns once it has told runc's init to go on, which may not yet have
+        // exec'd the entrypoint: until then the process is not dumpable and its root is closed
+        // to every non-root reader, so a test reading it at once races (seen under load).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "container {id}: pid {pid} never exec'd its entrypoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         Self {
             id,
             pid,
