@@ -303,10 +303,12 @@ impl Plan<'_> {
         let target_name = &containers[target_index];
         let target = ContainerName::new(target_name.clone())
             .map_err(|e| malformed(format!("container {target_name:?}: {e}")))?;
-        let marker = marker_state(spec.get("containers"), target_index, target_name)
-            .map_err(|reason| ScannerError::MarkerConflict {
-                doc: label.to_string(),
-                reason,
+        let marker =
+            marker_state(spec.get("containers"), target_index, target_name).map_err(|reason| {
+                ScannerError::MarkerConflict {
+                    doc: label.to_string(),
+                    reason,
+                }
             })?;
         let container_sc = spec
             .get("containers")
@@ -483,7 +485,9 @@ impl Plan<'_> {
                 let target = cs
                     .get_mut(target_index)
                     .and_then(Value::as_mapping_mut)
-                    .ok_or_else(|| malformed("the target container is not a mapping".to_string()))?;
+                    .ok_or_else(|| {
+                        malformed("the target container is not a mapping".to_string())
+                    })?;
                 let entry = Value::Mapping(Mapping::from_iter([
                     (Value::from("name"), Value::from(SCAN_TARGET_ENV)),
                     (Value::from("value"), Value::from(target_name.as_str())),
@@ -749,14 +753,18 @@ enum Marker {
 /// `target`; an error (the reason) when the target sets it otherwise, or another container
 /// sets the target's marker (the agent could then pick that container's processes).
 fn marker_state(containers: Option<&Value>, index: usize, target: &str) -> Result<Marker, String> {
-    let containers = containers.and_then(Value::as_sequence).map_or(&[][..], Vec::as_slice);
+    let containers = containers
+        .and_then(Value::as_sequence)
+        .map_or(&[][..], Vec::as_slice);
     let mut state = Marker::Missing;
     for (i, c) in containers.iter().enumerate() {
         let name = c.get("name").and_then(Value::as_str).unwrap_or("");
         let env = match c.get("env") {
             None | Some(Value::Null) if i == index => {
                 if c.get("env").is_some() {
-                    return Err(format!("container {name:?} has an empty env key (env: with no list)"));
+                    return Err(format!(
+                        "container {name:?} has an empty env key (env: with no list)"
+                    ));
                 }
                 continue;
             }
