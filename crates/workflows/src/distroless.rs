@@ -256,3 +256,47 @@ pub async fn gather_distroless(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use keyhole_core::{Expiry, Namespace, PodName, RunId, ScanMode, ScanTarget, Ttl};
+
+    use super::*;
+
+    #[test]
+    fn the_container_names_its_target_and_carries_the_fact_plan() {
+        let target = ScanTarget::pods(
+            Namespace::new("shop").unwrap(),
+            [PodName::new("web-0").unwrap()],
+            Some(ContainerName::new("web").unwrap()),
+        )
+        .unwrap();
+        let expiry = Expiry::new(
+            "2026-11-26T14:00:00Z".parse().unwrap(),
+            Ttl::parse("15m").unwrap(),
+        )
+        .unwrap();
+        let run = Run::new(
+            RunId::parse("abcdefghij").unwrap(),
+            target,
+            ScanMode::Distroless,
+            expiry,
+        )
+        .unwrap();
+        let image = ImageRef::parse("registry.example.com/keyhole-agent:1.0").unwrap();
+        let web = ContainerName::new("web").unwrap();
+        let profile = keyhole_engine::Profile::resolve(keyhole_engine::DEFAULT_PROFILE).unwrap();
+        let plan = keyhole_engine::plan(&profile, &keyhole_engine::Inputs::defaults(&profile));
+        assert_ne!(plan, FactPlan::new());
+        let c = distroless_container(&run, &web, 10001, Some(10001), &image, &plan).unwrap();
+        let cmd = c.command.unwrap();
+        let at = cmd.iter().position(|a| a == "--target-container").unwrap();
+        assert_eq!(cmd[at + 1], "web");
+        assert_eq!(c.target_container_name.as_deref(), Some("web"));
+        let env = c.env.unwrap();
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].name, "KEYHOLE_FACT_PLAN");
+        let sent: FactPlan = serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(sent, plan);
+    }
+}
