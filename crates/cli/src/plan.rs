@@ -187,7 +187,7 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         };
         // The fact plan of the default profile: what `keyhole scan` gathers without --profile.
         let profile = keyhole_engine::Profile::resolve(keyhole_engine::DEFAULT_PROFILE)
-            .map_err(|e| Failure::bad_input(e))?;
+            .map_err(Failure::bad_input)?;
         let facts = keyhole_engine::plan(&profile, &keyhole_engine::Inputs::defaults(&profile));
         let debug =
             keyhole_workflows::distroless_container(&run, c, uid, a.target_gid, &a.image, &facts)
