@@ -29,7 +29,7 @@ use keyhole_engine::{FactPlan, FactSource as _, Facts, Inputs, LocalRoot, Profil
 const PLAN_ENV: &str = "KEYHOLE_FACT_PLAN";
 /// The environment marker `keyhole sidecar inject` puts on an app container:
 /// `KEYHOLE_SCAN_TARGET=<container name>`.
-const MARKER_ENV: &str = "KEYHOLE_SCAN_TARGET";
+const MARKER_ENV: &str = keyhole_core::SCAN_TARGET_ENV;
 
 #[derive(Debug, Parser)]
 #[command(

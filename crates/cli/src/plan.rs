@@ -185,7 +185,13 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         let (Some(c), Some(uid)) = (&container, uid) else {
             unreachable!("checked above: distroless needs a container and a uid");
         };
-        let debug = keyhole_scanners::debug_container(&run, c, uid, a.target_gid, &a.image);
+        // The fact plan of the default profile: what `keyhole scan` gathers without --profile.
+        let profile = keyhole_engine::Profile::resolve(keyhole_engine::DEFAULT_PROFILE)
+            .map_err(Failure::bad_input)?;
+        let facts = keyhole_engine::plan(&profile, &keyhole_engine::Inputs::defaults(&profile));
+        let debug =
+            keyhole_workflows::distroless_container(&run, c, uid, a.target_gid, &a.image, &facts)
+                .map_err(|e| Failure::bad_input(format!("cannot encode the fact plan: {e}")))?;
         for pod in run.pods() {
             steps.push(Step {
                 method: "PATCH",

@@ -31,6 +31,11 @@ pub use run::{RunId, random_bytes};
 pub use target::{PodSelection, ScanTarget};
 pub use ttl::Ttl;
 
+/// The environment marker that `keyhole sidecar inject` puts on the scanned app container,
+/// `KEYHOLE_SCAN_TARGET=<container name>`, and by which the agent finds that container's
+/// processes (`/proc/PID/environ`) when a pod has several app containers.
+pub const SCAN_TARGET_ENV: &str = "KEYHOLE_SCAN_TARGET";
+
 /// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -131,4 +131,16 @@ pub enum ScannerError {
         /// Which part is in the way.
         reason: String,
     },
+    /// The scanned container already carries the scan-target marker with another value, or
+    /// another container carries the target's marker, so the sidecar could scan the wrong one.
+    #[error(
+        "{doc}: {reason}; the sidecar finds the scanned container by {marker}=<its name>, so remove that env entry (or pick another container with --container)",
+        marker = keyhole_core::SCAN_TARGET_ENV
+    )]
+    MarkerConflict {
+        /// The document: index, kind and name.
+        doc: String,
+        /// Which container sets what.
+        reason: String,
+    },
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use keyhole_core::{ContainerName, Run};
@@ -137,6 +137,12 @@ pub fn sidecar_pod(
         image_pull_policy: Some("Always".to_string()),
         resources: Some(resources(TARGET_REQUESTS, TARGET_LIMITS)),
         security_context: Some(hardened_security_context(uid, gid)),
+        // The marker the sidecar finds the target's processes by, as `inject` adds it.
+        env: Some(vec![EnvVar {
+            name: keyhole_core::SCAN_TARGET_ENV.to_string(),
+            value: Some(TARGET_CONTAINER_NAME.to_string()),
+            value_from: None,
+        }]),
         ..Container::default()
     };
     let sidecar = sidecar_container(&target, uid, gid, scanner, scan_time_limit_secs(run));

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{EnvVar, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, EphemeralContainer, Pod};
 use keyhole_core::{ContainerName, Run};
 use keyhole_engine::{FactPlan, Facts};
 use keyhole_scanners::ImageRef;
@@ -59,6 +59,33 @@ const NEVER_STARTS: [&str; 5] = [
 
 /// The environment variable the agent reads the plan from (see `keyhole-agent`).
 const PLAN_ENV: &str = "KEYHOLE_FACT_PLAN";
+
+/// The ephemeral scanner container of a distroless scan exactly as the workflow adds it: the
+/// hardened [`keyhole_scanners::debug_container`] told its target container
+/// (`--target-container`) and carrying the fact plan `plan` as JSON in `KEYHOLE_FACT_PLAN`.
+///
+/// Pure (no cluster), so `keyhole plan` prints the same body the scan sends. Fails only if the
+/// plan cannot be encoded as JSON.
+pub fn distroless_container(
+    run: &Run,
+    container: &ContainerName,
+    uid: u32,
+    gid: Option<u32>,
+    image: &ImageRef,
+    plan: &FactPlan,
+) -> Result<EphemeralContainer, serde_json::Error> {
+    let plan_json = serde_json::to_string(plan)?;
+    let mut debug = keyhole_scanners::debug_container(run, container, uid, gid, image);
+    if let Some(cmd) = debug.command.as_mut() {
+        cmd.extend(["--target-container".to_string(), container.to_string()]);
+    }
+    debug.env = Some(vec![EnvVar {
+        name: PLAN_ENV.to_string(),
+        value: Some(plan_json),
+        value_from: None,
+    }]);
+    Ok(debug)
+}
 
 fn uid_gid(pod: &Pod, container: &str) -> (Option<i64>, Option<i64>) {
     let spec = pod.spec.as_ref();
@@ -137,22 +164,16 @@ pub async fn gather_distroless(
     }
     let container = ContainerName::new(target.container.clone())
         .map_err(|e| WorkflowError::Container(e.to_string()))?;
-    let mut debug = keyhole_scanners::debug_container(run, &container, uid, gid, &opts.image);
+    let debug =
+        distroless_container(run, &container, uid, gid, &opts.image, plan).map_err(|e| {
+            WorkflowError::Agent {
+                namespace: target.namespace.clone(),
+                pod: target.pod.clone(),
+                container: run.object_name().to_string(),
+                detail: format!("cannot encode the fact plan: {e}"),
+            }
+        })?;
     let name = debug.name.clone();
-    if let Some(cmd) = debug.command.as_mut() {
-        cmd.extend(["--target-container".to_string(), target.container.clone()]);
-    }
-    let plan_json = serde_json::to_string(plan).map_err(|e| WorkflowError::Agent {
-        namespace: target.namespace.clone(),
-        pod: target.pod.clone(),
-        container: name.clone(),
-        detail: format!("cannot encode the fact plan: {e}"),
-    })?;
-    debug.env = Some(vec![EnvVar {
-        name: PLAN_ENV.to_string(),
-        value: Some(plan_json),
-        value_from: None,
-    }]);
     let agent_err = |detail: String| WorkflowError::Agent {
         namespace: target.namespace.clone(),
         pod: target.pod.clone(),
@@ -233,5 +254,49 @@ pub async fn gather_distroless(
              complete, checksummed frame was expected",
             frames.len()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyhole_core::{Expiry, Namespace, PodName, RunId, ScanMode, ScanTarget, Ttl};
+
+    use super::*;
+
+    #[test]
+    fn the_container_names_its_target_and_carries_the_fact_plan() {
+        let target = ScanTarget::pods(
+            Namespace::new("shop").unwrap(),
+            [PodName::new("web-0").unwrap()],
+            Some(ContainerName::new("web").unwrap()),
+        )
+        .unwrap();
+        let expiry = Expiry::new(
+            "2026-11-26T14:00:00Z".parse().unwrap(),
+            Ttl::parse("15m").unwrap(),
+        )
+        .unwrap();
+        let run = Run::new(
+            RunId::parse("abcdefghij").unwrap(),
+            target,
+            ScanMode::Distroless,
+            expiry,
+        )
+        .unwrap();
+        let image = ImageRef::parse("registry.example.com/keyhole-agent:1.0").unwrap();
+        let web = ContainerName::new("web").unwrap();
+        let profile = keyhole_engine::Profile::resolve(keyhole_engine::DEFAULT_PROFILE).unwrap();
+        let plan = keyhole_engine::plan(&profile, &keyhole_engine::Inputs::defaults(&profile));
+        assert_ne!(plan, FactPlan::new());
+        let c = distroless_container(&run, &web, 10001, Some(10001), &image, &plan).unwrap();
+        let cmd = c.command.unwrap();
+        let at = cmd.iter().position(|a| a == "--target-container").unwrap();
+        assert_eq!(cmd[at + 1], "web");
+        assert_eq!(c.target_container_name.as_deref(), Some("web"));
+        let env = c.env.unwrap();
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].name, "KEYHOLE_FACT_PLAN");
+        let sent: FactPlan = serde_json::from_str(env[0].value.as_deref().unwrap()).unwrap();
+        assert_eq!(sent, plan);
     }
 }

@@ -28,7 +28,7 @@ mod sidecar;
 mod standard;
 mod target;
 
-pub use distroless::{DistrolessOptions, gather_distroless};
+pub use distroless::{DistrolessOptions, distroless_container, gather_distroless};
 pub use error::WorkflowError;
 pub use evaluate::{Evaluated, evaluate};
 pub use sidecar::read_sidecar;

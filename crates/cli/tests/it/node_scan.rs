@@ -466,24 +466,17 @@ fn injected_pod() -> Pod {
     let mut pod: Pod = serde_norway::from_str(&injected.yaml).unwrap();
     let spec = pod.spec.as_mut().unwrap();
     assert_eq!(spec.share_process_namespace, Some(true));
-    // `inject` does not add the target marker yet: added here as the agent documents it.
-    let app = spec
-        .containers
-        .iter_mut()
-        .find(|c| c.name == "app")
-        .unwrap();
-    assert!(
-        !app.env
-            .iter()
-            .flatten()
-            .any(|e| e.name == "KEYHOLE_SCAN_TARGET"),
-        "inject adds the marker now: drop this step"
-    );
-    app.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
-        name: "KEYHOLE_SCAN_TARGET".into(),
-        value: Some("app".into()),
-        value_from: None,
-    }]);
+    // `inject` marks the app container so the agent finds its processes (written out by hand,
+    // not taken from the product's constant).
+    let app = spec.containers.iter().find(|c| c.name == "app").unwrap();
+    let markers: Vec<_> = app
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "KEYHOLE_SCAN_TARGET")
+        .map(|e| (e.value.as_deref(), e.value_from.is_some()))
+        .collect();
+    assert_eq!(markers, [(Some("app"), false)], "inject adds the marker");
     let sidecar = spec
         .containers
         .iter_mut()

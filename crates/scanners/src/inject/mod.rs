@@ -10,7 +10,7 @@
 
 mod tree;
 
-use keyhole_core::ContainerName;
+use keyhole_core::{ContainerName, SCAN_TARGET_ENV};
 use serde_norway::{Mapping, Value};
 
 use crate::sidecar::SIDECAR_PROBE_SKIPS;
@@ -303,6 +303,13 @@ impl Plan<'_> {
         let target_name = &containers[target_index];
         let target = ContainerName::new(target_name.clone())
             .map_err(|e| malformed(format!("container {target_name:?}: {e}")))?;
+        let marker =
+            marker_state(spec.get("containers"), target_index, target_name).map_err(|reason| {
+                ScannerError::MarkerConflict {
+                    doc: label.to_string(),
+                    reason,
+                }
+            })?;
         let container_sc = spec
             .get("containers")
             .and_then(|c| c.get(target_index))
@@ -417,6 +424,19 @@ impl Plan<'_> {
         else {
             return Err(not_editable("a pod spec in flow style"));
         };
+        // The marker first: when the target is the last container, its end is where the
+        // sidecar goes, and insertions at one place keep planning order.
+        if marker == Marker::Missing {
+            let target_node = match containers_node {
+                Node::Collection {
+                    kind: CollectionKind::Seq(items),
+                    ..
+                } => items.get(target_index),
+                _ => None,
+            };
+            self.add_marker(target_node, target_name)
+                .ok_or_else(|| not_editable("the target container's env"))?;
+        }
         let container = sidecar_container(&target, uid, gid, &opts.image, opts.time_limit_secs);
         self.append_container(containers_node, &container)
             .ok_or_else(|| not_editable("the containers list"))?;
@@ -461,6 +481,24 @@ impl Plan<'_> {
                 .expect("k8s-openapi types serialize to YAML: they have only string map keys"),
         );
         if let Some(Value::Sequence(cs)) = spec.get_mut("containers") {
+            if marker == Marker::Missing {
+                let target = cs
+                    .get_mut(target_index)
+                    .and_then(Value::as_mapping_mut)
+                    .ok_or_else(|| {
+                        malformed("the target container is not a mapping".to_string())
+                    })?;
+                let entry = Value::Mapping(Mapping::from_iter([
+                    (Value::from("name"), Value::from(SCAN_TARGET_ENV)),
+                    (Value::from("value"), Value::from(target_name.as_str())),
+                ]));
+                match target.get_mut("env") {
+                    Some(Value::Sequence(env)) => env.push(entry),
+                    _ => {
+                        target.insert(Value::from("env"), Value::Sequence(vec![entry]));
+                    }
+                }
+            }
             cs.push(sidecar_value);
         }
         if !skips.is_empty() {
@@ -505,6 +543,75 @@ impl Plan<'_> {
             .expect("k8s-openapi types serialize to JSON: they have only string map keys");
         let text = yaml::item_mapping(json.as_object()?, dash, self.nl);
         self.insert_lines(*end, text)
+    }
+
+    /// Adds `SCAN_TARGET_ENV=<name>` to the env of the container mapping `container`: a new
+    /// item at the end of a block `env` list (dash in the first item's column) or of a flow one,
+    /// or a new `env` list as the container's last key.
+    fn add_marker(&mut self, container: Option<&Node>, name: &str) -> Option<()> {
+        let Some(Node::Collection {
+            flow: false,
+            end,
+            kind: CollectionKind::Map(entries),
+            ..
+        }) = container
+        else {
+            return None;
+        };
+        let item = serde_json::Map::from_iter([
+            ("name".to_string(), serde_json::Value::from(SCAN_TARGET_ENV)),
+            ("value".to_string(), serde_json::Value::from(name)),
+        ]);
+        match container?.get("env") {
+            None => {
+                let column = self.key_column(entries.first()?.0.start())?;
+                let text = format!(
+                    "{}env:{}{}",
+                    " ".repeat(column),
+                    self.nl,
+                    yaml::item_mapping(&item, column, self.nl)
+                );
+                self.insert_lines(*end, text)
+            }
+            Some(Node::Collection {
+                flow: false,
+                end,
+                kind: CollectionKind::Seq(items),
+                ..
+            }) => {
+                let dash = self.dash_column(items.first()?.start())?;
+                let text = yaml::item_mapping(&item, dash, self.nl);
+                self.insert_lines(*end, text)
+            }
+            Some(Node::Collection {
+                flow: true,
+                end,
+                kind: CollectionKind::Seq(items),
+                ..
+            }) => {
+                let entry = format!(
+                    "{{name: {}, value: {}}}",
+                    yaml::scalar(&serde_json::Value::from(SCAN_TARGET_ENV)),
+                    yaml::scalar(&serde_json::Value::from(name))
+                );
+                // After the last item (and any trailing comma), before the bracket.
+                let at = self.input[..*end].trim_end().len();
+                let sep = if items.is_empty() {
+                    ""
+                } else if self.input[..at].ends_with(',') {
+                    " "
+                } else {
+                    ", "
+                };
+                self.edits.push(Edit {
+                    at,
+                    len: 0,
+                    text: format!("{sep}{entry}"),
+                });
+                Some(())
+            }
+            Some(_) => None,
+        }
     }
 
     /// Adds `skips` to the document's `metadata.annotations`.
@@ -604,6 +711,17 @@ impl Plan<'_> {
             .then(|| (start, prefix.to_string()))
     }
 
+    /// The column of a block mapping key at `at`, when only spaces and sequence dashes precede
+    /// it on its line (`- name: app` has its keys in column 2).
+    fn key_column(&self, at: usize) -> Option<usize> {
+        let start = self.input[..at].rfind('\n').map_or(0, |i| i + 1);
+        let prefix = &self.input[start..at];
+        prefix
+            .bytes()
+            .all(|b| b == b' ' || b == b'-')
+            .then_some(prefix.len())
+    }
+
     /// The column of the `-` before a block sequence item that starts at `item`.
     fn dash_column(&self, item: usize) -> Option<usize> {
         let start = self.input[..item].rfind('\n').map_or(0, |i| i + 1);
@@ -620,6 +738,66 @@ fn container_names(list: Option<&Value>) -> Option<Vec<String>> {
         .iter()
         .map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
         .collect()
+}
+
+/// Whether the scanned container already carries the scan-target marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    /// It does, with the container's name: nothing to add.
+    Present,
+    /// It does not: inject adds it.
+    Missing,
+}
+
+/// Where the scan-target marker stands in `containers` for the target at `index` named
+/// `target`; an error (the reason) when the target sets it otherwise, or another container
+/// sets the target's marker (the agent could then pick that container's processes).
+fn marker_state(containers: Option<&Value>, index: usize, target: &str) -> Result<Marker, String> {
+    let containers = containers
+        .and_then(Value::as_sequence)
+        .map_or(&[][..], Vec::as_slice);
+    let mut state = Marker::Missing;
+    for (i, c) in containers.iter().enumerate() {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        let env = match c.get("env") {
+            None | Some(Value::Null) if i == index => {
+                if c.get("env").is_some() {
+                    return Err(format!(
+                        "container {name:?} has an empty env key (env: with no list)"
+                    ));
+                }
+                continue;
+            }
+            None | Some(Value::Null) => continue,
+            Some(Value::Sequence(env)) => env,
+            Some(_) => return Err(format!("the env of container {name:?} is not a list")),
+        };
+        for e in env {
+            if e.get("name").and_then(Value::as_str) != Some(SCAN_TARGET_ENV) {
+                continue;
+            }
+            let value = e.get("value").and_then(Value::as_str);
+            let plain = e.get("valueFrom").is_none();
+            if i == index {
+                if value == Some(target) && plain && state == Marker::Missing {
+                    state = Marker::Present;
+                } else {
+                    return Err(format!(
+                        "container {name:?} already sets {SCAN_TARGET_ENV} to {}",
+                        match (value, plain) {
+                            (Some(v), true) => format!("{v:?}"),
+                            _ => "something else than its name".to_string(),
+                        }
+                    ));
+                }
+            } else if value == Some(target) || !plain {
+                return Err(format!(
+                    "container {name:?} sets {SCAN_TARGET_ENV} to the target {target:?}'s marker, or from a reference"
+                ));
+            }
+        }
+    }
+    Ok(state)
 }
 
 /// Whether a value counts as set for checkov (Python truthiness).

@@ -383,3 +383,90 @@ fn layouts_are_kept() {
     let out = inject(&input);
     assert!(out.yaml.contains("- \"on\"\n"), "{}", out.yaml);
 }
+
+/// The env entries named KEYHOLE_SCAN_TARGET of container `name` in a Pod output, as
+/// (value, has valueFrom).
+fn markers(yaml: &str, name: &str) -> Vec<(String, bool)> {
+    let doc = &docs(yaml)[0];
+    let c = doc["spec"]["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap();
+    c.get("env")
+        .and_then(Value::as_sequence)
+        .map(|env| {
+            env.iter()
+                .filter(|e| e["name"] == "KEYHOLE_SCAN_TARGET")
+                .map(|e| {
+                    (
+                        e["value"].as_str().unwrap_or("").to_string(),
+                        e.get("valueFrom").is_some(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_scanned_container_gets_the_target_marker() {
+    let two = |web_env: &str| {
+        pod(
+            "",
+            &format!(
+                "  securityContext: {{runAsUser: 1000, runAsGroup: 1000}}\n  containers:\n  - name: web\n    image: web:1\n{web_env}  - name: log\n    image: log:1\n"
+            ),
+        )
+    };
+    let web = ContainerName::new("web").unwrap();
+    let on_web = InjectOptions {
+        container: Some(web.clone()),
+        ..opts()
+    };
+    // No env, a block env and a flow env with an item: the marker is added, nothing else moves.
+    for (env, want_line) in [
+        (
+            "",
+            "    env:\n    - name: KEYHOLE_SCAN_TARGET\n      value: web\n",
+        ),
+        (
+            "    env:\n      - name: A\n        value: b\n",
+            "      - name: A\n        value: b\n      - name: KEYHOLE_SCAN_TARGET\n        value: web\n",
+        ),
+        (
+            "    env: [{name: A, value: b}]\n",
+            "    env: [{name: A, value: b}, {name: KEYHOLE_SCAN_TARGET, value: web}]\n",
+        ),
+    ] {
+        let input = two(env);
+        let out = inject_sidecar(&input, &on_web).unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.yaml.contains(want_line), "{}", out.yaml);
+        assert_eq!(markers(&out.yaml, "web"), [("web".to_string(), false)]);
+        assert!(markers(&out.yaml, "log").is_empty(), "{}", out.yaml);
+    }
+    // Already marked with its own name: left as it is.
+    let input = two("    env:\n    - name: KEYHOLE_SCAN_TARGET\n      value: web\n");
+    let out = inject_sidecar(&input, &on_web).unwrap();
+    assert_eq!(markers(&out.yaml, "web"), [("web".to_string(), false)]);
+    // Marked otherwise, or another container carries the target's marker: refused.
+    for input in [
+        two("    env:\n    - name: KEYHOLE_SCAN_TARGET\n      value: other\n"),
+        two(
+            "    env:\n    - name: KEYHOLE_SCAN_TARGET\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n",
+        ),
+        pod(
+            "",
+            "  securityContext: {runAsUser: 1000}\n  containers:\n  - name: web\n    image: web:1\n  - name: log\n    image: log:1\n    env:\n    - name: KEYHOLE_SCAN_TARGET\n      value: web\n",
+        ),
+    ] {
+        let e = inject_sidecar(&input, &on_web).unwrap_err();
+        assert!(matches!(e, ScannerError::MarkerConflict { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("KEYHOLE_SCAN_TARGET") && msg.contains("document 1"),
+            "{msg}"
+        );
+    }
+}

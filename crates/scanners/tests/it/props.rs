@@ -1,5 +1,6 @@
 //! Property: injection changes nothing of the user's manifest but the sidecar, the process
-//! namespace sharing and the sidecar's checkov exceptions, whatever the layout of the YAML.
+//! namespace sharing, the sidecar's checkov exceptions and the scan-target marker on the
+//! scanned container, whatever the layout of the YAML.
 
 use keyhole_core::ContainerName;
 use keyhole_scanners::{InjectOptions, ScannerError, inject_sidecar, sidecar_container};
@@ -208,9 +209,10 @@ fn container(name: String) -> impl Strategy<Value = (Y, Option<u32>)> {
         any::<bool>(),
         any::<bool>(),
         prop::collection::vec(("[A-Z]{1,5}", text()), 0..3),
+        any::<bool>(),
         extras(),
     )
-        .prop_map(move |(uid, live, ready, env, extra)| {
+        .prop_map(move |(uid, live, ready, env, empty_env, extra)| {
             let mut entries = vec![
                 ("name".to_string(), Y::Str(name.clone())),
                 (
@@ -239,6 +241,9 @@ fn container(name: String) -> impl Strategy<Value = (Y, Option<u32>)> {
                     .map(|(n, v)| map([("name", Y::Str(n)), ("value", Y::Str(v))]))
                     .collect();
                 entries.push(("env".into(), Y::Seq(env)));
+            } else if empty_env {
+                // `env: []`, a flow list the marker goes into.
+                entries.push(("env".into(), Y::Seq(Vec::new())));
             }
             entries.extend(extra);
             (Y::Map(entries), uid)
@@ -398,12 +403,19 @@ fn pod_spec_mut<'a>(v: &'a mut Value, kind: &str) -> &'a mut serde_norway::Mappi
         .unwrap()
 }
 
-/// The output without what injection adds.
-fn strip(mut v: Value, kind: &str) -> Value {
+/// The output without what injection adds (`had_env`: whether the target had an `env` key).
+fn strip(mut v: Value, kind: &str, target: usize, had_env: bool) -> Value {
     let spec = pod_spec_mut(&mut v, kind);
     spec.shift_remove("shareProcessNamespace");
     if let Some(Value::Sequence(cs)) = spec.get_mut("containers") {
         cs.retain(|c| c["name"] != "keyhole-scanner");
+        let c = cs[target].as_mapping_mut().unwrap();
+        if let Some(Value::Sequence(env)) = c.get_mut("env") {
+            env.retain(|e| e["name"] != "KEYHOLE_SCAN_TARGET");
+        }
+        if !had_env {
+            c.shift_remove("env");
+        }
     }
     let metadata = v["metadata"].as_mapping_mut().unwrap();
     if let Some(Value::Mapping(a)) = metadata.get_mut("annotations") {
@@ -462,8 +474,15 @@ proptest! {
         prop_assert_eq!(after.len(), before.len());
         prop_assert_eq!(&after[1..], &before[1..]);
 
-        // Only lines were added: comments, quoting and layout are the user's.
-        let mut lines = out.yaml.lines();
+        // Only lines were added (and the marker into a flow `env: []`): comments, quoting and
+        // layout are the user's.
+        let name = &case.names[target];
+        let unmarked = [name.clone(), serde_json::to_string(name).unwrap()]
+            .iter()
+            .fold(out.yaml.clone(), |y, v| {
+                y.replace(&format!("{{name: KEYHOLE_SCAN_TARGET, value: {v}}}"), "")
+            });
+        let mut lines = unmarked.lines();
         for line in input.lines() {
             prop_assert!(lines.any(|l| l == line), "lost {:?} in\n{}", line, out.yaml);
         }
@@ -494,7 +513,25 @@ proptest! {
         }
         prop_assert_eq!(skips, want_skips);
 
-        let stripped = strip(after[0].clone(), kind);
+        // The scanned container, and it alone, carries the marker with its name, last in its env.
+        for (i, c) in spec_after["containers"].as_sequence().unwrap().iter().enumerate() {
+            let markers: Vec<&Value> = c.get("env").and_then(Value::as_sequence)
+                .map(|env| env.iter().filter(|e| e["name"] == "KEYHOLE_SCAN_TARGET").collect())
+                .unwrap_or_default();
+            if i == target {
+                let last = c["env"].as_sequence().unwrap().last().unwrap();
+                let want = serde_norway::from_str::<Value>(&format!(
+                    "{{name: KEYHOLE_SCAN_TARGET, value: {:?}}}", case.names[target]
+                )).unwrap();
+                prop_assert_eq!(markers, vec![&want]);
+                prop_assert_eq!(last, &want);
+            } else {
+                prop_assert!(markers.is_empty(), "marker on container {}", i);
+            }
+        }
+
+        let had_env = target_container.get("env").is_some();
+        let stripped = strip(after[0].clone(), kind, target, had_env);
         prop_assert_eq!(
             serde_norway::to_string(&stripped).unwrap(),
             serde_norway::to_string(&before[0]).unwrap()
