@@ -52,12 +52,13 @@ pub(crate) fn require(program: &str, package: &str) -> PathBuf {
 }
 
 /// A directory with busybox applet links for every applet (so a script run with it as `PATH`
-/// uses busybox's `find`, `stat`, `od`, … and not GNU's), made once per test process.
+/// uses busybox's `find`, `stat`, `od`, … and not GNU's). It lives in cargo's scratch directory
+/// for integration tests, so runs reuse it and nothing is left in the system's temp dir.
 pub(crate) fn busybox_bin() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let busybox = require("busybox", "busybox-static");
-        let dir = std::env::temp_dir().join(format!("keyhole-busybox-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox-applets");
         std::fs::create_dir_all(&dir).expect("applet dir");
         let list = Command::new(&busybox)
             .arg("--list")
