@@ -936,25 +936,7 @@ async fn auto_falls_back_to_distroless_only_after_the_standard_access_is_gone() 
     assert!(o.mode.1.contains("no shell"), "{}", o.mode.1);
     assert_eq!(o.results.len(), 1);
     assert_eq!(cluster.execs().len(), 1, "one standard attempt");
-    // Never both modes' rights at once: the standard Role is deleted before the distroless
-    // Role is created.
-    let calls = cluster.calls();
-    let role_posts: Vec<usize> = calls
-        .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/roles"))
-        .map(|c| c.index)
-        .collect();
-    assert_eq!(role_posts.len(), 2, "two runs, two Roles");
-    let first_role_deleted = calls
-        .iter()
-        .filter(|c| c.method == "DELETE" && c.path.contains("/roles/") && c.index > role_posts[0])
-        .map(|c| c.index)
-        .min()
-        .expect("the first Role is deleted");
-    assert!(
-        first_role_deleted < role_posts[1],
-        "the distroless Role was created before the standard one was deleted"
-    );
+    assert_one_role_at_a_time(&cluster);
     assert!(cluster.managed_objects().is_empty());
     assert_eq!(o.traces.len(), 1);
 }
@@ -1278,4 +1260,26 @@ async fn a_root_scanner_is_not_attempted_where_pod_security_is_restricted() {
         "refused before patching"
     );
     assert!(cluster.managed_objects().is_empty());
+}
+
+/// Auto mode never holds both modes' rights at once: exactly two Roles were created, and the
+/// first (standard) was deleted before the second (distroless) was created.
+pub(crate) fn assert_one_role_at_a_time(cluster: &FakeCluster) {
+    let calls = cluster.calls();
+    let role_posts: Vec<usize> = calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/roles"))
+        .map(|c| c.index)
+        .collect();
+    assert_eq!(role_posts.len(), 2, "two runs, two Roles");
+    let first_deleted = calls
+        .iter()
+        .filter(|c| c.method == "DELETE" && c.path.contains("/roles/") && c.index > role_posts[0])
+        .map(|c| c.index)
+        .min()
+        .expect("the first Role is deleted");
+    assert!(
+        first_deleted < role_posts[1],
+        "the distroless Role was created before the standard one was deleted"
+    );
 }

@@ -23,7 +23,8 @@ use keyhole_testkit::node::{Image, Images, Node, NodeOptions, rootfs};
 use serde_json::json;
 
 use crate::cluster_scan::{
-    Scanned, distroless_options, is_scoped, normalise, require_root, scan_in, timeless,
+    Scanned, assert_one_role_at_a_time, distroless_options, is_scoped, normalise, require_root,
+    scan_in, timeless,
 };
 use crate::support::{NS, POD};
 
@@ -420,24 +421,7 @@ async fn auto_on_the_node_falls_back_to_distroless_with_one_role_at_a_time() {
         Some(10001),
     );
 
-    // Never both modes' rights at once: the first Role is deleted before the second exists.
-    let calls = cluster.calls();
-    let role_posts: Vec<usize> = calls
-        .iter()
-        .filter(|c| c.method == "POST" && c.path.ends_with("/roles"))
-        .map(|c| c.index)
-        .collect();
-    assert_eq!(role_posts.len(), 2, "two runs, two Roles");
-    let first_deleted = calls
-        .iter()
-        .filter(|c| c.method == "DELETE" && c.path.contains("/roles/") && c.index > role_posts[0])
-        .map(|c| c.index)
-        .min()
-        .expect("the first Role is deleted");
-    assert!(
-        first_deleted < role_posts[1],
-        "the distroless Role was created before the standard one was deleted"
-    );
+    assert_one_role_at_a_time(&cluster);
     assert_eq!(o.traces.len(), 1, "{:?}", o.traces);
     assert!(cluster.managed_objects().is_empty());
     node.shutdown().expect("the node leaves nothing");
