@@ -6,6 +6,7 @@
 
 mod args;
 mod cluster;
+mod gates;
 mod plan;
 mod scan;
 mod scan_cluster;
