@@ -10,6 +10,7 @@ mod invariants;
 mod leaks;
 mod least_privilege;
 mod node_scan;
+mod precheck_gate;
 mod realapi;
 mod reap;
 mod scan;
