@@ -85,9 +85,10 @@ pub fn network_facts(facts: &Facts) -> Option<NetworkFacts> {
 /// the same way).
 const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
 
-/// The container the scan will reach in `pod`: `requested`, else the pod's default-container
-/// annotation, else its only container. `None` when that cannot be decided (several
-/// containers, none chosen).
+/// The container whose security the verdict judges: `requested`, else the pod's
+/// default-container annotation, else its only container other than keyhole's own scanner
+/// sidecar (in sidecar mode the sidecar reads that container; it is not the target). `None`
+/// when that cannot be decided (several containers, none chosen).
 fn container_of(pod: &Pod, requested: Option<&str>) -> Option<String> {
     if let Some(c) = requested {
         return Some(c.to_owned());
@@ -97,13 +98,18 @@ fn container_of(pod: &Pod, requested: Option<&str>) -> Option<String> {
         .as_ref()
         .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
         .unwrap_or_default();
+    let targets: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| *n != keyhole_scanners::SIDECAR_NAME)
+        .collect();
     let annotated = pod
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
         .filter(|a| names.contains(&a.as_str()));
-    match (annotated, names.as_slice()) {
+    match (annotated, targets.as_slice()) {
         (Some(a), _) => Some(a.clone()),
         (None, [only]) => Some((*only).to_owned()),
         _ => None,
@@ -274,6 +280,49 @@ mod tests {
             file,
             max_bytes: NET_TABLE_MAX_BYTES,
         }
+    }
+
+    fn pod(containers: &[&str], default: Option<&str>) -> Pod {
+        let mut p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-0", "namespace": "prod"},
+            "spec": {"containers": containers.iter().map(|c| serde_json::json!({"name": c})).collect::<Vec<_>>()},
+        }))
+        .unwrap();
+        if let Some(d) = default {
+            p.metadata.annotations = Some(
+                [(DEFAULT_CONTAINER_ANNOTATION.to_owned(), d.to_owned())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        p
+    }
+
+    #[test]
+    fn the_judged_container_is_the_one_the_scan_reaches() {
+        assert_eq!(
+            container_of(&pod(&["app"], None), None).as_deref(),
+            Some("app")
+        );
+        assert_eq!(
+            container_of(&pod(&["app", "db"], Some("db")), None).as_deref(),
+            Some("db")
+        );
+        assert_eq!(
+            container_of(&pod(&["app", "db"], Some("nope")), None),
+            None,
+            "an annotation naming no container decides nothing"
+        );
+        assert_eq!(container_of(&pod(&["app", "db"], None), None), None);
+        assert_eq!(
+            container_of(&pod(&["app", "db"], None), Some("db")).as_deref(),
+            Some("db")
+        );
+        // The scanner sidecar is never the target.
+        assert_eq!(
+            container_of(&pod(&["app", keyhole_scanners::SIDECAR_NAME], None), None).as_deref(),
+            Some("app")
+        );
     }
 
     #[test]

@@ -695,3 +695,35 @@ fn a_local_scan_gives_sarif_and_a_report() {
     assert!(md.contains("| Mode | local |"), "{md}");
     assert!(md.contains("No token was issued."), "{md}");
 }
+
+/// A pod with two containers and no `-c` is refused before anything is created (the scan
+/// would not know which one to reach), naming the containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_container_is_refused_before_anything_is_created() {
+    let cluster = FakeCluster::new();
+    cluster.add_running_pod(NS, POD, &["app", "db"]).unwrap();
+    let profile = Profile::builtin("container-baseline").unwrap();
+    let dir = scratch("gate-ambiguous");
+    let req = request(&cluster, &profile);
+    let audit = Audit::new(
+        AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
+        req.run.id().as_str(),
+    );
+    let e = scan_gated(
+        cluster.client_admin(),
+        req,
+        &Policy::builtin(),
+        FakeScoped::new(&cluster),
+        audit,
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        matches!(e, keyhole_cli::cluster_scan::ScanError::ChooseContainer(_)),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("app, db"), "{e}");
+    assert!(e.to_string().contains("-c CONTAINER"), "{e}");
+    assert!(writes(&cluster).is_empty(), "{:?}", writes(&cluster));
+    assert!(cluster.managed_objects().is_empty());
+}
