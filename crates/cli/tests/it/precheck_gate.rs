@@ -336,6 +336,7 @@ async fn a_network_check_aborts_the_verdict_after_the_scan() {
     )
     .unwrap();
     let out = served.dir.join("hdf.json");
+    let report = served.dir.join("report.json");
     for (policy, want) in [(&strict, 5), (&allowing, 0)] {
         let _ = std::fs::remove_file(&out);
         let child = served
@@ -355,6 +356,8 @@ async fn a_network_check_aborts_the_verdict_after_the_scan() {
                     policy.to_str().unwrap(),
                     "--out",
                     out.to_str().unwrap(),
+                    "--report",
+                    report.to_str().unwrap(),
                 ],
                 &[("KEYHOLE_API_TIMEOUT", "20s")],
             )
@@ -374,6 +377,16 @@ async fn a_network_check_aborts_the_verdict_after_the_scan() {
             f.stderr
         );
         assert!(served.cluster.managed_objects().is_empty());
+        // The run's access existed and is gone, whatever the verdict.
+        let r = read_json(&report);
+        let objects = r["objects"].as_array().unwrap();
+        assert_eq!(objects.len(), 4, "{r}");
+        assert!(objects.iter().all(|o| o["deleted_at"].is_string()), "{r}");
+        assert_eq!(
+            r["verdict"]["outcome"],
+            if want == 5 { "aborted" } else { "not_judged" },
+            "{r}"
+        );
         let hdf = read_json(&out);
         assert_valid(exec_schema(), &hdf, "the HDF");
         if want == 5 {
