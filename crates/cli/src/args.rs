@@ -243,6 +243,21 @@ pub(crate) struct ScanArgs {
     /// What to print.
     #[arg(long, value_name = "FORMAT", default_value = "summary")]
     pub(crate) format: ScanFormat,
+    /// Which engine judges a pod: native (keyhole's engine; facts gathered with the scoped
+    /// access, judged locally) or cinc (`cinc-auditor`, else `inspec`, runs the InSpec profile
+    /// directory or archive given as --profile over `k8s-container://` with a scoped kubeconfig
+    /// and standard-mode access; one pod; its JSON report is the HDF).
+    #[arg(long, value_name = "SCANNER", default_value = "native")]
+    pub(crate) scanner: Scanner,
+}
+
+/// The engines `keyhole scan` can judge a pod with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scanner {
+    /// keyhole's own engine.
+    Native,
+    /// CINC Auditor (or Chef InSpec) with an InSpec profile.
+    Cinc,
 }
 
 #[derive(Debug, Args)]

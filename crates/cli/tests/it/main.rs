@@ -3,6 +3,7 @@
 //! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
 mod audit_log;
+mod cinc;
 mod cluster_scan;
 mod errors;
 mod fault_matrix;
