@@ -321,6 +321,13 @@ pub(crate) struct PlanArgs {
         default_value = "yaml"
     )]
     pub(crate) format: Format,
+    /// The profile the scan will use (builtin:NAME or a profile YAML file): the distroless
+    /// debug container carries its fact plan.
+    #[arg(long, value_name = "PROFILE", default_value = keyhole_engine::DEFAULT_PROFILE)]
+    pub(crate) profile: String,
+    /// Override a profile input (repeatable): NAME=VALUE, as for `keyhole scan`.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub(crate) inputs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

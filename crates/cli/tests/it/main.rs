@@ -11,6 +11,7 @@ mod invariants;
 mod leaks;
 mod least_privilege;
 mod node_scan;
+mod plan_profile;
 mod realapi;
 mod reap;
 mod scan;
