@@ -5,6 +5,7 @@
 mod audit_log;
 mod cinc;
 mod cluster_scan;
+mod demo;
 mod errors;
 mod fault_matrix;
 mod invariants;
