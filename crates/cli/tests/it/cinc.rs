@@ -83,8 +83,17 @@ async fn cinc_scan(
         served.audit.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
+    // As a user's shell has it: KUBECONFIG names the user's own (admin) kubeconfig. The
+    // auditor must get the scoped one instead.
     let child = served
-        .keyhole(&args, &[("PATH", path), ("KEYHOLE_API_TIMEOUT", "20s")])
+        .keyhole(
+            &args,
+            &[
+                ("PATH", path),
+                ("KEYHOLE_API_TIMEOUT", "20s"),
+                ("KUBECONFIG", served.kubeconfig.to_str().unwrap()),
+            ],
+        )
         .spawn()
         .unwrap();
     finish(child).await
@@ -351,6 +360,34 @@ async fn what_cinc_cannot_do_is_bad_input_before_any_call() {
     let f = cinc_scan(&served, &path, &served.dir.join("nope"), &[]).await;
     assert_eq!(f.code, Some(2), "{}", f.stderr);
     assert!(f.stderr.contains("no such InSpec profile"), "{}", f.stderr);
+    assert!(served.cluster.calls().is_empty());
+    assert!(
+        !served.dir.join("record/argv").exists(),
+        "the auditor never ran"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_names_the_auditor_and_its_target_and_sends_nothing() {
+    let served = Served::new("cinc-dry").await;
+    let bin = stand_in(&served.dir, "cinc-auditor", None, 0);
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let profile = profile_dir(&served);
+    let f = cinc_scan(&served, &path, &profile, &["--dry-run"]).await;
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    assert!(f.stdout.contains("dry run"), "{}", f.stdout);
+    assert!(
+        f.stdout
+            .contains(bin.join("cinc-auditor").to_str().unwrap()),
+        "{}",
+        f.stdout
+    );
+    assert!(
+        f.stdout.contains(&format!("k8s-container://{NS}/")),
+        "{}",
+        f.stdout
+    );
+    assert!(f.stdout.contains("pods/exec get+create"), "{}", f.stdout);
     assert!(served.cluster.calls().is_empty());
     assert!(
         !served.dir.join("record/argv").exists(),
