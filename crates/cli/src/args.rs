@@ -270,6 +270,21 @@ pub(crate) struct ScanArgs {
     /// The format of --report, whatever FILE's extension.
     #[arg(long, value_name = "FORMAT", requires = "report")]
     pub(crate) report_format: Option<ReportFormat>,
+    /// Which engine judges a pod: native (keyhole's engine; facts gathered with the scoped
+    /// access, judged locally) or cinc (`cinc-auditor`, else `inspec`, runs the InSpec profile
+    /// directory or archive given as --profile over `k8s-container://` with a scoped kubeconfig
+    /// and standard-mode access; one pod; its JSON report is the HDF).
+    #[arg(long, value_name = "SCANNER", default_value = "native")]
+    pub(crate) scanner: Scanner,
+}
+
+/// The engines `keyhole scan` can judge a pod with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scanner {
+    /// keyhole's own engine.
+    Native,
+    /// CINC Auditor (or Chef InSpec) with an InSpec profile.
+    Cinc,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +348,13 @@ pub(crate) struct PlanArgs {
         default_value = "yaml"
     )]
     pub(crate) format: Format,
+    /// The profile the scan will use (builtin:NAME or a profile YAML file): the distroless
+    /// debug container carries its fact plan.
+    #[arg(long, value_name = "PROFILE", default_value = keyhole_engine::DEFAULT_PROFILE)]
+    pub(crate) profile: String,
+    /// Override a profile input (repeatable): NAME=VALUE, as for `keyhole scan`.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub(crate) inputs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

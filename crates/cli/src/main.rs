@@ -5,6 +5,7 @@
 //! partial result.
 
 mod args;
+mod cinc;
 mod cluster;
 mod gates;
 mod plan;

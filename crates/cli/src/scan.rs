@@ -53,6 +53,9 @@ pub(crate) fn judging(a: &ScanArgs) -> Result<Judging, Failure> {
 }
 
 pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    if a.scanner == crate::args::Scanner::Cinc {
+        return crate::cinc::scan(a);
+    }
     if !a.targets.is_empty() || a.selector.is_some() {
         return crate::scan_cluster::scan(a);
     }
@@ -175,7 +178,7 @@ pub(crate) fn report_with(
     })
 }
 
-fn summary(exec: &Execution, verdict: Option<&keyhole_hdf::Verdict>) -> String {
+pub(crate) fn summary(exec: &Execution, verdict: Option<&keyhole_hdf::Verdict>) -> String {
     let mut out = String::new();
     let Some(profile) = exec.profiles.first() else {
         return "no profile was evaluated\n".into();

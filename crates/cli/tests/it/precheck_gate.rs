@@ -29,7 +29,7 @@ use crate::support::{
 
 /// The fake with `prod/web-0` (container `app`) running, its container's security context
 /// being `security` (`null` for none).
-fn cluster_with(security: Value) -> FakeCluster {
+pub(crate) fn cluster_with(security: Value) -> FakeCluster {
     cluster_with_spec(security, json!({}))
 }
 
