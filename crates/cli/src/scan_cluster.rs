@@ -71,7 +71,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let rt = runtime()?;
-    let (outcome, run) = rt.block_on(async {
+    let (outcome, run, postscan) = rt.block_on(async {
         let client = user_client(&user).await?;
         let pods = match &a.selector {
             Some(sel) => resolve_selector(&client, &ns, sel)
@@ -121,10 +121,18 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             namespace: ns.to_string(),
         });
-        let outcome = scan_cluster(client, request, scoped, audit)
+        let outcome = scan_cluster(client.clone(), request, scoped, audit.clone())
             .await
             .map_err(Failure::scan)?;
-        Ok::<_, Failure>((outcome, run))
+        // After teardown: audit records, fresh GETs, credential artifacts, target unchanged.
+        let started = outcome
+            .postscan
+            .started
+            .unwrap_or_else(std::time::SystemTime::now);
+        let scope = keyhole_cli::postscan::process_scope(started, audit.path());
+        let postscan =
+            keyhole_cli::postscan::audit_scan(&client, &outcome.postscan, &audit, scope).await;
+        Ok::<_, Failure>((outcome, run, postscan))
     })?;
     let mut warnings: Vec<String> = vec![format!("mode {}: {why}", outcome.mode.0)];
     warnings.extend(outcome.traces.iter().map(|t| {
@@ -195,6 +203,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         },
         log_path.display()
     ));
+    // Post-scan findings are warnings; leftovers exit 4, other findings 6 (see exit_after).
+    warnings.extend(keyhole_cli::postscan::warnings(&postscan));
+    let exit = keyhole_cli::postscan::exit_after(&postscan, exit);
     Ok(Output {
         stdout,
         warnings,

@@ -10,6 +10,7 @@ mod invariants;
 mod leaks;
 mod least_privilege;
 mod node_scan;
+mod postscan;
 mod realapi;
 mod reap;
 mod scan;
