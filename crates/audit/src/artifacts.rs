@@ -260,7 +260,17 @@ pub fn scan_artifacts(tokens: &[TokenFingerprint], scope: &ArtifactScope) -> Art
     // Files.
     let mut budget = scope.limits.max_entries;
     for root in &scope.roots {
-        walk(root, 0, tokens, scope, &mut budget, &mut out);
+        // The walk stays on the root's filesystem: a mount below a temp dir (a container's
+        // rootfs with its /proc, a FUSE share) is not what this process wrote, and /proc holds
+        // "regular files" such as kcore that must never be read.
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => walk(root, m.dev(), 0, tokens, scope, &mut budget, &mut out),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => out
+                .unchecked_files
+                .push(format!("{}: cannot read ({e})", root.display())),
+        }
     }
     for f in &scope.files {
         match std::fs::symlink_metadata(f) {
@@ -310,6 +320,7 @@ pub fn scan_artifacts(tokens: &[TokenFingerprint], scope: &ArtifactScope) -> Art
 
 fn walk(
     dir: &Path,
+    dev: u64,
     depth: usize,
     tokens: &[TokenFingerprint],
     scope: &ArtifactScope,
@@ -341,11 +352,16 @@ fn walk(
             continue;
         };
         if meta.is_dir() {
-            if depth + 1 >= scope.limits.max_depth {
+            if meta.dev() != dev {
+                out.unchecked_files.push(format!(
+                    "{}: another filesystem, not searched",
+                    path.display()
+                ));
+            } else if depth + 1 >= scope.limits.max_depth {
                 out.unchecked_files
                     .push(format!("{}: deeper than the depth limit", path.display()));
             } else {
-                walk(&path, depth + 1, tokens, scope, budget, out);
+                walk(&path, dev, depth + 1, tokens, scope, budget, out);
             }
         } else if meta.is_file() {
             search_file(&path, &meta, tokens, scope, out);
@@ -557,6 +573,34 @@ mod tests {
         // Past the byte limit: not searched, and said so.
         let (hits, complete) = search_reader(&mut hay.as_slice(), &[t], 1 << 19).unwrap();
         assert!(hits.is_empty() && !complete);
+    }
+
+    #[test]
+    fn the_walk_stays_on_one_filesystem() {
+        // `/proc` and `/sys` are mounts below `/` on every Linux: the walk notes them and does
+        // not enter them. No file is read (`since` is in the future).
+        let scope = ArtifactScope {
+            roots: vec![PathBuf::from("/")],
+            files: vec![],
+            since: SystemTime::now() + Duration::from_secs(3600),
+            env: vec![],
+            fd_dir: None,
+            logs: vec![],
+            limits: ScanLimits {
+                max_depth: 2,
+                ..ScanLimits::default()
+            },
+        };
+        let scan = scan_artifacts(&[fp("some-token-value-0123456789")], &scope);
+        for mount in ["/proc", "/sys"] {
+            assert!(
+                scan.unchecked_files
+                    .contains(&format!("{mount}: another filesystem, not searched")),
+                "{:?}",
+                scan.unchecked_files
+            );
+        }
+        assert_eq!(scan.files_read, 0);
     }
 
     #[test]

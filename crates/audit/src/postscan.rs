@@ -645,6 +645,24 @@ where
     )
 }
 
+/// What was not searched, as evidence: the first few places and a count of the rest (a large
+/// temp dir must not turn one control's message into megabytes).
+fn capped(unchecked: &[String]) -> Vec<String> {
+    const SHOWN: usize = 20;
+    let mut out: Vec<String> = unchecked
+        .iter()
+        .take(SHOWN)
+        .map(|u| format!("not searched: {u}"))
+        .collect();
+    if unchecked.len() > SHOWN {
+        out.push(format!(
+            "not searched: {} more place(s)",
+            unchecked.len() - SHOWN
+        ));
+    }
+    out
+}
+
 fn artifact_checks(input: &PostScan) -> Vec<CheckResult> {
     let ids = [
         CheckId::CredentialFiles,
@@ -687,11 +705,7 @@ fn artifact_checks(input: &PostScan) -> Vec<CheckResult> {
             .collect::<Vec<_>>()
             .join(", ")
     )];
-    files_ev.extend(
-        scan.unchecked_files
-            .iter()
-            .map(|u| format!("not searched: {u}")),
-    );
+    files_ev.extend(capped(&scan.unchecked_files));
     files.dedup();
     let mut memfd = found(ArtifactKind::Memfd);
     memfd.extend(
@@ -703,11 +717,7 @@ fn artifact_checks(input: &PostScan) -> Vec<CheckResult> {
         "{} memfd(s) and open deleted file(s) searched",
         scan.memfds
     )];
-    memfd_ev.extend(
-        scan.unchecked_fds
-            .iter()
-            .map(|u| format!("not searched: {u}")),
-    );
+    memfd_ev.extend(capped(&scan.unchecked_fds));
     vec![
         result(
             CheckId::CredentialFiles,
