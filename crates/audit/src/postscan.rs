@@ -742,12 +742,12 @@ fn artifact_checks(input: &PostScan) -> Vec<CheckResult> {
             found(ArtifactKind::Log),
             format!("none of {n} token(s) found in the logs"),
             vec![format!(
-                "{} byte(s) of {} searched",
+                "{} log byte(s) searched ({})",
                 scan.log_bytes,
                 scope
                     .logs
                     .iter()
-                    .map(|l| l.location.clone())
+                    .map(|l| format!("{}: {}", l.location, l.text.len()))
                     .collect::<Vec<_>>()
                     .join(", ")
             )],

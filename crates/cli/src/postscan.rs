@@ -258,8 +258,24 @@ pub fn exit_after(report: &PostScanReport, exit: i32) -> i32 {
 /// The warnings the terminal shows: one per finding, and a summary line.
 #[must_use]
 pub fn warnings(report: &PostScanReport) -> Vec<String> {
+    use keyhole_audit::CheckId;
     let findings = report.findings();
     let mut out: Vec<String> = findings.iter().map(ToString::to_string).collect();
+    // What the credential search covered, so "no token found" can be weighed.
+    let covered: Vec<String> = [
+        CheckId::CredentialFiles,
+        CheckId::CredentialEnv,
+        CheckId::CredentialMemfd,
+        CheckId::CredentialLogs,
+    ]
+    .into_iter()
+    .filter_map(|c| report.get(c))
+    .filter(|c| c.outcome == keyhole_audit::postscan::Outcome::Passed)
+    .filter_map(|c| c.evidence.first().cloned())
+    .collect();
+    if !covered.is_empty() {
+        out.push(format!("post-scan token search: {}", covered.join("; ")));
+    }
     out.push(if findings.is_empty() {
         format!(
             "post-scan audit: all {} checks passed (audit records, objects re-read, no token left, target unchanged)",

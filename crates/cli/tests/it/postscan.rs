@@ -376,6 +376,26 @@ async fn the_binary_prints_post_scan_findings_and_exits_6_on_a_restart() {
         "{}",
         clean.stderr
     );
+    // The token search covered the diagnostics it wrote (debug level: not empty) and the
+    // process's own descriptors and environment.
+    let searched = clean
+        .stderr
+        .lines()
+        .find(|l| l.contains("post-scan token search:"))
+        .unwrap_or_else(|| panic!("no search summary: {}", clean.stderr));
+    let log_bytes: usize = searched
+        .split("KEYHOLE_LOG diagnostics on stderr: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("{searched}"))
+        .parse()
+        .unwrap();
+    assert!(log_bytes > 1_000, "{searched}");
+    assert!(
+        searched.contains("memfd(s) and open deleted file(s) searched"),
+        "{searched}"
+    );
+    assert!(!searched.contains(" 0 variable(s) searched"), "{searched}");
     let restarted = crate::support::finish(scan(true)).await;
     assert_eq!(restarted.code, Some(6), "stderr {}", restarted.stderr);
     assert!(
@@ -474,4 +494,19 @@ async fn distroless_may_add_its_own_debug_container_and_nothing_else() {
         r.findings()
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_diagnostics_writer_keeps_what_it_writes_for_the_search() {
+    let line = format!("postscan-tee-probe {}\n", std::process::id());
+    std::io::Write::write_all(&mut keyhole_cli::postscan::tee_stderr(), line.as_bytes()).unwrap();
+    let copy = keyhole_cli::postscan::captured_log();
+    assert!(
+        copy.text.windows(line.len()).any(|w| w == line.as_bytes()),
+        "the copy misses the line"
+    );
+    assert!(
+        copy.location
+            .starts_with("KEYHOLE_LOG diagnostics on stderr")
+    );
 }
