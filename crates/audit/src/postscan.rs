@@ -766,27 +766,21 @@ fn target_checks(targets: &[TargetPair]) -> Vec<CheckResult> {
     if targets.is_empty() {
         return ids.into_iter().map(|c| na(c, "no target pod")).collect();
     }
-    let (mut identity, mut restarts, mut containers, mut ephemeral, mut rv, mut notes) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let (mut identity, mut restarts, mut containers, mut ephemeral, mut rv) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ephemeral_notes, mut rv_notes, mut unread) = (Vec::new(), Vec::new(), Vec::new());
     for t in targets {
-        let before = match &t.before {
-            Ok(b) => b,
-            Err(why) => {
-                // Nothing to compare with: no comparison can pass.
-                identity.push(format!("{}: not read before the scan ({why})", t.pod));
-                continue;
-            }
-        };
-        let after = match &t.after {
-            Ok(a) => a.as_ref(),
-            Err(why) => {
-                identity.push(format!("{}: not read after the scan ({why})", t.pod));
+        let (before, after) = match (&t.before, &t.after) {
+            (Ok(b), Ok(a)) => (b, a.as_ref()),
+            (Err(why), _) | (_, Err(why)) => {
+                // Nothing to compare: every comparison of this pod fails rather than passes
+                // on nothing.
+                let when = if t.before.is_err() { "before" } else { "after" };
+                identity.push(format!("{}: not read {when} the scan ({why})", t.pod));
+                unread.push(format!(
+                    "{}: not compared (not read {when} the scan)",
+                    t.pod
+                ));
                 continue;
             }
         };
@@ -796,61 +790,45 @@ fn target_checks(targets: &[TargetPair]) -> Vec<CheckResult> {
         containers.extend(d.containers);
         ephemeral.extend(d.ephemeral);
         rv.extend(d.resource_version);
-        notes.extend(d.notes);
+        ephemeral_notes.extend(d.ephemeral_notes);
+        rv_notes.extend(d.rv_notes);
     }
-    let unread = !identity.is_empty()
-        && targets
-            .iter()
-            .any(|t| t.before.is_err() || t.after.is_err());
     let n = targets.len();
-    let pods = targets.iter().map(|t| t.pod.clone()).collect::<Vec<_>>();
+    let pods: Vec<String> = targets.iter().map(|t| t.pod.clone()).collect();
     let mut out = vec![result(
         CheckId::TargetIdentity,
         identity,
         format!("{n} pod(s) unreplaced, spec and metadata unchanged"),
         pods.clone(),
     )];
-    // A pod that could not be read twice has not been compared: its other checks fail too
-    // rather than pass on nothing.
-    let unread_note =
-        || vec!["a target pod could not be read before and after the scan".to_owned()];
-    for (id, found, ok) in [
+    for (id, mut found, ok, evidence) in [
         (
             CheckId::TargetRestarts,
             restarts,
             "no restart during the scan",
+            pods.clone(),
         ),
         (
             CheckId::TargetContainers,
             containers,
             "container states unchanged",
+            pods.clone(),
         ),
         (
             CheckId::TargetEphemeral,
             ephemeral,
             "no unexpected ephemeral container",
+            ephemeral_notes,
         ),
         (
             CheckId::TargetResourceVersion,
             rv,
             "resourceVersion unchanged or changed only by the scan's own container",
+            rv_notes,
         ),
     ] {
-        let found = if unread && found.is_empty() {
-            unread_note()
-        } else {
-            found
-        };
-        out.push(result(
-            id,
-            found,
-            ok.into(),
-            if id == CheckId::TargetEphemeral || id == CheckId::TargetResourceVersion {
-                notes.clone()
-            } else {
-                pods.clone()
-            },
-        ));
+        found.extend(unread.iter().cloned());
+        out.push(result(id, found, ok.into(), evidence));
     }
     out
 }

@@ -162,8 +162,10 @@ pub(crate) struct PodDiff {
     pub ephemeral: Vec<String>,
     /// The resourceVersion change, when nothing the scan did explains it.
     pub resource_version: Vec<String>,
-    /// Notes on expected changes (the scan's own ephemeral container).
-    pub notes: Vec<String>,
+    /// Notes on the scan's own ephemeral container.
+    pub ephemeral_notes: Vec<String>,
+    /// Notes on a resourceVersion change the scan's own container explains.
+    pub rv_notes: Vec<String>,
 }
 
 pub(crate) fn diff(
@@ -205,7 +207,7 @@ pub(crate) fn diff(
     for (name, image) in &added {
         if expected.contains(name) {
             expected_added = true;
-            d.notes.push(format!(
+            d.ephemeral_notes.push(format!(
                 "{pod}: ephemeral container {name} ({image}) added by the scan, as expected"
             ));
         } else {
@@ -282,7 +284,7 @@ pub(crate) fn diff(
             after.resource_version.as_deref().unwrap_or("?")
         );
         if expected_added {
-            d.notes.push(format!(
+            d.rv_notes.push(format!(
                 "{rv} (the expected ephemeral container changed it)"
             ));
         } else {

@@ -658,3 +658,34 @@ fn the_hdf_profile_is_schema_valid_with_one_control_per_check() {
             .contains("environment variable LEAK")
     );
 }
+
+#[test]
+fn of_several_pods_one_unread_is_named_in_every_comparison() {
+    let dir = scratch("several");
+    let mut input = clean(&dir);
+    let mut other = pod_json();
+    other["metadata"]["name"] = json!("web-1");
+    input.targets.push(TargetPair {
+        pod: "prod/web-1".into(),
+        before: Ok(snap(&other)),
+        after: Err("403 Forbidden".into()),
+        expected_ephemeral: vec![],
+    });
+    let r = run(input, gone);
+    assert_eq!(
+        failed(&r),
+        vec![
+            CheckId::TargetIdentity,
+            CheckId::TargetRestarts,
+            CheckId::TargetContainers,
+            CheckId::TargetEphemeral,
+            CheckId::TargetResourceVersion
+        ]
+    );
+    for c in [CheckId::TargetRestarts, CheckId::TargetResourceVersion] {
+        assert_eq!(
+            r.get(c).unwrap().evidence,
+            vec!["prod/web-1: not compared (not read after the scan)".to_string()]
+        );
+    }
+}
