@@ -354,7 +354,7 @@ fn render_managed(s: &mut String, i: usize, spec: &ManagedSpec) {
         have.push(format!("kh_mhave \"$kh_mdb{n}\""));
     }
     s.push_str(&format!(
-        "kh_h='{handler}'\nkh_b {i}\nif {}; then\n",
+        "kh_h='{handler}'\nkh_mseen=\nkh_b {i}\nif {}; then :\n",
         have.join(" || ")
     ));
     let algos = spec.algorithms.len() as u64;
@@ -926,6 +926,9 @@ kh_mwalk() {
   for kh_t in find xargs stat od tr head; do
     if ! command -v "$kh_t" >/dev/null 2>&1; then printf '@F Io:%s-not-available\n' "$kh_t"; return; fi
   done
+  # A prefix that leads where an earlier one did (/bin/ -> /usr/bin/) is not walked twice.
+  case "$kh_nl$kh_mseen" in *"$kh_nl$kh_R$kh_nl"*) printf '@F Io:walked-under-another-prefix\n'; return;; esac
+  kh_mseen=$kh_mseen$kh_R$kh_nl
   kh_s=${kh_R%/}/.
   kh_now=$(date +%s 2>/dev/null)
   case $kh_now in ''|*[!0-9]*) kh_dl=-;; *) kh_dl=$((kh_now + $4));; esac

@@ -256,3 +256,46 @@ fn rpm_findings_equal_rpm_va_file_by_file_and_the_script_gathers_the_same_facts(
         assert_same_facts(&format!("{name} vs LocalRoot"), &got, &facts);
     }
 }
+
+/// Busybox (`sh` and every applet) in `root`'s `/bin`, and the mount points of a container.
+fn add_busybox(root: &Path) {
+    let busybox = crate::source_fixtures::require("busybox", "busybox-static");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    let list = std::process::Command::new(&busybox)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|a| *a != "busybox")
+    {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+}
+
+#[test]
+fn rpm_facts_are_the_same_through_the_process_root_and_the_script_inside_a_container() {
+    crate::source_runc::require_root();
+    let root = rpmroot::build();
+    add_busybox(&root.root);
+    tamper(&root.root);
+    let p = profile();
+    let fact_plan = plan(&p, &Inputs::defaults(&p));
+    let local = LocalRoot::directory(&root.root).unwrap().gather(&fact_plan);
+    assert_eq!(ours(&local), theirs(&root));
+
+    let c = crate::source_runc::Container::start(&root.root, 0);
+    // The agent's way: the container's root through /proc/PID/root.
+    let by_process = LocalRoot::process(c.pid).unwrap().gather(&fact_plan);
+    assert_same_facts("process root vs directory", &by_process, &local);
+    // Standard mode: the script inside the container, with busybox's sh and applets only, as
+    // root allowed to read every file (as the host's root is).
+    let caps = ["CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"];
+    let script = ShellScript::in_container().render(&fact_plan);
+    let stdout = c.exec_script(&script, 0, &caps);
+    let inside = ShellScript::parse(&fact_plan, &stdout);
+    assert_same_facts("script in the container vs LocalRoot", &inside, &local);
+}
