@@ -183,6 +183,26 @@ fn apk_findings_are_the_tampering_and_the_script_gathers_the_same_facts() {
         let got: Facts = within(120, name, move || script.run_local(&fp, shell).unwrap());
         assert_same_facts(&format!("{name} vs LocalRoot"), &got, &facts);
     }
+
+    // No prefixes: nothing is verified, and the script (with nothing to walk) agrees.
+    let empty = Profile::from_yaml_str(
+        "name: t\nversion: 0.1.0\ncontrols:\n  - id: APK\n    impact: 0.7\n    checks:\n      \
+         - package_integrity: {paths: []}\n        exists: false\n",
+        "t.yaml",
+    )
+    .unwrap();
+    let fact_plan = plan(&empty, &Inputs::defaults(&empty));
+    let facts = LocalRoot::directory(root).unwrap().gather(&fact_plan);
+    assert_eq!(report(&facts).2, 0);
+    for (name, shell) in shells() {
+        let script = ShellScript::in_container()
+            .with_root_prefix(root)
+            .unwrap()
+            .with_pid(None);
+        let fp = fact_plan.clone();
+        let got: Facts = within(120, name, move || script.run_local(&fp, shell).unwrap());
+        assert_same_facts(&format!("{name} vs LocalRoot, no prefixes"), &got, &facts);
+    }
 }
 
 #[test]
