@@ -327,3 +327,119 @@ pub(super) fn report(
     };
     crate::managed::verify(spec, &mut ask)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::PackageManager;
+
+    fn spec(prefixes: &[&str]) -> ManagedSpec {
+        ManagedSpec {
+            manager: PackageManager::Rpm,
+            prefixes: prefixes
+                .iter()
+                .map(|p| TargetPath::new(*p).unwrap())
+                .collect(),
+            max_files: 10,
+            algorithms: vec![HashAlgo::Sha256],
+        }
+    }
+
+    /// A walk's payload: records as the handler writes them (`\n`-terminated after `tr`).
+    fn walk(records: &[&str]) -> (String, Vec<u8>) {
+        let mut p = Vec::new();
+        for r in records {
+            p.extend_from_slice(r.as_bytes());
+            p.push(b'\n');
+        }
+        ("ok".into(), p)
+    }
+
+    fn tp(p: &str) -> TargetPath {
+        TargetPath::new(p).unwrap()
+    }
+
+    const D: &str = "41ed:0:0:4096";
+    const F: &str = "81a4:0:0:3";
+
+    #[test]
+    fn only_what_the_walk_could_have_seen_is_missing() {
+        let h = "ab".repeat(32);
+        let records = [
+            format!("M{D}:7:"),
+            format!("M{D}:7:/usr"),
+            format!("M{D}:7:/usr/bin"),
+            format!("M{F}:7:/usr/bin/sh"),
+            format!("Hsha256:{h}"),
+            "Ma1ff:0:0:7:7:/bin".into(),
+            "Lusr/bin".into(),
+            // A mount point -xdev did not enter, and a directory it could not list.
+            format!("M{D}:9:/mnt"),
+            format!("M{D}:7:/secret"),
+            "SPermissionDenied:/secret".into(),
+            format!("M{F}:7:/file"),
+        ];
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let tree = Tree::parse(&spec(&["/"]), vec![walk(&refs)]).unwrap();
+        assert_eq!(tree.stat(&tp("/usr/bin/sh")).unwrap().size, 3);
+        assert_eq!(
+            tree.hash(&tp("/usr/bin/sh"), HashAlgo::Sha256),
+            Ok(vec![0xab; 32])
+        );
+        // Seen directory, no such entry: missing.
+        assert_eq!(tree.stat(&tp("/usr/bin/gone")), Err(FactError::NotFound));
+        assert_eq!(tree.stat(&tp("/usr/lib/x/y")), Err(FactError::NotFound));
+        // Below a symlink, a mount point, an unlisted directory: not gathered, never missing.
+        for p in ["/bin/sh", "/mnt/x", "/secret/x"] {
+            assert_eq!(tree.stat(&tp(p)), Err(not_gathered()), "{p}");
+        }
+        // Below a file: not a directory, as lstat says.
+        assert!(matches!(
+            tree.stat(&tp("/file/x")),
+            Err(FactError::WrongKind { .. })
+        ));
+        // A symlink followed where a directory is expected (`path/`), inside the walk.
+        assert_eq!(tree.stat(&tp("/bin/")).unwrap().kind, FileKind::Directory);
+        // No digest was computed for another algorithm.
+        assert_eq!(
+            tree.hash(&tp("/usr/bin/sh"), HashAlgo::Md5),
+            Err(not_gathered())
+        );
+    }
+
+    #[test]
+    fn a_walk_cut_short_or_failed_gathers_nothing_missing() {
+        for cut in ["T", "D"] {
+            let records = [format!("M{D}:7:"), cut.to_string()];
+            let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+            let tree = Tree::parse(&spec(&["/"]), vec![walk(&refs)]).unwrap();
+            assert_eq!(tree.stat(&tp("/gone")), Err(not_gathered()), "{cut}");
+        }
+        let tree = Tree::parse(&spec(&["/usr/"]), vec![("NotFound".into(), Vec::new())]).unwrap();
+        assert_eq!(tree.stat(&tp("/usr/bin")), Err(not_gathered()));
+        // Outside every prefix.
+        let records = [format!("M{D}:7:")];
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let tree = Tree::parse(&spec(&["/usr/"]), vec![walk(&refs)]).unwrap();
+        assert_eq!(tree.stat(&tp("/etc/x")), Err(not_gathered()));
+        assert_eq!(tree.stat(&tp("/usr/x")), Err(FactError::NotFound));
+    }
+
+    #[test]
+    fn damaged_records_are_errors() {
+        for bad in [
+            "Mzz:0:0:1:7:/x",
+            "M81a4:0:0:1:/x",
+            "Lorphan",
+            "Hsha256:00",
+            "Q?",
+        ] {
+            let records = [format!("M{D}:7:"), bad.to_string()];
+            let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+            assert!(
+                Tree::parse(&spec(&["/"]), vec![walk(&refs)]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
