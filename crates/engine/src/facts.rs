@@ -217,7 +217,7 @@ pub enum FactRequest {
         max_bytes: u64,
     },
     /// Verification of the files an RPM or apk package database records (see
-    /// [`crate::managed`]): the database is read, and every recorded file under the prefixes is
+    /// [`ManagedSpec::verify`]): the database is read, and every recorded file under the prefixes is
     /// examined (`lstat`, link text, digest) in one request, so that one gathering pass answers
     /// it.
     ManagedIntegrity(ManagedSpec),

@@ -157,6 +157,20 @@ impl Tree {
                             .ok_or_else(|| bad("link"))?;
                         e.link_target = Some(rest.to_vec());
                     }
+                    b'F' => {
+                        // The file whose digests follow.
+                        let path = join_rel(prefix, rest).ok_or_else(|| bad("path"))?;
+                        let key = norm(path.as_bytes()).to_vec();
+                        let is_file = tree
+                            .entries
+                            .get(&key)
+                            .and_then(|e| e.meta.as_ref())
+                            .is_some_and(|m| m.kind == FileKind::File);
+                        if !is_file {
+                            return Err(bad("digest of an entry that is no regular file"));
+                        }
+                        last = Some(key);
+                    }
                     b'H' | b'X' => {
                         let at = rest
                             .iter()
@@ -370,6 +384,7 @@ mod tests {
             format!("M{D}:7:/usr"),
             format!("M{D}:7:/usr/bin"),
             format!("M{F}:7:/usr/bin/sh"),
+            "F/usr/bin/sh".into(),
             format!("Hsha256:{h}"),
             "Ma1ff:0:0:7:7:/bin".into(),
             "Lusr/bin".into(),

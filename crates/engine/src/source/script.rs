@@ -3,7 +3,8 @@
 //! The script needs a POSIX shell (dash, busybox ash, bash) and these utilities, all busybox
 //! applets: `[`/`test` (with the string comparison `<`, which dash and busybox have), `printf`,
 //! `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with `-xdev`, `-maxdepth`, `-mindepth`,
-//! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum`.
+//! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum` (and, for RPM and
+//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …).
 //!
 //! Output framing (stdout), per request *i* of the plan (in plan order):
 //!
@@ -27,6 +28,12 @@
 //! @S 5                      Md5 answers: payload records `<hex digest or error code> <path>\n`
 //! @F <status>               end of the sub-frame: `ok`, or the error code of L or R
 //! ```
+//!
+//! A [`FactRequest::ManagedIntegrity`] frame (RPM, apk) holds, when a database file of its
+//! manager exists, one `@S W` sub-frame per prefix: the walk of that prefix, every entry with its
+//! `lstat`, link text and digests (records of `managed_handler`), ended by `@F ok` or the
+//! prefix's error code; the parser (`manifest.rs`) answers the verification's `Stat` and `Hash`
+//! requests from it and its database reads from the plan's own `Read` answers.
 //!
 //! The parser keys each sub-answer by the primitive request it answers (the List, the Read of
 //! `<lists directory>/<name>`, the Md5 of `<path>`, with the bounds of `integrity`) and runs
@@ -383,33 +390,73 @@ fn set_path_str(s: &mut String, path: &[u8]) {
 
 /// The `sh -c` program of a [`FactRequest::ManagedIntegrity`] walk: the walk handler's batch
 /// `stat` (with the device, `%d`, so that the parser knows where `-xdev` stopped), then for each
-/// entry `M<mode>:<uid>:<gid>:<size>:<dev>:<rel>`, `L<link text>` for a symlink, and for a
-/// regular file `H<algo>:<hex digest>` or `X<algo>:<error code>` per algorithm of `algorithms`;
-/// `S<code>:<rel>` for a directory it may not list. One hashing process per file and algorithm.
+/// entry `M<mode>:<uid>:<gid>:<size>:<dev>:<rel>`, `L<link text>` for a symlink, and
+/// `S<code>:<rel>` for a directory it may not list. Then the batch's regular files (by that
+/// `stat`: nothing else is ever handed to a hashing tool) are hashed by one process per
+/// algorithm, each output line checked against its file's own name (a line out of step, or a
+/// batch holding a name with a newline, which could forge a line, makes that file hashed on its
+/// own): `F<rel>` followed by `H<algo>:<hex digest>` or `X<algo>:<error code>` per algorithm.
 fn managed_handler(algorithms: &[HashAlgo]) -> String {
     let mut h = String::from(HANDLER_HEAD);
-    h.push_str(&HANDLER_LOOP.replace("%f:%u:%g:%s:%n", "%f:%u:%g:%s:%d:%n"));
+    h.push_str(
+        &HANDLER_LOOP
+            .replace("%f:%u:%g:%s:%n", "%f:%u:%g:%s:%d:%n")
+            .replace(
+                "for kh_f do\n",
+                "kh_i=0 kh_fl=\nfor kh_f do\nkh_i=$((kh_i + 1))\n",
+            ),
+    );
     h.push_str(&HANDLER_ENTRY.replace("\"%f:%u:%g:%s\" --", "\"%f:%u:%g:%s:%d\" --"));
-    let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+    let algos: Vec<String> = algorithms
+        .iter()
+        .map(|a| format!("{}:{}", a.name(), a.digest_len() * 2))
+        .collect();
     h.push_str(&format!(
         r#"kh_out "M%s:%s\000" "$kh_meta" "$kh_r"
 if [ $kh_k = l ]; then kh_t=$(readlink -- "$kh_f" 2>/dev/null; echo .); kh_t=${{kh_t%.}}; kh_t=${{kh_t%"$kh_nl"}}; kh_out "L%s\000" "$kh_t"; fi
 if [ $kh_k = f ]; then
 kh_z=${{kh_meta#*:*:*:}}; kh_z=${{kh_z%%:*}}
-for kh_al in {algos}; do
-if [ "$kh_z" -gt {max} ]; then kh_out "X%s:TooLarge\000" $kh_al
-elif [ ! -r "$kh_f" ] || ! {{ true <"$kh_f"; }} 2>/dev/null; then kh_out "X%s:PermissionDenied\000" $kh_al
-elif ! command -v ${{kh_al}}sum >/dev/null 2>&1; then kh_out "X%s:Io:%ssum-not-available\000" $kh_al $kh_al
-elif kh_x=$(${{kh_al}}sum <"$kh_f" 2>/dev/null); then kh_out "H%s:%s\000" $kh_al "${{kh_x%% *}}"
-else kh_out "X%s:Io:read-failed\000" $kh_al; fi
-done
+if [ "$kh_z" -gt {max} ]; then kh_out "F%s\000" "$kh_r"; for kh_al in {algos}; do kh_out "X%s:TooLarge\000" ${{kh_al%:*}}; done
+elif [ ! -r "$kh_f" ] || ! {{ true <"$kh_f"; }} 2>/dev/null; then kh_out "F%s\000" "$kh_r"; for kh_al in {algos}; do kh_out "X%s:PermissionDenied\000" ${{kh_al%:*}}; done
+else kh_fl="$kh_fl \"\${{$kh_i}}\""; fi
 fi
 if [ $kh_k = d ] && {{ [ ! -r "$kh_f" ] || [ ! -x "$kh_f" ]; }}; then kh_out "SPermissionDenied:%s\000" "$kh_r"; fi
 done
-}}
+{hash}}}
 "#,
-        algos = if names.is_empty() { "''".to_string() } else { names.join(" ") },
+        algos = algos.join(" "),
         max = integrity::HASH_MAX.min(SH_MAX),
+        hash = if algos.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"[ -n "$kh_fl" ] || exit 0
+eval "set -- $kh_fl"
+for kh_al in {algos}; do
+kh_n=${{kh_al#*:}} kh_al=${{kh_al%:*}}
+if ! command -v ${{kh_al}}sum >/dev/null 2>&1; then
+for kh_f do kh_out "F%s\000X%s:Io:%ssum-not-available\000" "${{kh_f#"$kh_s"}}" $kh_al $kh_al; done
+continue
+fi
+case "$*" in *"$kh_nl"*) kh_hs=;; *) kh_hs=$(${{kh_al}}sum -- "$@" 2>/dev/null; echo .); kh_hs=${{kh_hs%.}};; esac
+for kh_f do
+kh_x=
+if [ -n "$kh_hs" ]; then
+kh_l=${{kh_hs%%"$kh_nl"*}}
+case $kh_l in *"  $kh_f") kh_x=${{kh_l%"  $kh_f"}};; esac
+case $kh_x in *[!0-9a-f]*) kh_x=;; esac
+if [ -n "$kh_x" ] && [ ${{#kh_x}} -eq $kh_n ] && [ "x$kh_l" = "x$kh_x  $kh_f" ]; then kh_hs=${{kh_hs#*"$kh_nl"}}; else kh_x=; fi
+fi
+if [ -z "$kh_x" ] && kh_x=$(${{kh_al}}sum <"$kh_f" 2>/dev/null); then kh_x=${{kh_x%% *}}; fi
+case $kh_x in *[!0-9a-f]*) kh_x=;; esac
+if [ -n "$kh_x" ] && [ ${{#kh_x}} -eq $kh_n ]; then kh_out "F%s\000H%s:%s\000" "${{kh_f#"$kh_s"}}" $kh_al "$kh_x"
+else kh_out "F%s\000X%s:Io:read-failed\000" "${{kh_f#"$kh_s"}}" $kh_al; fi
+done
+done
+"#,
+                algos = algos.join(" ")
+            )
+        },
     ));
     h
 }

@@ -172,6 +172,14 @@ fn apk_findings_are_the_tampering_and_the_script_gathers_the_same_facts() {
     assert_eq!(s, ControlStatus::Failed);
     assert!(msg.contains("/usr/bin/tool"), "{msg}");
 
+    // A name with a newline beside the packaged files: the script hashes that batch file by
+    // file (a line of the batch output could not be told apart), with the same facts.
+    std::fs::write(
+        root.join("usr/bin/x\n0000000000000000000000000000000000000000  tool"),
+        b"unpackaged",
+    )
+    .unwrap();
+    let facts = gather_local(root);
     let p = profile();
     let fact_plan = plan(&p, &Inputs::defaults(&p));
     for (name, shell) in shells() {
