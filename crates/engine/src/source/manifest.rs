@@ -35,6 +35,8 @@ struct Root {
     path: Vec<u8>,
     dev: Option<u64>,
     complete: bool,
+    /// Why the walk did not start (the prefix missing, unreadable, a tool missing).
+    error: Option<FactError>,
 }
 
 /// Every entry the walks saw, by normalized path.
@@ -86,11 +88,14 @@ impl Tree {
         for (prefix, (status, payload)) in spec.prefixes.iter().zip(walks) {
             let root_key = norm(prefix.as_bytes()).to_vec();
             if status != "ok" {
-                // The prefix itself is missing or unreadable: nothing below it is known.
+                // The prefix itself is missing (so is everything below it), unreadable, or a
+                // tool is missing: what is below it answers that.
+                let r = FactRequest::Stat(prefix.clone());
                 tree.roots.push(Root {
                     path: root_key,
                     dev: None,
                     complete: false,
+                    error: Some(status_error(&status, &r)),
                 });
                 continue;
             }
@@ -213,6 +218,7 @@ impl Tree {
                 path: root_key,
                 dev,
                 complete,
+                error: None,
             });
         }
         Ok(tree)
@@ -221,6 +227,16 @@ impl Tree {
     /// Why normalized `p` is absent from the walk: `NotFound` when the walk would have seen
     /// it, else "not gathered" (or `WrongKind` below a file, as `lstat` says).
     fn absent(&self, p: &[u8]) -> FactError {
+        // Below a prefix whose walk did not start: its error (only if no walk saw the path).
+        if let Some(e) = self
+            .roots
+            .iter()
+            .filter(|r| under(p, &r.path))
+            .find_map(|r| r.error.clone())
+            && !self.roots.iter().any(|r| r.complete && under(p, &r.path))
+        {
+            return e;
+        }
         let Some(root) = self
             .roots
             .iter()
@@ -430,8 +446,18 @@ mod tests {
             let tree = Tree::parse(&spec(&["/"]), vec![walk(&refs)]).unwrap();
             assert_eq!(tree.stat(&tp("/gone")), Err(not_gathered()), "{cut}");
         }
+        // A prefix that is not there: nothing below it is; a tool missing: its error.
         let tree = Tree::parse(&spec(&["/usr/"]), vec![("NotFound".into(), Vec::new())]).unwrap();
-        assert_eq!(tree.stat(&tp("/usr/bin")), Err(not_gathered()));
+        assert_eq!(tree.stat(&tp("/usr/bin")), Err(FactError::NotFound));
+        let tree = Tree::parse(
+            &spec(&["/usr/"]),
+            vec![("Io:find-not-available".into(), Vec::new())],
+        )
+        .unwrap();
+        assert_eq!(
+            tree.stat(&tp("/usr/bin")),
+            Err(FactError::Io("find not available".into()))
+        );
         // Outside every prefix.
         let records = [format!("M{D}:7:")];
         let refs: Vec<&str> = records.iter().map(String::as_str).collect();

@@ -283,3 +283,58 @@ fn an_apk_database_larger_than_read_is_an_error() {
     assert_eq!(s, ControlStatus::ProfileError, "{msg}");
     assert!(msg.contains("larger than"), "{msg}");
 }
+
+#[test]
+fn without_find_the_script_verifies_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    build(&root);
+    // dash with the GNU tools the script uses, `find` left out (as in an image without
+    // findutils). (busybox sh would run its own `find` applet whatever PATH says.)
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dash = crate::source_fixtures::require("dash", "dash");
+    std::os::unix::fs::symlink(&dash, bin.join("sh")).unwrap();
+    for tool in [
+        "od",
+        "head",
+        "tr",
+        "stat",
+        "xargs",
+        "readlink",
+        "date",
+        "sha1sum",
+        "sha256sum",
+        "md5sum",
+        "grep",
+        "cat",
+    ] {
+        let path = crate::source_fixtures::require(tool, "coreutils");
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    let mut sh = std::process::Command::new(dash);
+    sh.env("PATH", &bin);
+    let p = profile();
+    let inputs = Inputs::defaults(&p);
+    let fact_plan = plan(&p, &inputs);
+    let script = ShellScript::in_container()
+        .with_root_prefix(&root)
+        .unwrap()
+        .with_pid(None);
+    let facts = within(120, "busybox sh without find", move || {
+        script.run_local(&fact_plan, sh).unwrap()
+    });
+    let (found, _, checked) = report(&facts);
+    assert_eq!(checked, 6);
+    assert!(
+        found
+            .iter()
+            .all(|(_, w)| w == "unverified: find not available"),
+        "{found:?}"
+    );
+    let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
+    let c = &exec.profiles[0].controls[0];
+    let msg: Vec<String> = c.results.iter().filter_map(|r| r.message.clone()).collect();
+    assert_eq!(c.status(), ControlStatus::ProfileError, "{msg:?}");
+    assert!(msg.join(" ").contains("find not available"), "{msg:?}");
+}
