@@ -363,3 +363,17 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
 pub(crate) fn accept_key(key: &[u8]) -> String {
     tokio_tungstenite::tungstenite::handshake::derive_accept_key(key)
 }
+
+/// Serves one exec on a node's kubelet endpoint (`crate::node::RealNode`): the API server
+/// passed the client's WebSocket through; the session is the one a node runs in-process.
+pub(crate) async fn serve_node_exec<I>(
+    kubelet: &dyn crate::cluster::Kubelet,
+    io: I,
+    start: ExecStart,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+    let (mut tx, mut rx) = ws.split();
+    stream_session(kubelet, &start, None, &mut tx, &mut rx).await;
+}

@@ -11,6 +11,7 @@ mod leaks;
 mod least_privilege;
 mod node_scan;
 mod realapi;
+mod realapi_node;
 mod reap;
 mod scan;
 mod session;

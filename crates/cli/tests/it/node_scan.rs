@@ -92,7 +92,7 @@ fn pid_of(node: &Node, c: &str) -> u32 {
 /// Every entry of the container's root as its process sees it (`/proc/PID/root`: the overlay's
 /// merged view, so a write anywhere shows), with type, mode, owner, size, mtime and a content
 /// hash; the kernel's filesystems (`/proc`, `/sys`, `/dev`) are skipped.
-fn root_state(pid: u32) -> Vec<String> {
+pub(crate) fn root_state(pid: u32) -> Vec<String> {
     use std::hash::{Hash as _, Hasher as _};
     use std::os::unix::fs::MetadataExt as _;
     let root = Path::new("/proc").join(pid.to_string()).join("root");
@@ -176,7 +176,7 @@ fn local_facts(pid: u32, plan: &keyhole_engine::FactPlan, as_uid: Option<u32>) -
 
 /// The facts and HDF of `remote` equal those of the local `--pid` scan of `pid` (read as
 /// `as_uid`, see [`local_facts`]).
-fn same_as_local_pid_scan(
+pub(crate) fn same_as_local_pid_scan(
     remote: &Facts,
     evaluated: &keyhole_workflows::Evaluated,
     pid: u32,
@@ -206,7 +206,7 @@ fn same_as_local_pid_scan(
     );
 }
 
-fn assert_ok(s: &Scanned) {
+pub(crate) fn assert_ok(s: &Scanned) {
     assert_eq!(
         s.outcome.session.exit_code,
         0,

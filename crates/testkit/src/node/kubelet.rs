@@ -161,8 +161,14 @@ impl Shared {
         let pods = api.pods_on(&self.name)?;
         let now = api.now();
         let mut want: BTreeMap<(String, String), Pod> = BTreeMap::new();
+        let mut deleting = Vec::new();
         for p in pods {
             if p.metadata.deletion_timestamp.is_some() {
+                deleting.push((
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                    p.metadata.uid.clone().unwrap_or_default(),
+                ));
                 continue;
             }
             let key = (
@@ -198,6 +204,11 @@ impl Shared {
         };
         for rt in gone {
             self.teardown(rt);
+        }
+        // Their containers are gone (torn down above, or never started here): the deletion
+        // may complete. A failure is retried on the next pass, which sees the pod again.
+        for (ns, name, uid) in deleting {
+            let _ = api.confirm_deleted(&ns, &name, &uid);
         }
         for ((ns, name), uid, status) in updates {
             if api.update_status(&ns, &name, &uid, &status).is_err() {

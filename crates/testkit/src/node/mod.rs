@@ -80,6 +80,7 @@ mod api;
 mod image;
 mod kubelet;
 mod oci;
+mod real;
 pub mod rootfs;
 mod runc;
 
@@ -93,6 +94,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 pub use api::NodeApi;
 pub use image::{Image, Images};
+pub use real::{KubeNodeApi, RealNode, RealNodeConfig};
 
 use crate::cluster::FakeCluster;
 use crate::error::TestkitError;

@@ -1,0 +1,165 @@
+//! The cluster workflows end to end against the REAL control plane and its test node
+//! (`cargo xtask cluster up` registers `keyhole_testkit::node::RealNode` with the real
+//! `kube-apiserver`): the real API server authorizes, admits and proxies keyhole's exec and log
+//! requests to the node's kubelet endpoint, and the node runs the pods as runc containers. Each
+//! scenario is the one `node_scan.rs` runs against the fake (same library entry point, same
+//! comparison with the local `--pid` scan of the same container), with the real server judging.
+//!
+//! Run with `cargo xtask realapi`, or after `cargo xtask cluster up`:
+//! `eval "$(cargo xtask cluster env)"` then
+//! `cargo test -p keyhole-cli --test it realapi_node -- --ignored`. Needs root (the local
+//! `--pid` scan reads the container's processes); a missing node or variable fails the test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use keyhole_cli::session::TlsScopedClients;
+use keyhole_core::ScanMode;
+use keyhole_engine::Profile;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+use crate::cluster_scan::{Scanned, distroless_options, require_root, scan_against};
+use crate::node_scan::{assert_ok, root_state, same_as_local_pid_scan};
+use crate::realapi::{admin, delete_namespace, eventually, managed, namespace, new_run};
+
+const NODE_ENV: &str = "KEYHOLE_REALAPI_NODE";
+const POD: &str = "web-0";
+
+/// The registered test node's name; a missing variable fails the test.
+fn node_name() -> String {
+    std::env::var(NODE_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{NODE_ENV} is not set: no test node is registered with the control plane (cargo \
+             xtask cluster up starts one when run as root)"
+        )
+    })
+}
+
+/// Creates `ns/web-0` from `spec`, bound to the node, and waits until every container runs;
+/// returns the pod.
+async fn start_pod(admin: &Client, ns: &str, mut spec: serde_json::Value) -> Pod {
+    spec["nodeName"] = json!(node_name());
+    spec["automountServiceAccountToken"] = json!(false);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": POD, "namespace": ns},
+        "spec": spec,
+    }))
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = pods.get(POD).await.unwrap();
+        let st = p.status.clone().unwrap_or_default();
+        let running = st.phase.as_deref() == Some("Running")
+            && st
+                .container_statuses
+                .iter()
+                .flatten()
+                .all(|c| c.state.as_ref().and_then(|s| s.running.as_ref()).is_some());
+        if running {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the target pod does not run on the node: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The host PID of a running container of the pod, from its status' `runc://ID` through
+/// `runc state` (the node is another process: its runc containers are this machine's).
+fn pid_of(pod: &Pod, container: &str) -> u32 {
+    let id = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .and_then(|c| c.container_id.clone())
+        .unwrap_or_else(|| panic!("container {container} has no containerID"));
+    let id = id
+        .strip_prefix("runc://")
+        .unwrap_or_else(|| panic!("not a runc container: {id}"));
+    let out = std::process::Command::new("runc")
+        .args(["state", id])
+        .output()
+        .expect("runc runs (apt-get install -y runc)");
+    assert!(out.status.success(), "runc state {id}: {out:?}");
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    u32::try_from(state["pid"].as_u64().unwrap()).unwrap()
+}
+
+/// Runs one scan of `ns/web-0` in `mode` as the admin, with the scoped clients a real cluster
+/// gets (HTTPS, the cluster's CA, the minted token).
+async fn scan(admin: &Client, ns: &str, mode: ScanMode) -> Scanned {
+    let (_, endpoint) = crate::realapi::admin().await;
+    let profile = Profile::builtin("container-baseline").unwrap();
+    scan_against(
+        admin.clone(),
+        endpoint.clone(),
+        Arc::new(TlsScopedClients {
+            cluster: endpoint,
+            namespace: ns.to_owned(),
+        }),
+        new_run(ns, mode),
+        &profile,
+        distroless_options(),
+    )
+    .await
+}
+
+/// After the scan, the run left nothing keyhole manages in the namespace (the real server's
+/// answer, not the scan's own).
+async fn nothing_left(admin: &Client, ns: &str) {
+    eventually(
+        Duration::from_secs(30),
+        "keyhole's objects are gone from the namespace",
+        || async { managed(admin, ns).await.is_empty() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_standard_scan_gives_the_local_pid_hdf_and_changes_nothing() {
+    require_root();
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-std", false).await;
+    let pod = start_pod(
+        &admin,
+        &ns,
+        json!({"containers": [{"name": "app", "image": "busybox:1.36",
+            "command": ["sleep", "3600"]}]}),
+    )
+    .await;
+    let pid = pid_of(&pod, "app");
+    let before = root_state(pid);
+
+    let s = scan(&admin, &ns, ScanMode::Standard).await;
+    assert_ok(&s);
+    let r = &s.outcome.results;
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].target.pod.as_str(), r[0].target.container.as_str()),
+        (POD, "app")
+    );
+    assert_eq!(r[0].evaluated.unanswered, 0);
+    same_as_local_pid_scan(&r[0].facts, &r[0].evaluated, pid, None);
+    let after = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .get(POD)
+        .await
+        .unwrap();
+    assert_eq!(pid_of(&after, "app"), pid, "the target kept running");
+    assert_eq!(
+        root_state(pid),
+        before,
+        "the scan changed the target's files"
+    );
+    nothing_left(&admin, &ns).await;
+    delete_namespace(&admin, &ns).await;
+}
