@@ -96,9 +96,20 @@ async fn main() -> Result<(), Error> {
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut reported = None;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                // The loop's errors (API unreachable…) go to the node's log, once each.
+                let now = node.node().last_error();
+                if now != reported {
+                    eprintln!("node loop: {}", now.as_deref().unwrap_or("ok again"));
+                    reported = now;
+                }
+            }
+        }
     }
     eprintln!("stopping the node");
     node.shutdown()?;

@@ -245,7 +245,7 @@ fn oci_config(node: &Node, name: &str) -> serde_json::Value {
 }
 
 /// The distroless target: the `pause` tree (one static binary, no shell) as UID/GID 10001.
-fn distroless_target() -> serde_json::Value {
+pub(crate) fn distroless_target() -> serde_json::Value {
     json!({"containers": [{
         "name": "app",
         "image": "registry.example/distroless:1.0@sha256:0123",
@@ -429,7 +429,7 @@ async fn auto_on_the_node_falls_back_to_distroless_with_one_role_at_a_time() {
 
 /// `prod/web-0` as a user writes it (busybox `app` as 10001), injected by the library behind
 /// `keyhole sidecar inject`, with the target marker and a 2 s interval added by hand.
-fn injected_pod() -> Pod {
+pub(crate) fn injected_pod() -> Pod {
     // The pod as a user writes it, injected by the library behind `keyhole sidecar inject`.
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\nspec:\n  \

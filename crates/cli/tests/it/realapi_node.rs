@@ -18,11 +18,13 @@ use keyhole_cli::session::TlsScopedClients;
 use keyhole_core::ScanMode;
 use keyhole_engine::Profile;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, LogParams, PostParams};
 use serde_json::json;
 
 use crate::cluster_scan::{Scanned, distroless_options, require_root, scan_against};
-use crate::node_scan::{assert_ok, root_state, same_as_local_pid_scan};
+use crate::node_scan::{
+    assert_ok, distroless_target, injected_pod, root_state, same_as_local_pid_scan,
+};
 use crate::realapi::{admin, delete_namespace, eventually, managed, namespace, new_run};
 
 const NODE_ENV: &str = "KEYHOLE_REALAPI_NODE";
@@ -42,14 +44,21 @@ fn node_name() -> String {
 /// returns the pod.
 async fn start_pod(admin: &Client, ns: &str, mut spec: serde_json::Value) -> Pod {
     spec["nodeName"] = json!(node_name());
-    spec["automountServiceAccountToken"] = json!(false);
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": POD, "namespace": ns},
         "spec": spec,
     }))
     .unwrap();
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    create_and_wait(admin, pod).await
+}
+
+/// Creates `pod` (no ServiceAccount token: the node mounts no volumes) and waits until every
+/// container runs on the node; returns it.
+async fn create_and_wait(admin: &Client, mut pod: Pod) -> Pod {
+    let ns = pod.metadata.namespace.clone().unwrap();
+    pod.spec.as_mut().unwrap().automount_service_account_token = Some(false);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
     pods.create(&PostParams::default(), &pod).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -160,6 +169,131 @@ async fn realapi_node_standard_scan_gives_the_local_pid_hdf_and_changes_nothing(
         before,
         "the scan changed the target's files"
     );
+    nothing_left(&admin, &ns).await;
+    delete_namespace(&admin, &ns).await;
+}
+
+/// The exit code of a container (regular or ephemeral) once the node reports it terminated.
+async fn wait_terminated(admin: &Client, ns: &str, container: &str) -> i32 {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = pods.get(POD).await.unwrap().status.unwrap_or_default();
+        let code = st
+            .container_statuses
+            .into_iter()
+            .flatten()
+            .chain(st.ephemeral_container_statuses.into_iter().flatten())
+            .find(|c| c.name == container)
+            .and_then(|c| c.state?.terminated)
+            .map(|t| t.exit_code);
+        if let Some(code) = code {
+            return code;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{container} did not terminate"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_distroless_scan_runs_the_agent_as_the_target_uid_and_gives_the_local_pid_hdf()
+{
+    require_root();
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-dl", false).await;
+    let pod = start_pod(&admin, &ns, distroless_target()).await;
+    let pid = pid_of(&pod, "app");
+    let before = root_state(pid);
+
+    let s = scan(&admin, &ns, ScanMode::Distroless).await;
+    assert_ok(&s);
+    let o = &s.outcome;
+    assert_eq!(o.results.len(), 1);
+    same_as_local_pid_scan(
+        &o.results[0].facts,
+        &o.results[0].evaluated,
+        pid,
+        Some(10001),
+    );
+    assert_eq!(
+        root_state(pid),
+        before,
+        "the scan changed the target's files"
+    );
+    // The scanner as the REAL API server stored it (after its validation): the target's
+    // identity and nothing more (written out by hand).
+    let pod = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .get(POD)
+        .await
+        .unwrap();
+    let eph = pod.spec.unwrap().ephemeral_containers.unwrap();
+    assert_eq!(eph.len(), 1, "exactly one ephemeral container");
+    let sc = serde_json::to_value(eph[0].security_context.as_ref().unwrap()).unwrap();
+    assert_eq!(sc["runAsUser"], 10001);
+    assert_eq!(sc["runAsGroup"], 10001);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(eph[0].target_container_name.as_deref(), Some("app"));
+    // It ran on the node (the log keyhole read came from it through the API server) and ended
+    // with 0.
+    assert_eq!(wait_terminated(&admin, &ns, &eph[0].name).await, 0);
+    assert_eq!(
+        o.traces,
+        [format!("{ns}/{POD}: ephemeral container {}", eph[0].name)],
+        "the outcome reports the ephemeral container"
+    );
+    nothing_left(&admin, &ns).await;
+    delete_namespace(&admin, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_sidecar_scan_reads_the_sidecars_log_and_gives_the_local_pid_hdf() {
+    require_root();
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-sc", false).await;
+    // The injected pod names no node: the node binds it with the scheduler's identity.
+    let mut pod = injected_pod();
+    pod.metadata.namespace = Some(ns.clone());
+    let pod = create_and_wait(&admin, pod).await;
+    assert_eq!(
+        pod.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(node_name().as_str())
+    );
+    let pid = pid_of(&pod, "app");
+    // The sidecar's first complete frame, read through the API server's pods/log.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let lp = LogParams {
+        container: Some(keyhole_scanners::SIDECAR_NAME.to_owned()),
+        ..LogParams::default()
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the sidecar writes a frame to its log",
+        || async {
+            let text = pods.logs(POD, &lp).await.unwrap_or_default();
+            keyhole_engine::read_facts_frames(&text).newest().is_some()
+        },
+    )
+    .await;
+
+    let s = scan(&admin, &ns, ScanMode::Sidecar).await;
+    assert_ok(&s);
+    let o = &s.outcome;
+    assert_eq!(o.results.len(), 1);
+    same_as_local_pid_scan(
+        &o.results[0].facts,
+        &o.results[0].evaluated,
+        pid,
+        Some(10001),
+    );
+    assert!(o.traces.is_empty());
     nothing_left(&admin, &ns).await;
     delete_namespace(&admin, &ns).await;
 }

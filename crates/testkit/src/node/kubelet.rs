@@ -193,7 +193,11 @@ impl Shared {
                     .entry(key.clone())
                     .or_insert_with(|| self.new_pod(pod, now));
                 self.sync_pod(pod, rt, now);
-                let status = status_of(rt);
+                let mut status = status_of(rt);
+                // The API server sets the QoS class at admission and refuses to see it change.
+                if let Some(qos) = pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
+                    status.qos_class = Some(qos);
+                }
                 let value = serde_json::to_value(&status)?;
                 if rt.last_status.as_ref() != Some(&value) {
                     rt.last_status = Some(value);
@@ -210,15 +214,20 @@ impl Shared {
         for (ns, name, uid) in deleting {
             let _ = api.confirm_deleted(&ns, &name, &uid);
         }
+        let mut refused = None;
         for ((ns, name), uid, status) in updates {
-            if api.update_status(&ns, &name, &uid, &status).is_err() {
-                // Deleted meanwhile, or the write failed: the next pass retries.
+            if let Err(e) = api.update_status(&ns, &name, &uid, &status) {
+                // Deleted meanwhile, or the write failed: the next pass retries; the error is
+                // the pass's (`Node::last_error`) so a refused status does not go unseen.
+                refused.get_or_insert(TestkitError::Node(format!(
+                    "the status of pod {ns}/{name} was not written: {e}"
+                )));
                 if let Some(rt) = lock(&self.pods).get_mut(&(ns, name)) {
                     rt.last_status = None;
                 }
             }
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
     }
 
     fn new_pod(&self, pod: &Pod, now: Timestamp) -> PodRt {
