@@ -6,8 +6,8 @@
 //! Security admission on, TokenRequest with a project-made ServiceAccount signing key) and
 //! `kube-controller-manager` (garbage collector, namespace and ServiceAccount controllers, each
 //! with its own ServiceAccount credentials). Every certificate and key is made here with rcgen;
-//! nothing is downloaded but Go modules. No kubelet, no scheduler, no CNI: pods can be created
-//! and admitted (give them `spec.nodeName`) but nothing runs them.
+//! nothing is downloaded but Go modules. No kubelet, no scheduler, no CNI: the test node (below)
+//! runs pods bound to it, or that name no node, as runc containers.
 //!
 //! The binaries are built once per release by `go build` from the wrapper modules in
 //! `tools/kube/<release>` and `tools/etcd` and cached in the user's cache
@@ -19,20 +19,23 @@
 //! `kubeconfig`); `down` stops exactly the processes listed in `pids` (after checking each pid
 //! still runs the binary that was started) and removes the directory.
 //!
-//! # Registering the test node (not done yet)
-//! The node that runs pods as `runc` containers (crates/testkit) is registered after the
-//! controller manager is ready, at the marked place in [`up`]. What it needs is prepared:
-//! - `pki/node-ca.{crt,key}`: the CA the API server trusts for kubelet serving certificates
-//!   (`--kubelet-certificate-authority`); the node issues its serving certificate from it, for
-//!   its `InternalIP` (127.0.0.1).
-//! - `pki/kubelet-client.{crt,key}` (CN `kube-apiserver-kubelet-client`, signed by the client
-//!   CA): what the API server presents to the node for exec, logs and attach; the node should
-//!   accept exactly that client.
-//! - `--kubelet-preferred-address-types=InternalIP`: the node's Node object sets
-//!   `status.addresses` to one `InternalIP` and `status.daemonEndpoints.kubeletEndpoint.Port`
-//!   to its port, with a `Ready` condition; a client certificate for `system:node:<name>` in
-//!   group `system:nodes` (signed by the client CA) lets it write that under the Node
-//!   authorizer.
+//! # The test node
+//! When `up` runs as root, the node that runs pods as `runc` containers (crates/testkit, its
+//! `node` example) is started after the controller manager is ready and registers itself: a
+//! `Node` object `keyhole-node` with one `InternalIP` (127.0.0.1), its kubelet port in
+//! `status.daemonEndpoints`, `Ready`, and a renewed Lease. Its identities, from `pki/`:
+//! - `node-client` (`system:node:keyhole-node` in `system:nodes`): what it reads and writes
+//!   pods, their status and its Node with, so the Node authorizer and NodeRestriction judge it;
+//! - `scheduler-client` (`system:kube-scheduler`): binds pods that name no node (no scheduler
+//!   runs; `pods/binding` is not a node's right);
+//! - `kubelet-serving` (from `node-ca`, the `--kubelet-certificate-authority`): its serving
+//!   certificate; it accepts only the API server's `kubelet-client` certificate.
+//!
+//! Exec reaches it as SPDY/3.1 (the API server's WebSocket-to-SPDY stream translator, on by
+//! default since 1.30) and logs as plain HTTPS. `down` stops it first (SIGTERM: it kills and
+//! deletes its containers), then removes whatever a killed node left (`runc` containers with
+//! its id prefix, overlay mounts). Not root: the control plane comes up without a node, and the
+//! tests that need one fail saying so.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -782,10 +785,6 @@ fn start(state: &Path, kube: &Path, etcd: &Path, node: Option<&Path>) -> Result<
             pki.arg("kubelet-certificate-authority", "node-ca.crt"),
             "--kubelet-preferred-address-types=InternalIP".into(),
             "--endpoint-reconciler-type=none".into(),
-            // The test node speaks WebSocket exec only: with this gate off the API server
-            // passes the client's WebSocket to the node instead of translating it to SPDY/3.1
-            // (see the module doc).
-            "--feature-gates=TranslateStreamCloseWebsocketRequests=false".into(),
             "--profiling=false".into(),
         ],
     )?;

@@ -308,19 +308,7 @@ where
         Err(_) => 255,
     };
     if !client_gone {
-        let err_head = String::from_utf8_lossy(&err_head);
-        let status = match err_head.find("exec failed:") {
-            // What the API server answers when the runtime cannot start the command (no such
-            // executable: a container without `sh`), instead of an exit code.
-            Some(at) if code == 255 => json!({
-                "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                "message": format!(
-                    "Internal error occurred: error executing command in container: OCI runtime exec failed: {}",
-                    err_head[at..].trim()
-                ),
-            }),
-            _ => exit_status(&request.command, code),
-        };
+        let status = final_status(&request.command, code, &err_head);
         let _ = tx.send(frame(STATUS, status.to_string().as_bytes())).await;
         let _ = tx.send(Message::Close(None)).await;
         if client_open {
@@ -331,6 +319,23 @@ where
         }
     }
     request
+}
+
+/// The Status that ends a session on a real node: the exit code's, or what the API server
+/// answers when the runtime could not start the command at all (no such executable: a
+/// container without `sh`), which runc reports on stderr (`err_head`, its start).
+pub(crate) fn final_status(command: &[String], code: i32, err_head: &[u8]) -> serde_json::Value {
+    let err_head = String::from_utf8_lossy(err_head);
+    match err_head.find("exec failed:") {
+        Some(at) if code == 255 => json!({
+            "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
+            "message": format!(
+                "Internal error occurred: error executing command in container: OCI runtime exec failed: {}",
+                err_head[at..].trim()
+            ),
+        }),
+        _ => exit_status(command, code),
+    }
 }
 
 /// The injected mid-stream loss: the session ends here, without an exit Status. It closes

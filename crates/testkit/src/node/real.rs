@@ -16,11 +16,11 @@
 //! (`--kubelet-client-certificate`). Its serving certificate is issued by the CA the API server
 //! trusts for kubelets (`--kubelet-certificate-authority`).
 //!
-//! Exec. Since Kubernetes 1.30 the API server translates a client's WebSocket (`v5.channel.k8s.io`)
-//! exec into SPDY/3.1 toward the kubelet (feature gate `TranslateStreamCloseWebsocketRequests`,
-//! beta, on by default). This node speaks only WebSocket (`v5`/`v4.channel.k8s.io`, the session
-//! of `crate::exec`), which the API server passes straight through when that gate is off; an
-//! SPDY upgrade is answered `400` with a message saying so.
+//! Exec. Since Kubernetes 1.30 the API server translates a client's WebSocket
+//! (`v5.channel.k8s.io`) exec into SPDY/3.1 toward the kubelet (feature gate
+//! `TranslateStreamCloseWebsocketRequests`, beta, on by default; `super::spdy` serves that).
+//! With the gate off it passes the client's WebSocket straight through, which the node serves
+//! with the session of `crate::exec` (v5 or v4): both paths work on 1.34 and 1.37.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -664,12 +664,29 @@ fn route(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) -> Respon
                     .to_ascii_lowercase()
             };
             let upgrade = h(header::UPGRADE);
-            if upgrade.starts_with("spdy") {
+            let command: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k == "command")
+                .map(|(_, v)| v.clone())
+                .collect();
+            if command.is_empty() {
                 return text(
                     StatusCode::BAD_REQUEST,
-                    "the keyhole-testkit node speaks WebSocket exec only, not SPDY: run the API \
-                     server with --feature-gates=TranslateStreamCloseWebsocketRequests=false",
+                    "you must specify at least 1 command",
                 );
+            }
+            let request = ExecRequest {
+                namespace: ns.clone(),
+                pod: pod.clone(),
+                container: container.clone(),
+                command,
+                stdin: Vec::new(),
+                tty: flag("tty"),
+                // The kubelet does not learn who asked: the API server authorized it.
+                identity: crate::Identity::Anonymous,
+            };
+            if upgrade == "spdy/3.1" {
+                return spdy_upgrade(shared, &mut req, request, &flag);
             }
             let key = req
                 .headers()
@@ -690,28 +707,8 @@ fn route(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) -> Respon
                     "the keyhole-testkit node speaks only v5.channel.k8s.io and v4.channel.k8s.io",
                 );
             };
-            let command: Vec<String> = q
-                .iter()
-                .filter(|(k, _)| k == "command")
-                .map(|(_, v)| v.clone())
-                .collect();
-            if command.is_empty() {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "you must specify at least 1 command",
-                );
-            }
             let start = ExecStart {
-                request: ExecRequest {
-                    namespace: ns.clone(),
-                    pod: pod.clone(),
-                    container: container.clone(),
-                    command,
-                    stdin: Vec::new(),
-                    tty: flag("tty"),
-                    // The kubelet does not learn who asked: the API server authorized it.
-                    identity: crate::Identity::Anonymous,
-                },
+                request,
                 want_stdin: flag("input"),
                 want_stdout: flag("output"),
                 want_stderr: flag("error"),
@@ -746,4 +743,59 @@ fn route(shared: Arc<Shared>, mut req: Request<hyper::body::Incoming>) -> Respon
         }
         _ => text(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Answers a SPDY/3.1 exec upgrade (what the API server sends with its stream translator on)
+/// and runs the session on the upgraded connection.
+fn spdy_upgrade(
+    shared: Arc<Shared>,
+    req: &mut Request<hyper::body::Incoming>,
+    request: ExecRequest,
+    flag: &dyn Fn(&str) -> bool,
+) -> Response<Body> {
+    if request.tty {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "tty exec is not supported by the keyhole-testkit node",
+        );
+    }
+    let offered = req
+        .headers()
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let Some(protocol) = super::spdy::negotiate(offered) else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "unable to upgrade: unable to negotiate protocol: the keyhole-testkit node speaks \
+             v5.channel.k8s.io and v4.channel.k8s.io",
+        );
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return text(StatusCode::BAD_REQUEST, "Upgrade request required");
+    };
+    let exec = super::spdy::SpdyExec {
+        request,
+        want_stdin: flag("input"),
+        want_stdout: flag("output"),
+        want_stderr: flag("error"),
+    };
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hs = res.headers_mut();
+    hs.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    hs.insert(header::UPGRADE, http::HeaderValue::from_static("SPDY/3.1"));
+    hs.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static(protocol),
+    );
+    tokio::spawn(async move {
+        if let Ok(io) = on_upgrade.await {
+            super::spdy::serve(shared.as_ref(), TokioIo::new(io), exec).await;
+        }
+    });
+    res
 }

@@ -1,0 +1,587 @@
+//! The kubelet's exec endpoint over **SPDY/3.1**, as a real kube-apiserver calls it: since
+//! Kubernetes 1.30 the API server accepts a client's WebSocket exec (`v5.channel.k8s.io`) and
+//! translates it into a SPDY/3.1 session toward the kubelet (its `StreamTranslator`, feature gate
+//! `TranslateStreamCloseWebsocketRequests`, on by default).
+//!
+//! What is implemented is the server half of the remotecommand protocol v4/v5 over SPDY, as
+//! `k8s.io/kubelet/pkg/cri/streaming/remotecommand` serves it and
+//! `k8s.io/apimachinery/pkg/util/httpstream/spdy` (on `moby/spdystream`) speaks it:
+//!
+//! - the upgrade: `Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version` negotiated (v5 or v4);
+//! - the client opens one stream per channel (`SYN_STREAM` with a `streamType` header: `error`,
+//!   `stdin`, `stdout`, `stderr`, `resize`); the node answers each with `SYN_REPLY` and starts
+//!   the process once the streams the request asked for exist;
+//! - stdin `DATA` goes to the process, its end (`FLAG_FIN`, or `RST_STREAM`) closes the
+//!   process's stdin; stdout and stderr go back as `DATA` on their streams as they are written;
+//! - at the end: `FLAG_FIN` on every stream, and the v4 Status (JSON) on the error stream;
+//! - `PING` is echoed; `SETTINGS`, `WINDOW_UPDATE`, `HEADERS` are ignored (spdystream does no
+//!   flow control); `GOAWAY` or the connection closing ends the session (the process's exec
+//!   client is killed, the process in the container lives on, as with a kubelet).
+//!
+//! Header blocks are zlib streams with the SPDY/3 preset dictionary, one per direction per
+//! connection. Incoming ones are inflated with it (flate2 on zlib-rs); outgoing ones are written
+//! as *stored* deflate blocks, which any inflater reads without the dictionary (the node sends
+//! only empty header blocks). Every length read from the wire is bounded.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+
+use crate::cluster::Kubelet;
+use crate::exec::{ExecRequest, final_status};
+
+/// The protocols the node speaks, preferred first (v5 adds only the client's stdin close,
+/// which SPDY expresses as `FLAG_FIN` on the stdin stream anyway).
+pub(crate) const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// How long the client has to open the streams it asked for (the kubelet's default).
+const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest control frame accepted (a SYN_STREAM's compressed headers are a few hundred
+/// bytes).
+const MAX_CONTROL: usize = 64 * 1024;
+/// The largest inflated header block accepted.
+const MAX_HEADERS: usize = 64 * 1024;
+/// The most header pairs in one block.
+const MAX_PAIRS: usize = 256;
+/// The largest DATA payload the node sends in one frame.
+const CHUNK: usize = 32 * 1024;
+
+const SYN_STREAM: u16 = 1;
+const SYN_REPLY: u16 = 2;
+const RST_STREAM: u16 = 3;
+const PING: u16 = 6;
+const GOAWAY: u16 = 7;
+const FLAG_FIN: u8 = 0x01;
+
+/// The SPDY/3 header compression dictionary (draft-mbelshe-httpbis-spdy-00, 2.6.10.1), as
+/// spdystream and every SPDY/3 implementation use it (1423 bytes, Adler-32 0xe3c6a7c2).
+const DICTIONARY: &[u8] =
+    b"\x00\x00\x00\x07options\x00\x00\x00\x04head\x00\x00\x00\x04post\x00\x00\x00\x03put\x00\x00\
+    \x00\x06delete\x00\x00\x00\x05trace\x00\x00\x00\x06accept\x00\x00\x00\x0eaccept-charset\x00\
+    \x00\x00\x0faccept-encoding\x00\x00\x00\x0faccept-language\x00\x00\x00\x0daccept-ranges\x00\
+    \x00\x00\x03age\x00\x00\x00\x05allow\x00\x00\x00\x0dauthorization\x00\x00\x00\x0dcache-c\
+    ontrol\x00\x00\x00\x0aconnection\x00\x00\x00\x0ccontent-base\x00\x00\x00\x10content-enco\
+    ding\x00\x00\x00\x10content-language\x00\x00\x00\x0econtent-length\x00\x00\x00\x10conten\
+    t-location\x00\x00\x00\x0bcontent-md5\x00\x00\x00\x0dcontent-range\x00\x00\x00\x0cconten\
+    t-type\x00\x00\x00\x04date\x00\x00\x00\x04etag\x00\x00\x00\x06expect\x00\x00\x00\x07expi\
+    res\x00\x00\x00\x04from\x00\x00\x00\x04host\x00\x00\x00\x08if-match\x00\x00\x00\x11if-mo\
+    dified-since\x00\x00\x00\x0dif-none-match\x00\x00\x00\x08if-range\x00\x00\x00\x13if-unmo\
+    dified-since\x00\x00\x00\x0dlast-modified\x00\x00\x00\x08location\x00\x00\x00\x0cmax-for\
+    wards\x00\x00\x00\x06pragma\x00\x00\x00\x12proxy-authenticate\x00\x00\x00\x13proxy-autho\
+    rization\x00\x00\x00\x05range\x00\x00\x00\x07referer\x00\x00\x00\x0bretry-after\x00\x00\x00\
+    \x06server\x00\x00\x00\x02te\x00\x00\x00\x07trailer\x00\x00\x00\x11transfer-encoding\x00\
+    \x00\x00\x07upgrade\x00\x00\x00\x0auser-agent\x00\x00\x00\x04vary\x00\x00\x00\x03via\x00\
+    \x00\x00\x07warning\x00\x00\x00\x10www-authenticate\x00\x00\x00\x06method\x00\x00\x00\x03\
+    get\x00\x00\x00\x06status\x00\x00\x00\x06200 OK\x00\x00\x00\x07version\x00\x00\x00\x08HT\
+    TP/1.1\x00\x00\x00\x03url\x00\x00\x00\x06public\x00\x00\x00\x0aset-cookie\x00\x00\x00\x0a\
+    keep-alive\x00\x00\x00\x06origin10010120120220520630030230330430530630740240540640740840\
+    9410411412413414415416417502504505203 Non-Authoritative Information204 No Content301 Mov\
+    ed Permanently400 Bad Request401 Unauthorized403 Forbidden404 Not Found500 Internal Serv\
+    er Error501 Not Implemented503 Service UnavailableJan Feb Mar Apr May Jun Jul Aug Sept O\
+    ct Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMTchunked,text/html,image/png,im\
+    age/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,text/javascript,publi\
+    cprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.";
+
+/// What the API server asked for (the query of `/exec/...`).
+#[derive(Debug, Clone)]
+pub(crate) struct SpdyExec {
+    pub(crate) request: ExecRequest,
+    pub(crate) want_stdin: bool,
+    pub(crate) want_stdout: bool,
+    pub(crate) want_stderr: bool,
+}
+
+/// The protocol to answer for the client's `X-Stream-Protocol-Version` values (several
+/// headers, or comma-separated), or `None` when none is spoken here.
+pub(crate) fn negotiate<'a>(offered: impl Iterator<Item = &'a str>) -> Option<&'static str> {
+    let offered: Vec<String> = offered
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .collect();
+    PROTOCOLS
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p))
+}
+
+fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + payload.len());
+    f.extend_from_slice(&[0x80, 0x03]);
+    f.extend_from_slice(&kind.to_be_bytes());
+    f.push(flags);
+    f.extend_from_slice(&len24(payload.len()));
+    f.extend_from_slice(payload);
+    f
+}
+
+fn data(stream: u32, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + payload.len());
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.push(if fin { FLAG_FIN } else { 0 });
+    f.extend_from_slice(&len24(payload.len()));
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A 24-bit length; callers never pass more than [`CHUNK`] or [`MAX_CONTROL`].
+fn len24(n: usize) -> [u8; 3] {
+    let n = u32::try_from(n.min(0x00ff_ffff)).unwrap_or(0x00ff_ffff);
+    let b = n.to_be_bytes();
+    [b[1], b[2], b[3]]
+}
+
+/// Outgoing header blocks: one zlib stream of stored blocks (see the module documentation).
+#[derive(Default)]
+struct HeaderEncoder {
+    started: bool,
+}
+
+impl HeaderEncoder {
+    /// An empty header block (no name/value pairs), as the next piece of the stream.
+    fn empty_block(&mut self) -> Vec<u8> {
+        let raw = 0u32.to_be_bytes();
+        let mut out = Vec::new();
+        if !self.started {
+            // CMF 0x78 (deflate, 32K window), FLG 0x01: no preset dictionary, check bits valid.
+            out.extend_from_slice(&[0x78, 0x01]);
+            self.started = true;
+        }
+        // A non-final stored block: BFINAL 0, BTYPE 00, padded to the byte; LEN, NLEN.
+        let len = u16::try_from(raw.len()).unwrap_or(0);
+        out.push(0x00);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(&raw);
+        // Then an empty stored block, as a sync flush ends: Go's inflater hands a stored
+        // block's bytes to its reader only at the next block, so without it the block's
+        // headers would wait for the next frame (and a SYN_REPLY would never be seen).
+        out.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
+        out
+    }
+}
+
+/// Incoming header blocks: one zlib stream with the SPDY/3 dictionary.
+struct HeaderDecoder {
+    z: flate2::Decompress,
+}
+
+impl HeaderDecoder {
+    fn new() -> Self {
+        Self {
+            z: flate2::Decompress::new(true),
+        }
+    }
+
+    /// Inflates one header block and parses its name/value pairs.
+    fn decode(&mut self, block: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let mut out: Vec<u8> = Vec::with_capacity(4096);
+        let mut at = 0usize;
+        loop {
+            let before = self.z.total_in();
+            let r = self
+                .z
+                .decompress_vec(&block[at..], &mut out, flate2::FlushDecompress::Sync);
+            at += usize::try_from(self.z.total_in() - before).unwrap_or(block.len());
+            match r {
+                Ok(_) => {}
+                Err(e) if e.needs_dictionary().is_some() => {
+                    self.z
+                        .set_dictionary(DICTIONARY)
+                        .map_err(|e| format!("SPDY header dictionary: {e}"))?;
+                    continue;
+                }
+                Err(e) => return Err(format!("SPDY header block: {e}")),
+            }
+            if at >= block.len() && out.len() < out.capacity() {
+                break;
+            }
+            if out.len() >= MAX_HEADERS {
+                return Err(format!("SPDY header block over {MAX_HEADERS} bytes"));
+            }
+            out.reserve(4096);
+        }
+        parse_pairs(&out)
+    }
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if b.len() < n {
+        return Err("truncated SPDY header block".to_owned());
+    }
+    let (head, rest) = b.split_at(n);
+    *b = rest;
+    Ok(head)
+}
+
+fn u32_at(b: &mut &[u8]) -> Result<usize, String> {
+    let v = take(b, 4)?;
+    Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as usize)
+}
+
+fn parse_pairs(mut b: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let n = u32_at(&mut b)?;
+    if n > MAX_PAIRS {
+        return Err(format!("{n} SPDY header pairs (at most {MAX_PAIRS})"));
+    }
+    let mut pairs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = u32_at(&mut b)?;
+        let name = String::from_utf8_lossy(take(&mut b, len)?).to_ascii_lowercase();
+        let len = u32_at(&mut b)?;
+        pairs.push((name, take(&mut b, len)?.to_vec()));
+    }
+    Ok(pairs)
+}
+
+/// What the reading side tells the session.
+enum Event {
+    /// The client opened a stream of this `streamType`.
+    Opened(u32, String),
+    /// Bytes for the process's stdin.
+    Stdin(Vec<u8>),
+    /// The client ended stdin.
+    StdinEnd,
+    /// The connection ended (closed, GOAWAY, or a protocol error).
+    Gone,
+}
+
+/// Reads frames until the connection ends; answers SYN_STREAM and PING itself.
+async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
+    mut r: R,
+    out: mpsc::UnboundedSender<Vec<u8>>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut decoder = HeaderDecoder::new();
+    let mut encoder = HeaderEncoder::default();
+    let mut stdin_id = None;
+    loop {
+        let mut h = [0u8; 8];
+        if r.read_exact(&mut h).await.is_err() {
+            break;
+        }
+        let len = (usize::from(h[5]) << 16) | (usize::from(h[6]) << 8) | usize::from(h[7]);
+        let flags = h[4];
+        if h[0] & 0x80 != 0 {
+            if len > MAX_CONTROL {
+                break;
+            }
+            let mut payload = vec![0u8; len];
+            if r.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            let kind = u16::from_be_bytes([h[2], h[3]]);
+            let id = |p: &[u8]| {
+                p.get(..4)
+                    .map(|b| u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]))
+            };
+            match kind {
+                SYN_STREAM => {
+                    // Stream id, associated id, priority and slot, then the header block.
+                    let (Some(sid), Some(block)) = (id(&payload), payload.get(10..)) else {
+                        break;
+                    };
+                    let Ok(headers) = decoder.decode(block) else {
+                        break;
+                    };
+                    let kind = headers
+                        .iter()
+                        .find(|(n, _)| n == "streamtype")
+                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    let mut reply = sid.to_be_bytes().to_vec();
+                    reply.extend_from_slice(&encoder.empty_block());
+                    let _ = out.send(control(SYN_REPLY, 0, &reply));
+                    if kind == "stdin" {
+                        stdin_id = Some(sid);
+                    }
+                    let _ = events.send(Event::Opened(sid, kind));
+                }
+                RST_STREAM if id(&payload).is_some() && id(&payload) == stdin_id => {
+                    let _ = events.send(Event::StdinEnd);
+                }
+                PING => {
+                    let _ = out.send(control(PING, 0, &payload));
+                }
+                GOAWAY => break,
+                // SETTINGS, WINDOW_UPDATE, HEADERS, NOOP: nothing to do here.
+                _ => {}
+            }
+        } else {
+            let sid = u32::from_be_bytes([h[0] & 0x7f, h[1], h[2], h[3]]);
+            // A DATA frame is at most 16 MiB by its 24-bit length: read it in pieces.
+            let mut left = len;
+            while left > 0 {
+                let mut buf = vec![0u8; left.min(CHUNK)];
+                if r.read_exact(&mut buf).await.is_err() {
+                    let _ = events.send(Event::Gone);
+                    return;
+                }
+                left -= buf.len();
+                if Some(sid) == stdin_id {
+                    let _ = events.send(Event::Stdin(buf));
+                }
+            }
+            if flags & FLAG_FIN != 0 && Some(sid) == stdin_id {
+                let _ = events.send(Event::StdinEnd);
+            }
+        }
+    }
+    let _ = events.send(Event::Gone);
+}
+
+/// Writes the queued frames in order until every sender is gone, then closes the connection.
+async fn write_frames<W: tokio::io::AsyncWrite + Unpin>(
+    mut w: W,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    while let Some(f) = frames.recv().await {
+        if w.write_all(&f).await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    r: Option<&mut R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match r {
+        Some(r) => r.read(buf).await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one exec session on an upgraded connection (after the 101 answer).
+pub(crate) async fn serve<I>(kubelet: &dyn Kubelet, io: I, exec: SpdyExec)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (r, w) = tokio::io::split(io);
+    let (out, frames) = mpsc::unbounded_channel();
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_frames(w, frames));
+    let reader = tokio::spawn(read_frames(r, out.clone(), ev_tx));
+
+    // The streams the request asked for, by streamType.
+    let mut streams: BTreeMap<String, u32> = BTreeMap::new();
+    let mut early_stdin: Vec<Event> = Vec::new();
+    let wanted = |s: &BTreeMap<String, u32>| {
+        s.contains_key("error")
+            && (!exec.want_stdin || s.contains_key("stdin"))
+            && (!exec.want_stdout || s.contains_key("stdout"))
+            && (!exec.want_stderr || s.contains_key("stderr"))
+    };
+    let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
+    while !wanted(&streams) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Event::Opened(id, kind))) => {
+                streams.insert(kind, id);
+            }
+            Ok(Some(e @ (Event::Stdin(_) | Event::StdinEnd))) => early_stdin.push(e),
+            // Gone, or the client never opened them: nothing to run.
+            _ => {
+                reader.abort();
+                drop(out);
+                let _ = writer.await;
+                return;
+            }
+        }
+    }
+    let id = |k: &str| streams.get(k).copied();
+    let send = |sid: Option<u32>, fin: bool, bytes: &[u8]| {
+        if let Some(sid) = sid {
+            for chunk in bytes.chunks(CHUNK) {
+                let _ = out.send(data(sid, false, chunk));
+            }
+            if fin {
+                let _ = out.send(data(sid, true, &[]));
+            }
+        }
+    };
+    let mut request = exec.request.clone();
+    let mut gone = false;
+    let status = match kubelet.exec(&request) {
+        Err(message) => serde_json::json!({"metadata": {}, "status": "Failure",
+            "message": message, "reason": "InternalError"}),
+        Ok(mut child) => {
+            let mut stdin = child.stdin.take().filter(|_| exec.want_stdin).map(|mut w| {
+                // Its own task: a process blocked writing output never waits on our stdin write.
+                let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+                tokio::spawn(async move {
+                    while let Some(chunk) = rx.recv().await {
+                        if w.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                tx
+            });
+            let mut stdout = child.stdout.take();
+            let mut stderr = child.stderr.take();
+            let (mut obuf, mut ebuf) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+            let mut err_head = Vec::new();
+            let mut handle = |e: Event, stdin: &mut Option<mpsc::UnboundedSender<Vec<u8>>>| match e
+            {
+                Event::Stdin(b) => {
+                    request.stdin.extend_from_slice(&b);
+                    if let Some(w) = stdin.as_ref()
+                        && w.send(b).is_err()
+                    {
+                        *stdin = None;
+                    }
+                    false
+                }
+                Event::StdinEnd => {
+                    *stdin = None;
+                    false
+                }
+                Event::Gone => true,
+                Event::Opened(..) => false,
+            };
+            for e in early_stdin {
+                gone |= handle(e, &mut stdin);
+            }
+            while !gone && (stdout.is_some() || stderr.is_some()) {
+                tokio::select! {
+                    e = events.recv() => {
+                        gone |= handle(e.unwrap_or(Event::Gone), &mut stdin);
+                    }
+                    n = read_some(stdout.as_mut(), &mut obuf) => match n {
+                        Some(n) if n > 0 => {
+                            if exec.want_stdout {
+                                send(id("stdout"), false, &obuf[..n]);
+                            }
+                        }
+                        _ => stdout = None,
+                    },
+                    n = read_some(stderr.as_mut(), &mut ebuf) => match n {
+                        Some(n) if n > 0 => {
+                            if err_head.len() < 4096 {
+                                err_head.extend_from_slice(&ebuf[..n]);
+                            }
+                            if exec.want_stderr {
+                                send(id("stderr"), false, &ebuf[..n]);
+                            }
+                        }
+                        _ => stderr = None,
+                    },
+                }
+            }
+            drop(stdin);
+            if gone {
+                // Only the runtime's exec client dies with the connection, as with a kubelet.
+                let _ = child.start_kill();
+            }
+            let code = match child.wait().await {
+                Ok(s) => s.code().unwrap_or_else(|| {
+                    128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+                }),
+                Err(_) => 255,
+            };
+            final_status(&request.command, code, &err_head)
+        }
+    };
+    if !gone {
+        for kind in ["stdout", "stderr", "stdin", "resize"] {
+            send(id(kind), true, &[]);
+        }
+        send(id("error"), true, status.to_string().as_bytes());
+        // The client closes once it read everything; do not cut it short.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = events.recv().await {
+                if matches!(e, Event::Gone) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    reader.abort();
+    drop(out);
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dictionary_is_spdy3s() {
+        // The SPDY/3 dictionary's length and Adler-32 (what a SYN_STREAM's zlib header names).
+        assert_eq!(DICTIONARY.len(), 1423);
+        let (mut a, mut b) = (1u32, 0u32);
+        for &x in DICTIONARY {
+            a = (a + u32::from(x)) % 65521;
+            b = (b + a) % 65521;
+        }
+        assert_eq!((b << 16) | a, 0xe3c6_a7c2);
+    }
+
+    /// Header blocks as Go's spdy framer writes them: zlib with the dictionary, sync-flushed,
+    /// one stream across blocks. The second block depends on the first's history.
+    #[test]
+    fn decodes_consecutive_dictionary_compressed_header_blocks() {
+        let mut z = flate2::Compress::new(flate2::Compression::best(), true);
+        z.set_dictionary(DICTIONARY).unwrap();
+        let block = |z: &mut flate2::Compress, pairs: &[(&str, &str)]| {
+            let mut raw = (pairs.len() as u32).to_be_bytes().to_vec();
+            for (n, v) in pairs {
+                raw.extend_from_slice(&(n.len() as u32).to_be_bytes());
+                raw.extend_from_slice(n.as_bytes());
+                raw.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                raw.extend_from_slice(v.as_bytes());
+            }
+            let mut out = Vec::with_capacity(raw.len() + 64);
+            z.compress_vec(&raw, &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            out
+        };
+        let first = block(&mut z, &[("streamtype", "error"), ("requestid", "0")]);
+        let second = block(&mut z, &[("streamtype", "stdout"), ("requestid", "0")]);
+        let mut d = HeaderDecoder::new();
+        let got = d.decode(&first).unwrap();
+        assert_eq!(got[0], ("streamtype".to_owned(), b"error".to_vec()));
+        let got = d.decode(&second).unwrap();
+        assert_eq!(got[0], ("streamtype".to_owned(), b"stdout".to_vec()));
+        assert_eq!(got[1], ("requestid".to_owned(), b"0".to_vec()));
+    }
+
+    /// What the node sends inflates, without the dictionary, to empty header blocks.
+    #[test]
+    fn outgoing_header_blocks_inflate_to_no_pairs() {
+        let mut e = HeaderEncoder::default();
+        let mut stream = e.empty_block();
+        stream.extend(e.empty_block());
+        let mut z = flate2::Decompress::new(true);
+        let mut out = Vec::with_capacity(64);
+        z.decompress_vec(&stream, &mut out, flate2::FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(out, [0u8; 8]);
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let mut many = 100_000u32.to_be_bytes().to_vec();
+        many.extend([0u8; 16]);
+        assert!(parse_pairs(&many).unwrap_err().contains("at most"));
+        // A name length past the block's end.
+        let mut long = 1u32.to_be_bytes().to_vec();
+        long.extend(u32::MAX.to_be_bytes());
+        assert!(parse_pairs(&long).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn negotiates_v5_then_v4_only() {
+        assert_eq!(
+            negotiate(["v4.channel.k8s.io, v5.channel.k8s.io"].into_iter()),
+            Some("v5.channel.k8s.io")
+        );
+        assert_eq!(
+            negotiate(["v4.channel.k8s.io", "v3.channel.k8s.io"].into_iter()),
+            Some("v4.channel.k8s.io")
+        );
+        assert_eq!(negotiate(["channel.k8s.io"].into_iter()), None);
+    }
+}
