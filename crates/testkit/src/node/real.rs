@@ -799,3 +799,136 @@ fn spdy_upgrade(
     });
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    struct Ca {
+        params: CertificateParams,
+        key: KeyPair,
+        pem: String,
+    }
+
+    fn ca(name: &str) -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { params, key, pem }
+    }
+
+    /// (certificate PEM, key PEM) issued by `ca`.
+    fn leaf(ca: &Ca, cn: &str, server: bool) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let sans = if server {
+            vec!["127.0.0.1".to_owned()]
+        } else {
+            vec![]
+        };
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&ca.params, &ca.key))
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// One HTTP request to the kubelet server presenting `client` (or no certificate); what
+    /// came back before the connection ended (empty when the server closed it unanswered).
+    async fn ask(port: u16, node_ca: &str, client: Option<&(String, String)>) -> String {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(first_cert(node_ca).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(
+                    vec![first_cert(cert).unwrap()],
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+        else {
+            return String::new();
+        };
+        let req =
+            "GET /containerLogs/prod/web-0/app HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n";
+        if tls.write_all(req.as_bytes()).await.is_err() {
+            return String::new();
+        }
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The kubelet endpoint answers the API server's client certificate only: not another
+    /// certificate of the same client CA, not a client without one.
+    #[tokio::test]
+    async fn the_kubelet_server_answers_only_the_api_servers_certificate() {
+        let (client_ca, node_ca) = (ca("client CA"), ca("node CA"));
+        let apiserver = leaf(&client_ca, "kube-apiserver-kubelet-client", false);
+        let intruder = leaf(&client_ca, "system:node:other", false);
+        let serving = leaf(&node_ca, "keyhole-node", true);
+        let config = RealNodeConfig {
+            node: kube::Config::new("https://127.0.0.1:1".parse().unwrap()),
+            scheduler: None,
+            serving_cert_pem: serving.0,
+            serving_key_pem: serving.1,
+            client_ca_pem: client_ca.pem.clone(),
+            apiserver_client_cert_pem: apiserver.0.clone(),
+        };
+        let workdir = tempfile::tempdir().unwrap();
+        let runc = super::super::runc::Runc::new()
+            .unwrap_or_else(|e| panic!("the node's kubelet state needs runc: {e}"));
+        let shared = Arc::new(Shared::new(
+            "keyhole-node".into(),
+            runc,
+            Images::new(),
+            workdir.path().to_path_buf(),
+            serde_json::Value::Null,
+            "khtest".into(),
+            false,
+        ));
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(serve_kubelet(
+            listener,
+            server_tls(&config).unwrap(),
+            first_cert(&config.apiserver_client_cert_pem).unwrap(),
+            shared,
+        ));
+
+        let answer = ask(port, &node_ca.pem, Some(&apiserver)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 404"),
+            "the API server is answered (no such container here): {answer:?}"
+        );
+        assert!(answer.contains("is not on this node"), "{answer:?}");
+        assert_eq!(ask(port, &node_ca.pem, Some(&intruder)).await, "");
+        assert_eq!(ask(port, &node_ca.pem, None).await, "");
+        server.abort();
+    }
+}
