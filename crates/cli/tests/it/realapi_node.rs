@@ -297,3 +297,128 @@ async fn realapi_node_sidecar_scan_reads_the_sidecars_log_and_gives_the_local_pi
     nothing_left(&admin, &ns).await;
     delete_namespace(&admin, &ns).await;
 }
+
+/// A process's stdio and exit code through the real API server to the node and back: the
+/// client's WebSocket (v5) is translated by the API server into SPDY/3.1 streams toward the
+/// node's kubelet endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-exec", false).await;
+    start_pod(
+        &admin,
+        &ns,
+        json!({"containers": [{"name": "app", "image": "busybox:1.36",
+            "command": ["sleep", "3600"]}]}),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    let ap = kube::api::AttachParams::default()
+        .container("app")
+        .stdin(true)
+        .stdout(true)
+        .stderr(true);
+    let mut p = pods
+        .exec(
+            POD,
+            ["sh", "-c", "tr a-z A-Z; echo to-stderr >&2; exit 3"],
+            &ap,
+        )
+        .await
+        .unwrap();
+    let mut stdin = p.stdin().unwrap();
+    // More than one SPDY data frame each way (32 KiB chunks).
+    let input = "abcdefgh\n".repeat(20_000);
+    let (mut out, mut err) = (p.stdout().unwrap(), p.stderr().unwrap());
+    let status = p.take_status().unwrap();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        stdin.shutdown().await.unwrap();
+    });
+    let (mut o, mut e) = (String::new(), String::new());
+    let (ro, re) = tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e));
+    ro.unwrap();
+    re.unwrap();
+    writer.await.unwrap();
+    assert_eq!(o, "ABCDEFGH\n".repeat(20_000));
+    assert_eq!(e, "to-stderr\n");
+    let status = status.await.expect("an exit Status");
+    assert_eq!(
+        status.reason.as_deref(),
+        Some("NonZeroExitCode"),
+        "{status:?}"
+    );
+    let causes = status.details.and_then(|d| d.causes).unwrap_or_default();
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.reason.as_deref() == Some("ExitCode") && c.message.as_deref() == Some("3")),
+        "{causes:?}"
+    );
+    p.join().await.unwrap();
+    delete_namespace(&admin, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_auto_falls_back_to_distroless_when_the_target_has_no_shell() {
+    require_root();
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-auto", false).await;
+    let pod = start_pod(&admin, &ns, distroless_target()).await;
+    let pid = pid_of(&pod, "app");
+
+    let s = scan(&admin, &ns, ScanMode::Auto).await;
+    assert_ok(&s);
+    let o = &s.outcome;
+    assert_eq!(o.mode.0, ScanMode::Distroless, "{}", o.mode.1);
+    assert!(o.mode.1.contains("no shell"), "{}", o.mode.1);
+    same_as_local_pid_scan(
+        &o.results[0].facts,
+        &o.results[0].evaluated,
+        pid,
+        Some(10001),
+    );
+    assert_eq!(o.traces.len(), 1, "{:?}", o.traces);
+    nothing_left(&admin, &ns).await;
+    delete_namespace(&admin, &ns).await;
+}
+
+/// Deleting a pod on the real server: the node stops its containers, then confirms the
+/// deletion (the API server keeps a gracefully deleted pod until its node does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane and its node: run cargo xtask realapi"]
+async fn realapi_node_a_deleted_pod_loses_its_containers_then_disappears() {
+    let (admin, _) = admin().await;
+    let ns = namespace(&admin, "node-del", false).await;
+    let pod = start_pod(
+        &admin,
+        &ns,
+        json!({"containers": [{"name": "app", "image": "busybox:1.36",
+            "command": ["sleep", "3600"]}]}),
+    )
+    .await;
+    let id = pod.status.unwrap().container_statuses.unwrap()[0]
+        .container_id
+        .clone()
+        .unwrap();
+    let id = id.trim_start_matches("runc://").to_owned();
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns);
+    pods.delete(POD, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the pod is gone from the API server",
+        || async { pods.get_opt(POD).await.unwrap().is_none() },
+    )
+    .await;
+    let state = std::process::Command::new("runc")
+        .args(["state", &id])
+        .output()
+        .expect("runc runs");
+    assert!(!state.status.success(), "runc still has {id}");
+    delete_namespace(&admin, &ns).await;
+}
