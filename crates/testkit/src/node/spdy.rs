@@ -238,23 +238,57 @@ fn parse_pairs(mut b: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 enum Event {
     /// The client opened a stream of this `streamType`.
     Opened(u32, String),
-    /// Bytes for the process's stdin.
-    Stdin(Vec<u8>),
-    /// The client ended stdin.
-    StdinEnd,
     /// The connection ended (closed, GOAWAY, or a protocol error).
     Gone,
 }
 
-/// Reads frames until the connection ends; answers SYN_STREAM and PING itself.
+/// Where the client's stdin goes: the process's, once it runs.
+enum StdinSink {
+    /// The process is not started yet: its stdin comes through here (`None`: it has none).
+    Waiting(tokio::sync::oneshot::Receiver<Option<tokio::process::ChildStdin>>),
+    Open(tokio::process::ChildStdin),
+    Closed,
+}
+
+impl StdinSink {
+    /// Writes `chunk` to the process (waiting for it to start); a process that stopped
+    /// reading closes the sink. Awaiting the write is the backpressure: no stdin is buffered
+    /// beyond one read.
+    async fn write(&mut self, chunk: &[u8]) {
+        if let Self::Waiting(rx) = self {
+            *self = match rx.await {
+                Ok(Some(w)) => Self::Open(w),
+                _ => Self::Closed,
+            };
+        }
+        if let Self::Open(w) = self
+            && w.write_all(chunk).await.is_err()
+        {
+            *self = Self::Closed;
+        }
+    }
+
+    /// Ends the process's stdin (dropping a not yet delivered one ends it on arrival).
+    fn close(&mut self) {
+        *self = Self::Closed;
+    }
+}
+
+/// The most streams one session may open (a remotecommand session uses at most five).
+const MAX_STREAMS: usize = 8;
+
+/// Reads frames until the connection ends: answers SYN_STREAM and PING itself, writes stdin
+/// to the process.
 async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
     mut r: R,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::Sender<Vec<u8>>,
     events: mpsc::UnboundedSender<Event>,
+    mut stdin: StdinSink,
 ) {
     let mut decoder = HeaderDecoder::new();
     let mut encoder = HeaderEncoder::default();
     let mut stdin_id = None;
+    let mut opened = 0usize;
     loop {
         let mut h = [0u8; 8];
         if r.read_exact(&mut h).await.is_err() {
@@ -277,6 +311,10 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
             };
             match kind {
                 SYN_STREAM => {
+                    opened += 1;
+                    if opened > MAX_STREAMS {
+                        break;
+                    }
                     // Stream id, associated id, priority and slot, then the header block.
                     let (Some(sid), Some(block)) = (id(&payload), payload.get(10..)) else {
                         break;
@@ -291,17 +329,22 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
                         .unwrap_or_default();
                     let mut reply = sid.to_be_bytes().to_vec();
                     reply.extend_from_slice(&encoder.empty_block());
-                    let _ = out.send(control(SYN_REPLY, 0, &reply));
+                    if out.send(control(SYN_REPLY, 0, &reply)).await.is_err() {
+                        break;
+                    }
                     if kind == "stdin" {
                         stdin_id = Some(sid);
                     }
                     let _ = events.send(Event::Opened(sid, kind));
                 }
                 RST_STREAM if id(&payload).is_some() && id(&payload) == stdin_id => {
-                    let _ = events.send(Event::StdinEnd);
+                    stdin.close();
                 }
                 PING => {
-                    let _ = out.send(control(PING, 0, &payload));
+                    let echoed = out.send(control(PING, 0, &payload)).await;
+                    if echoed.is_err() {
+                        break;
+                    }
                 }
                 GOAWAY => break,
                 // SETTINGS, WINDOW_UPDATE, HEADERS, NOOP: nothing to do here.
@@ -311,19 +354,20 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
             let sid = u32::from_be_bytes([h[0] & 0x7f, h[1], h[2], h[3]]);
             // A DATA frame is at most 16 MiB by its 24-bit length: read it in pieces.
             let mut left = len;
+            let mut buf = vec![0u8; CHUNK];
             while left > 0 {
-                let mut buf = vec![0u8; left.min(CHUNK)];
-                if r.read_exact(&mut buf).await.is_err() {
+                let n = left.min(CHUNK);
+                if r.read_exact(&mut buf[..n]).await.is_err() {
                     let _ = events.send(Event::Gone);
                     return;
                 }
-                left -= buf.len();
+                left -= n;
                 if Some(sid) == stdin_id {
-                    let _ = events.send(Event::Stdin(buf));
+                    stdin.write(&buf[..n]).await;
                 }
             }
             if flags & FLAG_FIN != 0 && Some(sid) == stdin_id {
-                let _ = events.send(Event::StdinEnd);
+                stdin.close();
             }
         }
     }
@@ -333,7 +377,7 @@ async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
 /// Writes the queued frames in order until every sender is gone, then closes the connection.
 async fn write_frames<W: tokio::io::AsyncWrite + Unpin>(
     mut w: W,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
 ) {
     while let Some(f) = frames.recv().await {
         if w.write_all(&f).await.is_err() {
@@ -353,20 +397,40 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
+/// Queues `bytes` as DATA on `sid` (when the client opened that stream), then `FLAG_FIN` when
+/// `fin`; false once the connection's writer is gone. The queue is bounded: a client that
+/// stops reading stops the process's output here, not in memory.
+async fn send(out: &mpsc::Sender<Vec<u8>>, sid: Option<u32>, fin: bool, bytes: &[u8]) -> bool {
+    let Some(sid) = sid else {
+        return true;
+    };
+    for chunk in bytes.chunks(CHUNK) {
+        if out.send(data(sid, false, chunk)).await.is_err() {
+            return false;
+        }
+    }
+    !fin || out.send(data(sid, true, &[])).await.is_ok()
+}
+
 /// Serves one exec session on an upgraded connection (after the 101 answer).
 pub(crate) async fn serve<I>(kubelet: &dyn Kubelet, io: I, exec: SpdyExec)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (r, w) = tokio::io::split(io);
-    let (out, frames) = mpsc::unbounded_channel();
+    let (out, frames) = mpsc::channel(64);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let (stdin_tx, stdin_rx) = tokio::sync::oneshot::channel();
+    let sink = if exec.want_stdin {
+        StdinSink::Waiting(stdin_rx)
+    } else {
+        StdinSink::Closed
+    };
     let writer = tokio::spawn(write_frames(w, frames));
-    let reader = tokio::spawn(read_frames(r, out.clone(), ev_tx));
+    let reader = tokio::spawn(read_frames(r, out.clone(), ev_tx, sink));
 
     // The streams the request asked for, by streamType.
     let mut streams: BTreeMap<String, u32> = BTreeMap::new();
-    let mut early_stdin: Vec<Event> = Vec::new();
     let wanted = |s: &BTreeMap<String, u32>| {
         s.contains_key("error")
             && (!exec.want_stdin || s.contains_key("stdin"))
@@ -379,7 +443,6 @@ where
             Ok(Some(Event::Opened(id, kind))) => {
                 streams.insert(kind, id);
             }
-            Ok(Some(e @ (Event::Stdin(_) | Event::StdinEnd))) => early_stdin.push(e),
             // Gone, or the client never opened them: nothing to run.
             _ => {
                 reader.abort();
@@ -390,68 +453,29 @@ where
         }
     }
     let id = |k: &str| streams.get(k).copied();
-    let send = |sid: Option<u32>, fin: bool, bytes: &[u8]| {
-        if let Some(sid) = sid {
-            for chunk in bytes.chunks(CHUNK) {
-                let _ = out.send(data(sid, false, chunk));
-            }
-            if fin {
-                let _ = out.send(data(sid, true, &[]));
-            }
-        }
-    };
-    let mut request = exec.request.clone();
+    let request = &exec.request;
     let mut gone = false;
-    let status = match kubelet.exec(&request) {
-        Err(message) => serde_json::json!({"metadata": {}, "status": "Failure",
-            "message": message, "reason": "InternalError"}),
+    let status = match kubelet.exec(request) {
+        Err(message) => {
+            let _ = stdin_tx.send(None);
+            serde_json::json!({"metadata": {}, "status": "Failure",
+                "message": message, "reason": "InternalError"})
+        }
         Ok(mut child) => {
-            let mut stdin = child.stdin.take().filter(|_| exec.want_stdin).map(|mut w| {
-                // Its own task: a process blocked writing output never waits on our stdin write.
-                let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-                tokio::spawn(async move {
-                    while let Some(chunk) = rx.recv().await {
-                        if w.write_all(&chunk).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-                tx
-            });
+            let _ = stdin_tx.send(child.stdin.take().filter(|_| exec.want_stdin));
             let mut stdout = child.stdout.take();
             let mut stderr = child.stderr.take();
             let (mut obuf, mut ebuf) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
             let mut err_head = Vec::new();
-            let mut handle = |e: Event, stdin: &mut Option<mpsc::UnboundedSender<Vec<u8>>>| match e
-            {
-                Event::Stdin(b) => {
-                    request.stdin.extend_from_slice(&b);
-                    if let Some(w) = stdin.as_ref()
-                        && w.send(b).is_err()
-                    {
-                        *stdin = None;
-                    }
-                    false
-                }
-                Event::StdinEnd => {
-                    *stdin = None;
-                    false
-                }
-                Event::Gone => true,
-                Event::Opened(..) => false,
-            };
-            for e in early_stdin {
-                gone |= handle(e, &mut stdin);
-            }
             while !gone && (stdout.is_some() || stderr.is_some()) {
                 tokio::select! {
                     e = events.recv() => {
-                        gone |= handle(e.unwrap_or(Event::Gone), &mut stdin);
+                        gone = matches!(e, None | Some(Event::Gone));
                     }
                     n = read_some(stdout.as_mut(), &mut obuf) => match n {
                         Some(n) if n > 0 => {
                             if exec.want_stdout {
-                                send(id("stdout"), false, &obuf[..n]);
+                                gone = !send(&out, id("stdout"), false, &obuf[..n]).await;
                             }
                         }
                         _ => stdout = None,
@@ -462,14 +486,13 @@ where
                                 err_head.extend_from_slice(&ebuf[..n]);
                             }
                             if exec.want_stderr {
-                                send(id("stderr"), false, &ebuf[..n]);
+                                gone = !send(&out, id("stderr"), false, &ebuf[..n]).await;
                             }
                         }
                         _ => stderr = None,
                     },
                 }
             }
-            drop(stdin);
             if gone {
                 // Only the runtime's exec client dies with the connection, as with a kubelet.
                 let _ = child.start_kill();
@@ -485,9 +508,9 @@ where
     };
     if !gone {
         for kind in ["stdout", "stderr", "stdin", "resize"] {
-            send(id(kind), true, &[]);
+            send(&out, id(kind), true, &[]).await;
         }
-        send(id("error"), true, status.to_string().as_bytes());
+        send(&out, id("error"), true, status.to_string().as_bytes()).await;
         // The client closes once it read everything; do not cut it short.
         let _ = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(e) = events.recv().await {
