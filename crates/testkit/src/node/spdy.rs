@@ -528,6 +528,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     use super::*;
 
     #[test]
@@ -606,5 +608,165 @@ mod tests {
             Some("v4.channel.k8s.io")
         );
         assert_eq!(negotiate(["channel.k8s.io"].into_iter()), None);
+    }
+
+    /// Runs the command on this machine: the session's protocol is what is under test here.
+    struct HostKubelet;
+
+    impl Kubelet for HostKubelet {
+        fn exec(&self, r: &ExecRequest) -> Result<tokio::process::Child, String> {
+            tokio::process::Command::new(&r.command[0])
+                .args(&r.command[1..])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())
+        }
+
+        fn log(&self, _: &str, _: &str, _: &str) -> Option<Vec<u8>> {
+            None
+        }
+    }
+
+    static HOST: HostKubelet = HostKubelet;
+
+    /// One frame as the client reads it: (control type or `None` for DATA, stream id, flags,
+    /// payload without the stream id of a control frame's first word).
+    async fn frame<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> (Option<u16>, u32, u8, Vec<u8>) {
+        let mut h = [0u8; 8];
+        r.read_exact(&mut h).await.unwrap();
+        let len = (usize::from(h[5]) << 16) | (usize::from(h[6]) << 8) | usize::from(h[7]);
+        let mut p = vec![0u8; len];
+        r.read_exact(&mut p).await.unwrap();
+        if h[0] & 0x80 != 0 {
+            let kind = u16::from_be_bytes([h[2], h[3]]);
+            let id = u32::from_be_bytes([p[0] & 0x7f, p[1], p[2], p[3]]);
+            (Some(kind), id, h[4], p[4..].to_vec())
+        } else {
+            let id = u32::from_be_bytes([h[0] & 0x7f, h[1], h[2], h[3]]);
+            (None, id, h[4], p)
+        }
+    }
+
+    /// A remotecommand v4 client session over SPDY, as the API server's executor runs it:
+    /// four streams, stdin in several frames then FIN, a PING in between; stdout, stderr and
+    /// the exit Status come back, each stream finished.
+    #[tokio::test]
+    async fn a_spdy_session_streams_stdio_and_ends_with_the_exit_status() {
+        let (mut client, server) = tokio::io::duplex(4 << 20);
+        let exec = SpdyExec {
+            request: ExecRequest {
+                namespace: "prod".into(),
+                pod: "web-0".into(),
+                container: "app".into(),
+                command: ["sh", "-c", "tr a-z A-Z; echo to-stderr >&2; exit 3"]
+                    .map(String::from)
+                    .to_vec(),
+                stdin: Vec::new(),
+                tty: false,
+                identity: crate::Identity::Anonymous,
+            },
+            want_stdin: true,
+            want_stdout: true,
+            want_stderr: true,
+        };
+        let session = tokio::spawn(serve(&HOST, server, exec));
+        let mut z = flate2::Compress::new(flate2::Compression::best(), true);
+        z.set_dictionary(DICTIONARY).unwrap();
+        for (id, kind) in [(1u32, "error"), (3, "stdin"), (5, "stdout"), (7, "stderr")] {
+            let mut raw = 1u32.to_be_bytes().to_vec();
+            for v in ["streamtype", kind] {
+                raw.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                raw.extend_from_slice(v.as_bytes());
+            }
+            let mut block = Vec::with_capacity(256);
+            z.compress_vec(&raw, &mut block, flate2::FlushCompress::Sync)
+                .unwrap();
+            let mut p = id.to_be_bytes().to_vec();
+            p.extend_from_slice(&[0; 6]);
+            p.extend_from_slice(&block);
+            client.write_all(&control(SYN_STREAM, 0, &p)).await.unwrap();
+        }
+        // Each stream is answered, in order, with an empty header block.
+        let mut inflate = flate2::Decompress::new(true);
+        for want in [1u32, 3, 5, 7] {
+            let (kind, id, _, block) = frame(&mut client).await;
+            assert_eq!((kind, id), (Some(SYN_REPLY), want));
+            let mut out = Vec::with_capacity(64);
+            inflate
+                .decompress_vec(&block, &mut out, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(out, 0u32.to_be_bytes());
+        }
+        client
+            .write_all(&control(PING, 0, &9u32.to_be_bytes()))
+            .await
+            .unwrap();
+        let input = "abcdefgh\n".repeat(10_000);
+        for chunk in input.as_bytes().chunks(40_000) {
+            client.write_all(&data(3, false, chunk)).await.unwrap();
+        }
+        client.write_all(&data(3, true, &[])).await.unwrap();
+
+        let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut finished, mut pinged) = (Vec::new(), false);
+        while !finished.contains(&1) {
+            match frame(&mut client).await {
+                (Some(PING), 9, _, _) => pinged = true,
+                (None, id, flags, p) => {
+                    match id {
+                        5 => stdout.extend(p),
+                        7 => stderr.extend(p),
+                        1 => status.extend(p),
+                        _ => assert!(p.is_empty(), "data on stream {id}"),
+                    }
+                    if flags & FLAG_FIN != 0 {
+                        finished.push(id);
+                    }
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert!(pinged, "the PING is echoed");
+        assert_eq!(String::from_utf8(stdout).unwrap(), input.to_uppercase());
+        assert_eq!(stderr, b"to-stderr\n");
+        finished.sort_unstable();
+        assert_eq!(finished, [1, 3, 5, 7], "every stream is finished");
+        let status: serde_json::Value = serde_json::from_slice(&status).unwrap();
+        assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+        assert_eq!(status["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(status["details"]["causes"][0]["message"], "3");
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .expect("the session ends when the client goes")
+            .unwrap();
+    }
+
+    /// A client that never opens the streams it asked for gets no process.
+    #[tokio::test(start_paused = true)]
+    async fn no_process_runs_without_the_requested_streams() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let marker = std::env::temp_dir().join(format!("keyhole-spdy-{}", std::process::id()));
+        let exec = SpdyExec {
+            request: ExecRequest {
+                namespace: "prod".into(),
+                pod: "web-0".into(),
+                container: "app".into(),
+                command: vec!["touch".into(), marker.display().to_string()],
+                stdin: Vec::new(),
+                tty: false,
+                identity: crate::Identity::Anonymous,
+            },
+            want_stdin: false,
+            want_stdout: true,
+            want_stderr: false,
+        };
+        let session = tokio::spawn(serve(&HOST, server, exec));
+        tokio::time::advance(STREAM_CREATION_TIMEOUT + Duration::from_secs(1)).await;
+        session.await.unwrap();
+        assert!(!marker.exists(), "the command ran");
+        drop(client);
     }
 }
