@@ -14,6 +14,7 @@ mod realapi;
 mod realapi_node;
 mod reap;
 mod scan;
+mod scenarios;
 mod session;
 mod signals;
 mod support;
