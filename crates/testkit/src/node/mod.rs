@@ -27,7 +27,8 @@
 //!   cannot honour (`runAsNonRoot` as root, `privileged`, env `valueFrom`);
 //! - `pods/exec` (WebSocket v4/v5; SPDY/3.1 from a real API server) becomes `runc exec` in the
 //!   named container, streamed both ways (stdin as it arrives, stdout/stderr as they are
-//!   written, then the exit Status); the process inherits the container's user, capabilities and `noNewPrivileges`, as a CRI exec;
+//!   written, then the exit Status); the process inherits the container's user, capabilities
+//!   and `noNewPrivileges`, as a CRI exec;
 //! - `pods/log` serves each container's stdout and stderr (one combined file, as the kubelet's),
 //!   with `container=`, `tailLines` and `limitBytes`;
 //! - deleting a pod kills and deletes its containers and removes their files; [`Node::shutdown`]
