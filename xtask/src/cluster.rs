@@ -35,7 +35,9 @@
 //! default since 1.30) and logs as plain HTTPS. `down` stops it first (SIGTERM: it kills and
 //! deletes its containers), then removes whatever a killed node left (`runc` containers with
 //! its id prefix, overlay mounts). Not root: the control plane comes up without a node, and the
-//! tests that need one fail saying so.
+//! tests that need one fail saying so. Its images are the testkit's trees (busybox, the
+//! distroless `pause` tree, the static agent), built into `target/rootfs` and `target/static`
+//! on first use (the static agent takes minutes once).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
