@@ -9,6 +9,7 @@ mod cluster;
 mod plan;
 mod scan;
 mod scan_cluster;
+mod scan_fleet;
 mod sidecar;
 
 use std::io::Write as _;
