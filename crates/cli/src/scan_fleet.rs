@@ -203,7 +203,11 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         for (t, row) in outcome.targets.iter().zip(summary.targets.iter_mut()) {
             let Some(r) = &t.result else { continue };
             let path = out_for(out, t.namespace.as_str(), t.pod.as_str());
-            let json = r.evaluated.execution.to_json_pretty().map_err(Failure::scan)?;
+            let json = r
+                .evaluated
+                .execution
+                .to_json_pretty()
+                .map_err(Failure::scan)?;
             std::fs::write(&path, json)
                 .map_err(|e| Failure::scan(format!("cannot write {}: {e}", path.display())))?;
             row.hdf = Some(path.display().to_string());

@@ -6,6 +6,7 @@ mod audit_log;
 mod cluster_scan;
 mod errors;
 mod fault_matrix;
+mod fleet;
 mod invariants;
 mod leaks;
 mod least_privilege;
