@@ -10,7 +10,8 @@
 //! - `cluster up [--k8s 1.37|1.34] | down | env`: a real kube-apiserver and controller manager
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
-//! - `bench`: speed and memory as ratios against baselines measured in the same run.
+//! - `bench`: speed and memory as ratios against baselines measured in the same run (`bench
+//!   fleet`: only the fleet scan's scaling with concurrency).
 //! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
 //!   printing its digest.
 //! - `rootfs`: the test node's root filesystems (busybox, true distroless, agent, Debian
@@ -42,6 +43,7 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
+        "bench" if std::env::args().nth(2).as_deref() == Some("fleet") => bench::run_fleet_bench(),
         "bench" => bench::run_bench(),
         "cluster" => cluster::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "realapi" => cluster::realapi(),

@@ -573,7 +573,7 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
     assert!(f.stdout.contains("2 scanned, 1 error(s)"), "{}", f.stdout);
     assert!(f.stdout.contains("pay/api-7 (exit 3)"), "{}", f.stdout);
     // Not a terminal: no progress bar drawing on stderr.
-    assert!(!f.stderr.contains("targets"), "{}", f.stderr);
+    assert!(!f.stderr.contains("/3 targets"), "{}", f.stderr);
     for (ns, pod) in [("pay", "api-1"), ("shop", "web-0")] {
         let hdf = served.dir.join(format!("hdf.{ns}.{pod}.json"));
         let exec = keyhole_hdf::Execution::from_json_slice(&std::fs::read(&hdf).unwrap()).unwrap();
@@ -629,6 +629,70 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
     );
     assert!(c.managed_objects().is_empty());
 
+    // On a terminal (a pty from script(1)) the progress bar is drawn on stderr; --quiet hides it.
+    let tty = async |quiet: bool| {
+        let mut a = args(&[]);
+        if quiet {
+            a.push("--quiet".into());
+        }
+        let mut line = shell_quote(env!("CARGO_BIN_EXE_keyhole"));
+        for x in &a {
+            line.push(' ');
+            line.push_str(&shell_quote(x));
+        }
+        let out = tokio::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("KUBECONFIG")
+            .env_remove("KEYHOLE_LOG")
+            .env("HOME", &served.dir)
+            .env("TMPDIR", &served.dir)
+            .env("XDG_STATE_HOME", served.dir.join("state"))
+            .env("TERM", "xterm")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+            .await
+            .expect("keyhole ends within 60 s")
+            .expect("script(1) runs (util-linux)");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, shown) = tty(false).await;
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(
+        shown.contains("/3 targets"),
+        "no progress bar on a terminal:\n{shown}"
+    );
+    let (code, shown) = tty(true).await;
+    assert_eq!(code, Some(3), "{shown}");
+    assert!(
+        !shown.contains("/3 targets"),
+        "--quiet draws no bar:\n{shown}"
+    );
+    assert!(shown.contains("2 scanned, 1 error(s)"), "{shown}");
+    assert!(c.managed_objects().is_empty());
+
+    // A dry run needs no cluster and sends nothing.
+    let calls = c.calls().len();
+    let dry = finish(
+        served
+            .keyhole(&["scan", "-l", "scan=yes", "-A", "--dry-run"], &[])
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
+    assert!(
+        dry.stdout
+            .contains("the pods of all namespaces matching scan=yes"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(c.calls().len(), calls);
+
     // -A needs -l; --concurrency is bounded.
     let bad = finish(
         served
@@ -646,4 +710,9 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
     )
     .await;
     assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+}
+
+/// `s` as one word for sh(1).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
