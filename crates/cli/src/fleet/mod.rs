@@ -232,7 +232,7 @@ impl FleetOutcome {
     }
 }
 
-/// Why one pod's gathering failed (the session goes on with the other pods).
+/// One pod's gathering: its container and facts, or why it failed (the others go on).
 type PodResult = Result<(ContainerTarget, Facts), WorkflowError>;
 
 /// The error a session's work returns when some of its pods failed: the audit log records it,

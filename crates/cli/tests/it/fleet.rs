@@ -513,6 +513,96 @@ async fn fifty_pods_over_three_namespaces_one_failing_forty_nine_results_nothing
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--mode auto` in a fleet: the pods without a shell get a second session of their namespace,
+/// distroless, whose Role pins only them, created only after the standard session's objects
+/// are verified gone; the pods with a shell keep their standard results. (The fake runs no
+/// agent, so the distroless pods end in a clear error when the wait runs out: what is tested
+/// here is who gets which access when.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_gives_the_shell_less_pods_a_distroless_session_of_their_own_after_the_first_is_gone()
+{
+    let c = FakeCluster::new();
+    for pod in ["web-0", "slim-0", "slim-1"] {
+        add_pod(&c, "shop", pod, "yes");
+    }
+    c.set_exec_handler(|req| {
+        if req.pod.starts_with("slim-") {
+            ExecResponse::failure(127, "/bin/sh: not found\n")
+        } else {
+            run_script(req)
+        }
+    });
+    let user = c.client_admin();
+    let resolved = resolve_fleet(
+        &user,
+        &Scope::All,
+        &LabelSelector::parse("scan=yes").unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut req = request(&c, resolved);
+    req.mode = ScanMode::Auto;
+    let mut opts = crate::cluster_scan::distroless_options();
+    opts.target_uid = Some(10001);
+    opts.wait = std::time::Duration::from_millis(300);
+    req.distroless = Some(opts);
+    let dir = scratch("fleet-auto");
+    let log_path = dir.join("audit.jsonl");
+    let audit = Audit::new(AuditLog::open(&log_path).unwrap(), "fleet");
+    let scoped = {
+        let c = c.clone();
+        Arc::new(move |_: &Namespace| FakeScoped::new(&c) as Arc<dyn ScopedClients>)
+    };
+    let o = scan_fleet(user, req, scoped, audit, None).await;
+
+    let sessions: Vec<(ScanMode, Vec<String>)> = o
+        .sessions
+        .iter()
+        .map(|s| (s.mode, s.pods.iter().map(ToString::to_string).collect()))
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            (
+                ScanMode::Standard,
+                vec!["slim-0".into(), "slim-1".into(), "web-0".into()]
+            ),
+            (ScanMode::Distroless, vec!["slim-0".into(), "slim-1".into()]),
+        ]
+    );
+    assert!(o.all_clean());
+    assert!(c.managed_objects().is_empty());
+    let by_pod: BTreeMap<&str, _> = o.targets.iter().map(|t| (t.pod.as_str(), t)).collect();
+    assert_eq!(by_pod["web-0"].mode, ScanMode::Standard);
+    assert!(by_pod["web-0"].result.is_some());
+    assert_eq!(by_pod["web-0"].exit_code, 0);
+    for slim in ["slim-0", "slim-1"] {
+        let t = by_pod[slim];
+        assert_eq!(t.mode, ScanMode::Distroless, "{slim}");
+        assert_eq!(t.exit_code, 3, "{slim}");
+        assert_eq!(t.run_id.as_ref(), Some(&o.sessions[1].run_id));
+    }
+    // The debug containers stay in the pod specs, and are reported.
+    assert_eq!(o.sessions[1].traces.len(), 2, "{:?}", o.sessions[1].traces);
+    // The distroless access was created only after the standard one was verified gone.
+    let records = audit_records(&log_path);
+    let (first, second) = (o.sessions[0].run_id.as_str(), o.sessions[1].run_id.as_str());
+    let gone = records
+        .iter()
+        .position(|r| r.run_id == first && matches!(r.event, Event::CleanupVerified { .. }))
+        .unwrap();
+    let created = records
+        .iter()
+        .position(|r| r.run_id == second && matches!(r.event, Event::ObjectCreated(_)))
+        .unwrap();
+    assert!(
+        gone < created,
+        "distroless access created before the standard one was gone"
+    );
+    every_run_cleaned_up(&records);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The binary: `keyhole scan -l scan=yes -A --out DIR/hdf.json --fleet-report DIR/fleet.json`
 /// over HTTPS (stderr is not a terminal: no progress bar), on a small fleet with one failing
 /// pod: one HDF per scanned target named with its namespace, the summary on stdout, the report
