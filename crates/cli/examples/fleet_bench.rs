@@ -5,7 +5,8 @@
 //! `cargo run --release -p keyhole-cli --example fleet_bench -- PODS NAMESPACES LATENCY_MS
 //! CONCURRENCY` prints one JSON line: `pods`, `namespaces`, `latency_ms`, `concurrency`,
 //! `wall_ms`, `api_calls`, `peak_rss_kib` (this process's `VmHWM`, the fake API server
-//! included), `results`, `sessions`. Run it once per concurrency: `cargo xtask bench` does, and
+//! included), `results`, `sessions`. The pre-scan verification runs with the built-in policy, as
+//! in the binary. Run it once per concurrency: `cargo xtask bench` does, and
 //! reports the ratios. Each pod's exec answers with the fact script's real output (the script
 //! run once on this machine's `/bin/sh` before timing starts), so the cost measured is the
 //! API's and keyhole's, not the shell's.
@@ -63,7 +64,9 @@ fn arg(i: usize, default: u64) -> u64 {
 
 /// The fact script's output for `profile` on this machine.
 fn script_output(profile: &Profile, inputs: &Inputs) -> Vec<u8> {
-    let script = ShellScript::in_container().render(&keyhole_engine::plan(profile, inputs));
+    // The plan the fleet sends: the profile's, with the socket tables of the network checks.
+    let plan = keyhole_cli::prescan::with_network_tables(keyhole_engine::plan(profile, inputs));
+    let script = ShellScript::in_container().render(&plan);
     let mut child = Command::new("/bin/sh")
         .arg("-s")
         .stdin(Stdio::piped())
@@ -150,6 +153,7 @@ async fn main() {
         distroless: None,
         max_age: Duration::from_secs(3600),
         concurrency,
+        precheck: Some(keyhole_precheck::Policy::builtin()),
     };
     let scoped = {
         let c = cluster.clone();

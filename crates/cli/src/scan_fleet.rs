@@ -60,6 +60,13 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let Some(selector) = a.selector.clone() else {
         return Err(Failure::bad_input("a fleet scan needs -l SELECTOR"));
     };
+    // The single scan's report and SARIF log describe one run; a fleet has its own report.
+    if a.report.is_some() || a.format == ScanFormat::Sarif {
+        return Err(Failure::bad_input(
+            "with -l, use --fleet-report FILE.json|FILE.md (--report and --format sarif describe a single scan)",
+        ));
+    }
+    let precheck = crate::gates::policy(a)?;
     let concurrency = a.concurrency.map_or(DEFAULT_CONCURRENCY, usize::from);
     // A dry run with -n or -A needs no kubeconfig at all.
     let user = match (a.dry_run, a.all_namespaces || a.namespace.is_some()) {
@@ -160,6 +167,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             }),
             max_age: a.max_age,
             concurrency,
+            precheck: Some(precheck),
         };
         // Each session records under its own run id; this one is never used.
         let audit = Audit::new(log, "fleet");
@@ -203,17 +211,17 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         for (t, row) in outcome.targets.iter().zip(summary.targets.iter_mut()) {
             let Some(r) = &t.result else { continue };
             let path = out_for(out, t.namespace.as_str(), t.pod.as_str());
-            let json = r
-                .evaluated
-                .execution
-                .to_json_pretty()
-                .map_err(Failure::scan)?;
+            // The scan's profile first, the `keyhole-precheck` profile after it.
+            let full =
+                crate::gates::with_precheck(&r.evaluated.execution, t.precheck.as_ref(), now);
+            let json = full.to_json_pretty().map_err(Failure::scan)?;
             std::fs::write(&path, json)
                 .map_err(|e| Failure::scan(format!("cannot write {}: {e}", path.display())))?;
             row.hdf = Some(path.display().to_string());
         }
     }
     for t in &outcome.targets {
+        warnings.extend(t.precheck.iter().flat_map(crate::gates::verdict_warnings));
         if let Some(r) = t.result.as_ref().filter(|r| r.evaluated.unanswered > 0) {
             warnings.push(format!(
                 "{}: {} fact requests were not answered; their controls report errors",
@@ -271,8 +279,8 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             .map_err(|e| Failure::scan(format!("cannot write {}: {e}", path.display())))?;
     }
     let stdout = match a.format {
-        ScanFormat::Summary => summary.to_text(),
         ScanFormat::Json => summary.to_json().map_err(Failure::scan)? + "\n",
+        _ => summary.to_text(),
     };
     Ok(Output {
         stdout,
@@ -308,6 +316,7 @@ fn dry_run(
     );
     let steps = [
         "list the matching pods with your credentials and group them by namespace".to_string(),
+        "pre-scan verification of each pod with your credentials (--policy, else the built-in one): a pod whose verdict aborts exits 5 and is left out of every Role".to_string(),
         format!(
             "per namespace, one session: reap expired keyhole objects; create ServiceAccount, anchor Secret, Role (resourceNames = exactly that namespace's matching pods) and RoleBinding; mint a bound token for {}; verify least privilege with it",
             a.ttl

@@ -36,6 +36,11 @@ use crate::session::{
     run_session,
 };
 
+/// Exit code of a pre-scan abort.
+const EXIT_PRECHECK_ABORT: i32 = keyhole_precheck::EXIT_PRECHECK_ABORT;
+/// Exit code of a pod whose container must be chosen with `-c`.
+const EXIT_BAD_INPUT: i32 = 2;
+
 /// The default of `--concurrency`: a few pods at a time keeps a slow API server busy without
 /// flooding it (each pod costs one exec or one ephemeral container).
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -170,6 +175,12 @@ pub struct FleetRequest {
     /// At most this many sessions at once, and at most this many pods gathered at once across
     /// all sessions (at least 1).
     pub concurrency: usize,
+    /// The pre-scan verification policy: each pod is read and judged with the user's
+    /// credentials before its namespace's session starts; a pod whose verdict aborts is left
+    /// out of every Role (exit 5), and its socket tables, gathered with its facts, are judged
+    /// after the teardown and can still abort its verdict. `None` skips the verification (the
+    /// binary always gives a policy).
+    pub precheck: Option<keyhole_precheck::Policy>,
 }
 
 /// One access session of the fleet (one namespace, one concrete mode).
@@ -206,8 +217,13 @@ pub struct TargetOutcome {
     pub error: Option<String>,
     /// Its exit code before any threshold: 0 with a result, 3 when its gathering failed or its
     /// session could not be set up, the session's code when the session was cut short (124,
-    /// 130/143/129, 70), and 4 whenever its session's cleanup is incomplete.
+    /// 130/143/129, 70), 5 when the pre-scan verification aborted (before the scan, or from
+    /// the network checks after it), 2 when its container must be chosen with `-c`, and 4
+    /// whenever its session's cleanup is incomplete.
     pub exit_code: i32,
+    /// Its pre-scan verdict (with the network checks merged when its facts held the socket
+    /// tables), when the verification ran.
+    pub precheck: Option<keyhole_precheck::Verdict>,
 }
 
 /// How a fleet scan ended.
@@ -318,7 +334,11 @@ pub async fn scan_fleet(
     on_event: Option<OnEvent>,
 ) -> FleetOutcome {
     let n = request.concurrency.max(1);
-    let plan = Arc::new(keyhole_engine::plan(&request.profile, &request.inputs));
+    // The socket tables ride along for the pre-scan network checks, as in a single scan.
+    let plan = Arc::new(crate::prescan::with_network_tables(keyhole_engine::plan(
+        &request.profile,
+        &request.inputs,
+    )));
     let targets = request.targets.clone();
     let shared = Arc::new(Shared {
         user,
@@ -368,6 +388,7 @@ pub async fn scan_fleet(
                         result: None,
                         error: Some(format!("internal error: {e}")),
                         exit_code: EXIT_INTERNAL_ERROR,
+                        precheck: None,
                     });
                 }
             }
@@ -417,6 +438,22 @@ async fn scan_namespace(
     let first_mode = if auto { ScanMode::Standard } else { requested };
     let mut sessions = Vec::new();
     let mut settled: BTreeMap<PodName, TargetOutcome> = BTreeMap::new();
+    let mut verdicts: BTreeMap<PodName, keyhole_precheck::Verdict> = BTreeMap::new();
+    let pods = match &shared.request.precheck {
+        None => pods,
+        Some(policy) => {
+            let checked = precheck(shared, &ns, pods, policy).await;
+            settled.extend(checked.refused.into_iter().map(|t| (t.pod.clone(), t)));
+            verdicts = checked.verdicts;
+            checked.proceed
+        }
+    };
+    if pods.is_empty() {
+        for t in settled.values() {
+            shared.report(&t.namespace, &t.pod, false);
+        }
+        return (sessions, settled.into_values().collect());
+    }
     let mut retry = Vec::new();
     match run_one(shared, &ns, &pods, first_mode, auto).await {
         Ok(g) => {
@@ -449,11 +486,159 @@ async fn scan_namespace(
             Err(e) => settled.extend(unscanned(&ns, &retry, ScanMode::Distroless, e)),
         }
     }
+    // The network checks, judged from each scanned pod's own socket tables; an abort means
+    // its results are not reported.
+    if let Some(policy) = &shared.request.precheck {
+        for t in settled.values_mut() {
+            let Some(mut v) = verdicts.remove(&t.pod) else {
+                continue;
+            };
+            if let Some(net) = t
+                .result
+                .as_ref()
+                .and_then(|r| crate::prescan::network_facts(&r.facts))
+            {
+                v.merge(keyhole_precheck::check_network(&net, policy));
+                if v.aborts() {
+                    t.result = None;
+                    t.error = Some(format!(
+                        "the pre-scan network checks aborted the verdict after the scan; its results are not reported: {}",
+                        abort_reason(&v)
+                    ));
+                    t.exit_code = summary::worst([t.exit_code, EXIT_PRECHECK_ABORT]);
+                }
+            }
+            t.precheck = Some(v);
+        }
+    }
     // Every pod is reported done once, whatever happened to it.
     for t in settled.values() {
         shared.report(&t.namespace, &t.pod, t.result.is_some());
     }
     (sessions, settled.into_values().collect())
+}
+
+/// The pre-scan verification of one namespace's pods.
+struct Checked {
+    /// The pods that may be scanned.
+    proceed: Vec<PodName>,
+    /// Their verdicts.
+    verdicts: BTreeMap<PodName, keyhole_precheck::Verdict>,
+    /// The pods left out: aborted (exit 5), container to choose (exit 2), unreadable (exit 3).
+    refused: Vec<TargetOutcome>,
+}
+
+/// The failed `abort` checks of `v`, on one line.
+fn abort_reason(v: &keyhole_precheck::Verdict) -> String {
+    crate::prescan::abort_reason(std::slice::from_ref(v)).unwrap_or_default()
+}
+
+/// Judges each pod of `ns` under `policy` with the user's credentials (one GET each, at most
+/// `concurrency` at once; nothing is written). The aborts are recorded in the audit log under
+/// a run id of their own, as a single scan's abort is: nothing was created for them.
+async fn precheck(
+    shared: &Arc<Shared>,
+    ns: &Namespace,
+    pods: Vec<PodName>,
+    policy: &keyhole_precheck::Policy,
+) -> Checked {
+    let mut tasks = tokio::task::JoinSet::new();
+    let policy = Arc::new(policy.clone());
+    for pod in pods {
+        let (user, sem, policy, ns) = (
+            shared.user.clone(),
+            shared.pods.clone(),
+            policy.clone(),
+            ns.clone(),
+        );
+        let container = shared.request.container.as_ref().map(ToString::to_string);
+        tasks.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                unreachable!("the pod semaphore is never closed")
+            };
+            let v = crate::prescan::check_pod(
+                &user,
+                ns.as_str(),
+                pod.as_str(),
+                container.as_deref(),
+                &policy,
+            )
+            .await;
+            (pod, v)
+        });
+    }
+    let mut checked = Checked {
+        proceed: Vec::new(),
+        verdicts: BTreeMap::new(),
+        refused: Vec::new(),
+    };
+    let mut aborted = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (pod, v) = match joined {
+            Ok(x) => x,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => continue,
+        };
+        let refuse =
+            |error: String, exit_code: i32, precheck: Option<keyhole_precheck::Verdict>| {
+                TargetOutcome {
+                    namespace: ns.clone(),
+                    pod: pod.clone(),
+                    mode: shared.request.mode,
+                    run_id: None,
+                    result: None,
+                    error: Some(error),
+                    exit_code,
+                    precheck,
+                }
+            };
+        match v {
+            Ok(v) if v.aborts() => {
+                let reason = abort_reason(&v);
+                aborted.push(reason.clone());
+                checked.refused.push(refuse(
+                    format!(
+                        "the pre-scan verification aborted; nothing was created for it: {reason}"
+                    ),
+                    EXIT_PRECHECK_ABORT,
+                    Some(v),
+                ));
+            }
+            Ok(v) => {
+                checked.verdicts.insert(pod.clone(), v);
+                checked.proceed.push(pod);
+            }
+            Err(e @ ScanError::ChooseContainer(_)) => {
+                checked
+                    .refused
+                    .push(refuse(e.to_string(), EXIT_BAD_INPUT, None));
+            }
+            Err(e) => checked.refused.push(refuse(
+                format!("the pre-scan verification could not run: {e}"),
+                EXIT_SETUP_FAILED,
+                None,
+            )),
+        }
+    }
+    checked.proceed.sort();
+    if !aborted.is_empty() {
+        aborted.sort();
+        match RunId::generate() {
+            Ok(id) => shared
+                .audit
+                .for_run(id.as_str())
+                .record(keyhole_audit::Event::RunEnded {
+                    exit_code: EXIT_PRECHECK_ABORT,
+                    outcome: format!(
+                        "pre-scan verification aborted {} pod(s) of {ns} before anything was created for them: {}",
+                        aborted.len(),
+                        aborted.join(" | ")
+                    ),
+                }),
+            Err(e) => tracing::warn!(error = %e, "no run id for the pre-scan abort record"),
+        }
+    }
+    checked
 }
 
 /// The targets of a session that did not run: a signal stopped the fleet before it started,
@@ -481,6 +666,7 @@ fn unscanned(
                 result: None,
                 error: Some(error.clone()),
                 exit_code: code,
+                precheck: None,
             };
             (pod.clone(), t)
         })
@@ -570,6 +756,7 @@ fn settle(
                 result,
                 error,
                 exit_code: summary::worst([code, cleanup_code]),
+                precheck: None,
             };
             (t, no_shell)
         })

@@ -122,6 +122,10 @@ pub struct TargetRow {
     pub exit_code: i32,
     /// Why it has no result.
     pub error: Option<String>,
+    /// The pre-scan decision (`proceed` or `abort`), when the verification ran.
+    pub precheck: Option<String>,
+    /// The pre-scan checks that failed, as `CHECK (ACTION): MESSAGE`.
+    pub precheck_failed: Vec<String>,
     /// Where its HDF was written (filled in by the caller).
     pub hdf: Option<String>,
 }
@@ -230,6 +234,23 @@ impl FleetSummary {
                     unanswered: 0,
                     exit_code: t.exit_code,
                     error: t.error.clone(),
+                    precheck: t
+                        .precheck
+                        .as_ref()
+                        .map(|v| if v.aborts() { "abort" } else { "proceed" }.to_string()),
+                    precheck_failed: t
+                        .precheck
+                        .iter()
+                        .flat_map(|v| v.failures())
+                        .map(|c| {
+                            let action = match c.action {
+                                keyhole_precheck::Action::Abort => "abort",
+                                keyhole_precheck::Action::Warn => "warn",
+                                keyhole_precheck::Action::Ignore => "ignore",
+                            };
+                            format!("{} ({action}): {}", c.check, c.message)
+                        })
+                        .collect(),
                     hdf: None,
                 };
                 let Some(r) = &t.result else {
@@ -469,7 +490,7 @@ impl FleetSummary {
         }
         let _ = writeln!(
             out,
-            "\n## Targets\n\n| target | container | mode | verdict | passed | failed | n/a | not reviewed | error | compliance | exit | HDF / error |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n## Targets\n\n| target | container | mode | pre-scan | verdict | passed | failed | n/a | not reviewed | error | compliance | exit | HDF / error |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for t in &self.targets {
             let c = t.counts.unwrap_or_default();
@@ -492,11 +513,12 @@ impl FleetSummary {
             };
             let _ = writeln!(
                 out,
-                "| {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 md(&t.namespace),
                 md(&t.pod),
                 md(t.container.as_deref().unwrap_or("-")),
                 md(&t.mode),
+                t.precheck.as_deref().unwrap_or("-"),
                 t.verdict.as_str(),
                 counts[0],
                 counts[1],

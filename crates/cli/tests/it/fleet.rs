@@ -202,6 +202,7 @@ fn request(
         distroless: None,
         max_age: std::time::Duration::from_secs(3600),
         concurrency: CONCURRENCY,
+        precheck: Some(keyhole_precheck::Policy::builtin()),
     }
 }
 
@@ -603,6 +604,143 @@ async fn auto_gives_the_shell_less_pods_a_distroless_session_of_their_own_after_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A pod running privileged.
+fn add_privileged_pod(c: &FakeCluster, ns: &str, name: &str) {
+    c.create_namespace(ns);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"scan": "yes"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/app:1.0",
+                                 "securityContext": {"privileged": true}}],
+                 "nodeName": "fake-node"},
+    }))
+    .unwrap();
+    c.insert(&pod).unwrap();
+    c.set_pod_running(ns, name).unwrap();
+}
+
+/// The pre-scan verification in a fleet: each pod is judged with the user's credentials
+/// before its namespace's session; a privileged pod's abort (built-in policy) is that pod's
+/// exit 5 and it is left out of the Role, a namespace whose every pod aborts gets no session
+/// and no write call at all; and the network checks, judged from the socket tables gathered
+/// with the facts, can abort a scanned pod's verdict afterwards (its results withheld).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_scan_aborts_are_per_pod_left_out_of_every_role_and_exit_5() {
+    let c = FakeCluster::new();
+    add_pod(&c, "shop", "web-0", "yes");
+    add_privileged_pod(&c, "shop", "web-1");
+    add_privileged_pod(&c, "lab", "lab-0");
+    let seen = Arc::new(Seen::default());
+    c.set_exec_handler(handler(&c, seen.clone()));
+    let user = c.client_admin();
+    let selector = LabelSelector::parse("scan=yes").unwrap();
+    let dir = scratch("fleet-precheck");
+    let log_path = dir.join("audit.jsonl");
+    let scoped = {
+        let c = c.clone();
+        Arc::new(move |_: &Namespace| FakeScoped::new(&c) as Arc<dyn ScopedClients>)
+            as keyhole_cli::fleet::ScopedFor
+    };
+    let resolved = resolve_fleet(&user, &Scope::All, &selector).await.unwrap();
+    let audit = Audit::new(AuditLog::open(&log_path).unwrap(), "fleet");
+    let o = scan_fleet(
+        user.clone(),
+        request(&c, resolved),
+        scoped.clone(),
+        audit,
+        None,
+    )
+    .await;
+    let by: BTreeMap<String, _> = o
+        .targets
+        .iter()
+        .map(|t| (format!("{}/{}", t.namespace, t.pod), t))
+        .collect();
+    for aborted in ["shop/web-1", "lab/lab-0"] {
+        let t = by[aborted];
+        assert_eq!(t.exit_code, 5, "{aborted}");
+        assert!(t.result.is_none() && t.run_id.is_none(), "{aborted}");
+        let e = t.error.as_deref().unwrap();
+        assert!(
+            e.contains("pre-scan verification aborted") && e.contains("privileged"),
+            "{e}"
+        );
+        assert!(t.precheck.as_ref().is_some_and(|v| v.aborts()));
+    }
+    let web = by["shop/web-0"];
+    assert_eq!(web.exit_code, 0, "{:?}", web.error);
+    assert!(web.result.is_some());
+    assert!(web.precheck.as_ref().is_some_and(|v| !v.aborts()));
+    assert_eq!(o.exit_code(), 5);
+    // One session, in shop, pinning web-0 only; nothing ever written in lab.
+    let sessions: Vec<(String, Vec<String>)> = o
+        .sessions
+        .iter()
+        .map(|s| {
+            (
+                s.namespace.to_string(),
+                s.pods.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(sessions, [("shop".to_string(), vec!["web-0".to_string()])]);
+    let roles = seen.roles.lock().unwrap().clone();
+    let names: Vec<&Vec<String>> = roles["shop"]
+        .values()
+        .flat_map(|g| g.iter().map(|(_, _, n)| n))
+        .collect();
+    assert!(
+        names.iter().all(|n| *n == &vec!["web-0".to_string()]),
+        "{roles:?}"
+    );
+    assert_eq!(roles.keys().collect::<Vec<_>>(), ["shop"]);
+    let lab: Vec<String> = c
+        .calls()
+        .iter()
+        .filter(|call| {
+            call.path.contains("/namespaces/lab/") || call.path.ends_with("/namespaces/lab")
+        })
+        .map(|call| format!("{} {}", call.method, call.path))
+        .collect();
+    assert_eq!(
+        lab,
+        ["GET /api/v1/namespaces/lab/pods/lab-0"],
+        "only the pre-scan read"
+    );
+    assert!(c.managed_objects().is_empty());
+    // The abort is in the audit log, with its own run id.
+    let records = audit_records(&log_path);
+    assert!(records.iter().any(|r| matches!(&r.event,
+        Event::RunEnded { exit_code: 5, outcome } if outcome.contains("lab") && outcome.contains("privileged"))));
+
+    // The network checks: a listener exists in this network namespace (the fact script runs
+    // on this host), and a policy that aborts on any listener withholds web-0's results.
+    let _listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let policy = keyhole_precheck::Policy::from_yaml_str(
+        "checks:\n  network-listeners: abort\n",
+        "test-policy.yaml",
+    )
+    .unwrap();
+    let only_web0 = BTreeMap::from([(
+        Namespace::new("shop").unwrap(),
+        vec![keyhole_core::PodName::new("web-0").unwrap()],
+    )]);
+    let mut req = request(&c, only_web0);
+    req.precheck = Some(policy);
+    let audit = Audit::new(AuditLog::open(&log_path).unwrap(), "fleet");
+    let o = scan_fleet(user, req, scoped, audit, None).await;
+    let t = &o.targets[0];
+    assert_eq!(t.exit_code, 5, "{:?}", t.error);
+    assert!(t.result.is_none());
+    let e = t.error.as_deref().unwrap();
+    assert!(
+        e.contains("network checks aborted") && e.contains("network-listeners"),
+        "{e}"
+    );
+    assert!(o.all_clean() && c.managed_objects().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The binary: `keyhole scan -l scan=yes -A --out DIR/hdf.json --fleet-report DIR/fleet.json`
 /// over HTTPS (stderr is not a terminal: no progress bar), on a small fleet with one failing
 /// pod: one HDF per scanned target named with its namespace, the summary on stdout, the report
@@ -668,6 +806,12 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
         let hdf = served.dir.join(format!("hdf.{ns}.{pod}.json"));
         let exec = keyhole_hdf::Execution::from_json_slice(&std::fs::read(&hdf).unwrap()).unwrap();
         assert_eq!(exec.profiles[0].controls.len(), 2, "{}", hdf.display());
+        assert_eq!(
+            exec.profiles[1].name,
+            "keyhole-precheck",
+            "{}",
+            hdf.display()
+        );
     }
     assert!(!served.dir.join("hdf.pay.api-7.json").exists());
     assert!(!served.dir.join("hdf.shop.db-0.json").exists());
@@ -714,7 +858,7 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
     );
     let md = std::fs::read_to_string(&markdown).unwrap();
     assert!(
-        md.contains("| shop/web-0 | app | standard | fail |"),
+        md.contains("| shop/web-0 | app | standard | proceed | fail |"),
         "{md}"
     );
     assert!(c.managed_objects().is_empty());

@@ -3,7 +3,9 @@
 //! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
 mod audit_log;
+mod cinc;
 mod cluster_scan;
+mod demo;
 mod errors;
 mod fault_matrix;
 mod fleet;
@@ -11,6 +13,8 @@ mod invariants;
 mod leaks;
 mod least_privilege;
 mod node_scan;
+mod plan_profile;
+mod precheck_gate;
 mod realapi;
 mod reap;
 mod scan;
