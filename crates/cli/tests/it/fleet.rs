@@ -950,3 +950,85 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
+
+/// SIGINT in the middle of a fleet (the binary, concurrency 1, three namespaces): the session
+/// being scanned tears down, the namespaces not started yet never get a session (no write
+/// call), nothing is left, and the exit code is 130 for every target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_tears_the_running_session_down_and_starts_no_other() {
+    let c = FakeCluster::new();
+    for (ns, pod) in [
+        ("a-ns", "p-0"),
+        ("a-ns", "p-1"),
+        ("b-ns", "p-0"),
+        ("c-ns", "p-0"),
+    ] {
+        add_pod(&c, ns, pod, "yes");
+    }
+    // Each exec takes a while, so the signal lands while the first session gathers.
+    c.set_exec_handler(|req| {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        run_script(req)
+    });
+    let served = Served::with("fleet-sigint", c.clone(), |s| s.kubeconfig_yaml_admin()).await;
+    let profile = served.dir.join("profile.yaml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let child = served
+        .keyhole(
+            &[
+                "scan",
+                "-l",
+                "scan=yes",
+                "-A",
+                "--mode",
+                "standard",
+                "--concurrency",
+                "1",
+                "--kubeconfig",
+                served.kubeconfig.to_str().unwrap(),
+                "--audit-log",
+                served.audit.to_str().unwrap(),
+                "--profile",
+                profile.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while c.execs().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no exec arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    crate::support::kill(child.id().expect("running"), "-INT");
+    let f = finish(child).await;
+    assert_eq!(
+        f.code,
+        Some(130),
+        "stdout:\n{}\nstderr:\n{}",
+        f.stdout,
+        f.stderr
+    );
+    assert!(c.managed_objects().is_empty(), "{:?}", c.managed_objects());
+    // Only the first namespace (in order: a-ns) ever had anything written.
+    let written: BTreeSet<String> = c
+        .calls()
+        .iter()
+        .filter(|call| call.method != "GET")
+        .filter_map(|call| {
+            call.path
+                .split("/namespaces/")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(written.into_iter().collect::<Vec<_>>(), ["a-ns"]);
+    assert!(
+        f.stdout.contains("not scanned: stopped by SIGINT"),
+        "{}",
+        f.stdout
+    );
+    let records = audit_records(&served.audit);
+    every_run_cleaned_up(&records);
+}
