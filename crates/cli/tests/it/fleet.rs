@@ -1032,3 +1032,92 @@ async fn sigint_tears_the_running_session_down_and_starts_no_other() {
     let records = audit_records(&served.audit);
     every_run_cleaned_up(&records);
 }
+
+/// A session whose teardown cannot finish (every delete of its Role fails, and no garbage
+/// collector removes it behind the ServiceAccount) makes its targets
+/// exit 4 and the fleet exit 4 (worse than anything else), while the other namespace's
+/// session is torn down and verified as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_cleanup_is_the_fleets_exit_4_and_the_other_sessions_still_clean_up() {
+    use keyhole_testkit::{Fault, FaultRule};
+    let c = FakeCluster::new();
+    add_pod(&c, "pay", "api-0", "yes");
+    add_pod(&c, "shop", "web-0", "yes");
+    add_pod(&c, "shop", "web-1", "yes");
+    c.set_exec_handler(run_script);
+    // No garbage collector: the Role outlives its ServiceAccount, as when the collector lags.
+    c.set_gc_mode(keyhole_testkit::GcMode::Manual);
+    c.faults().fail_matching(
+        FaultRule::new(Fault::Status(500))
+            .method("DELETE")
+            .path("/apis/rbac.authorization.k8s.io/v1/namespaces/pay/roles/*"),
+    );
+    let user = c.client_admin();
+    let resolved = resolve_fleet(
+        &user,
+        &Scope::All,
+        &LabelSelector::parse("scan=yes").unwrap(),
+    )
+    .await
+    .unwrap();
+    let dir = scratch("fleet-leftover");
+    let audit = Audit::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap(), "fleet");
+    let scoped = {
+        let c = c.clone();
+        Arc::new(move |_: &Namespace| FakeScoped::new(&c) as Arc<dyn ScopedClients>)
+    };
+    let o = scan_fleet(user, request(&c, resolved), scoped, audit, None).await;
+    let clean: BTreeMap<String, bool> = o
+        .sessions
+        .iter()
+        .map(|s| (s.namespace.to_string(), s.outcome.cleanup.is_clean()))
+        .collect();
+    assert_eq!(
+        clean,
+        BTreeMap::from([("pay".to_string(), false), ("shop".to_string(), true)])
+    );
+    let codes: BTreeMap<String, i32> = o
+        .targets
+        .iter()
+        .map(|t| (format!("{}/{}", t.namespace, t.pod), t.exit_code))
+        .collect();
+    assert_eq!(
+        codes,
+        BTreeMap::from([
+            ("pay/api-0".to_string(), 4),
+            ("shop/web-0".to_string(), 0),
+            ("shop/web-1".to_string(), 0),
+        ])
+    );
+    assert_eq!(o.exit_code(), 4);
+    // What is left is exactly pay's Role.
+    let left: Vec<(String, Option<String>)> = c
+        .managed_objects()
+        .into_iter()
+        .map(|r| (r.kind, r.namespace))
+        .collect();
+    assert_eq!(left, [("Role".to_string(), Some("pay".to_string()))]);
+    let scope = Scope::All;
+    let s = FleetSummary::build(
+        &o,
+        Context {
+            selector: "scan=yes",
+            scope: &scope,
+            concurrency: CONCURRENCY,
+            profile: "fleet-test 1.0.0",
+            threshold: None,
+        },
+    );
+    assert_eq!((s.exit_code, s.totals.sessions_clean), (4, 1));
+    assert!(
+        s.to_text().contains("INCOMPLETE cleanup of run"),
+        "{}",
+        s.to_text()
+    );
+    assert!(
+        s.to_markdown().contains("INCOMPLETE: Role pay/"),
+        "{}",
+        s.to_markdown()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
