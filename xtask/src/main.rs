@@ -10,8 +10,8 @@
 //! - `cluster up [--k8s 1.37|1.34] | down | env`: a real kube-apiserver and controller manager
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
-//! - `bench`: speed and memory as ratios against baselines measured in the same run (`bench
-//!   fleet`: only the fleet scan's scaling with concurrency).
+//! - `bench`: speed and memory as ratios against baselines measured in the same run (`bench rpm`:
+//!   only the RPM integrity case; `bench fleet`: only the fleet scan's scaling with concurrency).
 //! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
 //!   printing its digest (`ci` checks that `DEFAULT_SCANNER_IMAGE` pins it).
 //! - `demo`: a local sandbox, not Kubernetes (the fake API server over HTTPS and the runc test
@@ -24,6 +24,7 @@
 //! The cheap checks (`tidy`) are plain `#[test]`s in this crate, so `cargo test` runs them too.
 
 mod bench;
+mod bench_rpm;
 mod cluster;
 mod demo;
 mod e2e;
@@ -46,7 +47,6 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "gates" => gates::run(),
         "e2e" => e2e::run_e2e(),
-        "bench" if std::env::args().nth(2).as_deref() == Some("fleet") => bench::run_fleet_bench(),
         "bench" => bench::run_bench(),
         "cluster" => cluster::command(&std::env::args().skip(2).collect::<Vec<_>>()),
         "realapi" => cluster::realapi(),

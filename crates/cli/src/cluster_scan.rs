@@ -101,6 +101,9 @@ pub struct ScanOutcome {
     /// The run id of every session the scan opened, in order (two when `auto` fell back to
     /// distroless); the audit log's records of the scan carry these.
     pub run_ids: Vec<keyhole_core::RunId>,
+    /// What the post-scan audit needs ([`crate::postscan::audit_scan`]): the pods before and
+    /// after, the runs' objects, the tokens' fingerprints.
+    pub postscan: crate::postscan::PostScanEvidence,
 }
 
 /// The pods of `namespace` matching `selector`, listed with the **user's** client at scan time;
@@ -324,6 +327,18 @@ pub async fn scan_cluster(
             }
         }
     }
+    // Post-scan audit: the targets as they are before anything is created (user's client),
+    // and a fingerprint of every token the session hands to the scoped client.
+    let mut evidence = crate::postscan::PostScanEvidence {
+        started: Some(std::time::SystemTime::now()),
+        ..Default::default()
+    };
+    let target_ns = request.run.namespace().to_string();
+    let target_pods: Vec<String> = request.run.pods().iter().map(ToString::to_string).collect();
+    let before = crate::postscan::snapshot_pods(&user, &target_ns, &target_pods).await;
+    evidence.targets = crate::postscan::pair_targets(before, Vec::new(), &[]);
+    let (scoped, tokens) = crate::postscan::FingerprintingScoped::wrap(scoped);
+    let scoped: Arc<dyn ScopedClients> = scoped;
     let first_mode = if requested == ScanMode::Auto {
         ScanMode::Standard
     } else {
@@ -338,7 +353,11 @@ pub async fn scan_cluster(
     )
     .map_err(|e| SessionError::Work(Box::new(e)))?;
     let mut run_ids = vec![first.id().clone()];
+    let first_id = first.id().to_string();
+    let first_ephemeral =
+        (first_mode == ScanMode::Distroless).then(|| first.object_name().to_string());
     let mut g = gather_in_session(&user, &request, first, scoped.clone(), audit.clone()).await?;
+    evidence.add_run(&first_id, &g.session.cleanup, first_ephemeral.as_deref());
     let mut why = match first_mode {
         ScanMode::Distroless => {
             "distroless: one ephemeral container running keyhole-agent, facts read from its log"
@@ -360,7 +379,10 @@ pub async fn scan_cluster(
         let audit2 = audit.for_run(second.id().as_str());
         run_ids.push(second.id().clone());
         tracing::info!("no shell in the target: the standard access is gone, trying distroless");
+        let (second_id, second_ephemeral) =
+            (second.id().to_string(), second.object_name().to_string());
         g = gather_in_session(&user, &request, second, scoped, audit2).await?;
+        evidence.add_run(&second_id, &g.session.cleanup, Some(&second_ephemeral));
         mode = ScanMode::Distroless;
         why = "auto: the target has no shell, so after the standard access was deleted and \
                verified gone, one ephemeral container ran keyhole-agent with its own access"
@@ -368,6 +390,15 @@ pub async fn scan_cluster(
     } else if requested == ScanMode::Auto {
         why = format!("auto: the target has a shell; {why}");
     }
+    // Every access is torn down: read the targets again for the post-scan comparison.
+    let after = crate::postscan::snapshot_pods(&user, &target_ns, &target_pods).await;
+    for t in &mut evidence.targets {
+        t.after = after.iter().find(|(p, _)| *p == t.pod).map_or_else(
+            || Err("not read after the scan".to_owned()),
+            |(_, a)| a.clone(),
+        );
+    }
+    evidence.tokens = tokens.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Access is gone (or reported as not gone); evaluation needs no cluster. Only a gathering
     // that ran to its end is evaluated: partial facts must not read as a result.
     let now = Timestamp::now();
@@ -400,6 +431,7 @@ pub async fn scan_cluster(
         mode: (mode, why),
         traces: g.traces,
         run_ids,
+        postscan: evidence,
     })
 }
 

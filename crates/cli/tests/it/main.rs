@@ -14,6 +14,7 @@ mod leaks;
 mod least_privilege;
 mod node_scan;
 mod plan_profile;
+mod postscan;
 mod precheck_gate;
 mod realapi;
 mod reap;
