@@ -2,6 +2,7 @@
 //! scan (`keyhole_cli::fleet`): arguments in; a progress bar on a terminal, one HDF per target,
 //! the combined summary, the fleet report and the worst exit code out.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -100,7 +101,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let rt = runtime()?;
-    let outcome = rt.block_on(async {
+    let (outcome, postscan) = rt.block_on(async {
         let client = user_client(&user).await?;
         let targets = resolve_fleet(&client, &scope, &selector)
             .await
@@ -171,9 +172,25 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         };
         // Each session records under its own run id; this one is never used.
         let audit = Audit::new(log, "fleet");
-        let outcome = scan_fleet(client, request, scoped, audit, Some(on_event)).await;
+        let outcome = scan_fleet(
+            client.clone(),
+            request,
+            scoped,
+            audit.clone(),
+            Some(on_event),
+        )
+        .await;
         bar.finish_and_clear();
-        Ok::<_, Failure>(outcome)
+        // After every teardown, per namespace: audit records, fresh GETs, credential
+        // artifacts, the pods unchanged.
+        let mut postscan = BTreeMap::new();
+        for (ns, evidence) in &outcome.postscan {
+            let started = evidence.started.unwrap_or_else(std::time::SystemTime::now);
+            let scope = keyhole_cli::postscan::process_scope(started, audit.path());
+            let report = keyhole_cli::postscan::audit_scan(&client, evidence, &audit, scope).await;
+            postscan.insert(ns.clone(), report);
+        }
+        Ok::<_, Failure>((outcome, postscan))
     })?;
 
     let mut warnings: Vec<String> = Vec::new();
@@ -206,14 +223,40 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             threshold: j.threshold.as_ref(),
         },
     );
+    // Post-scan findings are warnings; leftovers make the namespace's targets exit 4, other
+    // findings turn their 0 or 1 into 6 (`postscan::exit_after`, as for a single scan).
+    for (ns, report) in &postscan {
+        warnings.extend(
+            keyhole_cli::postscan::warnings(report)
+                .into_iter()
+                .map(|w| format!("{ns}: {w}")),
+        );
+        for row in summary
+            .targets
+            .iter_mut()
+            .filter(|r| r.namespace == ns.as_str())
+        {
+            row.exit_code = keyhole_cli::postscan::exit_after(report, row.exit_code);
+        }
+    }
+    summary.exit_code =
+        keyhole_cli::fleet::summary::worst(summary.targets.iter().map(|t| t.exit_code));
     // One HDF per target.
     if let Some(out) = &a.out {
         for (t, row) in outcome.targets.iter().zip(summary.targets.iter_mut()) {
             let Some(r) = &t.result else { continue };
             let path = out_for(out, t.namespace.as_str(), t.pod.as_str());
-            // The scan's profile first, the `keyhole-precheck` profile after it.
-            let full =
+            // The scan's profile first, then `keyhole-precheck`, then its namespace's
+            // `keyhole-postscan`.
+            let mut full =
                 crate::gates::with_precheck(&r.evaluated.execution, t.precheck.as_ref(), now);
+            if let Some(report) = postscan.get(&t.namespace) {
+                full.profiles.extend(
+                    report
+                        .to_hdf(&format!("namespace/{}", t.namespace), now)
+                        .profiles,
+                );
+            }
             let json = full.to_json_pretty().map_err(Failure::scan)?;
             std::fs::write(&path, json)
                 .map_err(|e| Failure::scan(format!("cannot write {}: {e}", path.display())))?;

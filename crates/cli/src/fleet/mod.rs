@@ -233,6 +233,10 @@ pub struct FleetOutcome {
     pub sessions: Vec<FleetSession>,
     /// Every target, by namespace then pod.
     pub targets: Vec<TargetOutcome>,
+    /// What each namespace's post-scan audit needs ([`crate::postscan::audit_scan`]): its
+    /// runs' objects, the tokens' fingerprints, its pods before and after (namespaces where no
+    /// session ran have none).
+    pub postscan: BTreeMap<Namespace, crate::postscan::PostScanEvidence>,
 }
 
 impl FleetOutcome {
@@ -365,11 +369,15 @@ pub async fn scan_fleet(
     }
     let mut sessions = Vec::new();
     let mut outcomes = Vec::new();
+    let mut postscan = BTreeMap::new();
     while let Some(joined) = tasks.join_next_with_id().await {
         match joined {
-            Ok((_, (s, t))) => {
+            Ok((_, (s, t, e))) => {
                 sessions.extend(s);
                 outcomes.extend(t);
+                if let Some((ns, e)) = e {
+                    postscan.insert(ns, e);
+                }
             }
             // A bug outside any session (each session's own work is guarded and torn down
             // before `run_session` returns): that namespace's pods are internal errors.
@@ -402,6 +410,7 @@ pub async fn scan_fleet(
     FleetOutcome {
         sessions,
         targets: outcomes,
+        postscan,
     }
 }
 
@@ -423,13 +432,20 @@ fn watch_signals(shared: Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// One namespace: its session (and `auto`'s distroless session for the shell-less pods), then
-/// the evaluation of what was gathered.
+/// What one namespace's task returns: its sessions, its targets, its post-scan evidence.
+type NamespaceResult = (
+    Vec<FleetSession>,
+    Vec<TargetOutcome>,
+    Option<(Namespace, crate::postscan::PostScanEvidence)>,
+);
+
+/// One namespace: the pre-scan verification, its session (and `auto`'s distroless session for
+/// the shell-less pods), then the evaluation of what was gathered and the post-scan evidence.
 async fn scan_namespace(
     shared: &Arc<Shared>,
     ns: Namespace,
     pods: Vec<PodName>,
-) -> (Vec<FleetSession>, Vec<TargetOutcome>) {
+) -> NamespaceResult {
     let requested = shared.request.mode;
     let Ok(_permit) = shared.sessions.acquire().await else {
         unreachable!("the session semaphore is never closed")
@@ -452,11 +468,27 @@ async fn scan_namespace(
         for t in settled.values() {
             shared.report(&t.namespace, &t.pod, false);
         }
-        return (sessions, settled.into_values().collect());
+        return (sessions, settled.into_values().collect(), None);
     }
+    // Post-scan audit: the pods as they are before anything is created (user's client), and a
+    // fingerprint of every token the namespace's sessions hand to the scoped client.
+    let mut evidence = crate::postscan::PostScanEvidence {
+        started: Some(std::time::SystemTime::now()),
+        ..Default::default()
+    };
+    let names: Vec<String> = pods.iter().map(ToString::to_string).collect();
+    let before = crate::postscan::snapshot_pods(&shared.user, ns.as_str(), &names).await;
+    evidence.targets = crate::postscan::pair_targets(before, Vec::new(), &[]);
+    let (scoped, tokens) = crate::postscan::FingerprintingScoped::wrap((shared.scoped)(&ns));
+    let scoped: Arc<dyn ScopedClients> = scoped;
     let mut retry = Vec::new();
-    match run_one(shared, &ns, &pods, first_mode, auto).await {
+    match run_one(shared, &scoped, &ns, &pods, first_mode, auto).await {
         Ok(g) => {
+            evidence.add_run(
+                g.session.run_id.as_str(),
+                &g.session.outcome.cleanup,
+                g.ephemeral.as_deref(),
+            );
             let clean = g.session.outcome.cleanup.is_clean();
             for (t, no_shell) in settle(shared, &g.session, g.gathered) {
                 // Auto: the pods without a shell go to a distroless session, but only once the
@@ -474,8 +506,13 @@ async fn scan_namespace(
     }
     if !retry.is_empty() {
         tracing::info!(namespace = %ns, pods = retry.len(), "no shell: trying distroless");
-        match run_one(shared, &ns, &retry, ScanMode::Distroless, false).await {
+        match run_one(shared, &scoped, &ns, &retry, ScanMode::Distroless, false).await {
             Ok(g) => {
+                evidence.add_run(
+                    g.session.run_id.as_str(),
+                    &g.session.outcome.cleanup,
+                    g.ephemeral.as_deref(),
+                );
                 settled.extend(
                     settle(shared, &g.session, g.gathered)
                         .into_iter()
@@ -486,6 +523,24 @@ async fn scan_namespace(
             Err(e) => settled.extend(unscanned(&ns, &retry, ScanMode::Distroless, e)),
         }
     }
+    // Every access is torn down: read the pods again for the post-scan comparison.
+    let evidence = (!evidence.run_ids.is_empty()).then(|| {
+        evidence.tokens = tokens.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        evidence
+    });
+    let evidence = match evidence {
+        Some(mut e) => {
+            let after = crate::postscan::snapshot_pods(&shared.user, ns.as_str(), &names).await;
+            for t in &mut e.targets {
+                t.after = after.iter().find(|(p, _)| *p == t.pod).map_or_else(
+                    || Err("not read after the scan".to_owned()),
+                    |(_, a)| a.clone(),
+                );
+            }
+            Some((ns.clone(), e))
+        }
+        None => None,
+    };
     // The network checks, judged from each scanned pod's own socket tables; an abort means
     // its results are not reported.
     if let Some(policy) = &shared.request.precheck {
@@ -515,7 +570,7 @@ async fn scan_namespace(
     for t in settled.values() {
         shared.report(&t.namespace, &t.pod, t.result.is_some());
     }
-    (sessions, settled.into_values().collect())
+    (sessions, settled.into_values().collect(), evidence)
 }
 
 /// The pre-scan verification of one namespace's pods.
@@ -685,6 +740,8 @@ enum NotRun {
 struct Gathered {
     session: FleetSession,
     gathered: BTreeMap<PodName, PodResult>,
+    /// The debug container a distroless session adds to its pods.
+    ephemeral: Option<String>,
 }
 
 /// The outcome of each pod of a finished session, evaluated when its facts were gathered in a
@@ -771,6 +828,7 @@ fn is_pods_failed(e: &SessionError) -> bool {
 /// without a shell is not reported done (auto will try it again in distroless).
 async fn run_one(
     shared: &Arc<Shared>,
+    scoped: &Arc<dyn ScopedClients>,
     ns: &Namespace,
     pods: &[PodName],
     mode: ScanMode,
@@ -779,13 +837,14 @@ async fn run_one(
     if let Some((name, code)) = shared.stopped() {
         return Err(NotRun::Stopped(name, code));
     }
-    run_session_of(shared, ns, pods, mode, retrying_no_shell)
+    run_session_of(shared, scoped.clone(), ns, pods, mode, retrying_no_shell)
         .await
         .map_err(NotRun::Failed)
 }
 
 async fn run_session_of(
     shared: &Arc<Shared>,
+    scoped: Arc<dyn ScopedClients>,
     ns: &Namespace,
     pods: &[PodName],
     mode: ScanMode,
@@ -829,7 +888,7 @@ async fn run_session_of(
         policy: r.policy,
     };
     let audit = shared.audit.for_run(run.id().as_str());
-    let outcome = run_session(shared.user.clone(), spec, (shared.scoped)(ns), audit).await?;
+    let outcome = run_session(shared.user.clone(), spec, scoped, audit).await?;
     shared.reporter.emit(FleetEvent::SessionEnded {
         namespace: ns.to_string(),
         exit_code: outcome.exit_code,
@@ -851,6 +910,7 @@ async fn run_session_of(
             traces,
         },
         gathered,
+        ephemeral: (mode == ScanMode::Distroless).then(|| run.object_name().to_string()),
     })
 }
 

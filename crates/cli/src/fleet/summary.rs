@@ -14,6 +14,7 @@
 //! | 130 > 143 > 129 | stopped by SIGINT, SIGTERM, SIGHUP | the fleet is incomplete because someone stopped it |
 //! | 124 | access expired | a whole session ran out of time (raise `--ttl`) |
 //! | 3 | scan error | that target has no result |
+//! | 6 | post-scan finding | a credential artifact, or a side effect on the target: ranked below 3, 124 and 70 as a single scan ranks it |
 //! | 5 | pre-scan abort | the policy refused the target on purpose and said why; nothing was created |
 //! | 2 | bad input | |
 //! | 1 | threshold not met | a result: the target is not compliant |
@@ -37,7 +38,7 @@ pub const FLEET_REPORT_VERSION: u32 = 1;
 
 /// Exit codes from worst to best; see the module documentation. A code not listed ranks just
 /// below 70.
-pub const EXIT_ORDER: [i32; 11] = [4, 70, 130, 143, 129, 124, 3, 5, 2, 1, 0];
+pub const EXIT_ORDER: [i32; 12] = [4, 70, 130, 143, 129, 124, 3, 6, 5, 2, 1, 0];
 
 /// How bad `code` is (higher is worse).
 fn rank(code: i32) -> usize {
@@ -601,7 +602,7 @@ mod tests {
     #[test]
     fn the_worst_code_follows_the_documented_order() {
         // Every pair of the documented order, both ways round.
-        let order = [4, 70, 130, 124, 3, 5, 2, 1, 0];
+        let order = [4, 70, 130, 124, 3, 6, 5, 2, 1, 0];
         for (i, worse) in order.iter().enumerate() {
             for better in &order[i + 1..] {
                 assert_eq!(worst([*worse, *better]), *worse, "{worse} vs {better}");

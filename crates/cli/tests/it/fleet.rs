@@ -1121,3 +1121,98 @@ async fn an_incomplete_cleanup_is_the_fleets_exit_4_and_the_other_sessions_still
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The post-scan audit runs per namespace after its teardown: a target changed during the
+/// scan (here: its pod rewritten by the "kubelet" while the exec runs) is a finding that makes
+/// that namespace's results exit 6, while the other namespace stays 0; the HDF carries the
+/// `keyhole-postscan` profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_changed_during_the_scan_is_its_namespaces_post_scan_finding_exit_6() {
+    let c = FakeCluster::new();
+    add_pod(&c, "pay", "api-0", "yes");
+    add_pod(&c, "shop", "web-0", "yes");
+    let kubelet = c.clone();
+    c.set_exec_handler(move |req| {
+        if req.namespace == "shop" {
+            // A container restart, as the kubelet reports it.
+            kubelet
+                .set_container_terminated("shop", "web-0", "app", 137)
+                .unwrap();
+            kubelet.set_pod_running("shop", "web-0").unwrap();
+        }
+        run_script(req)
+    });
+    let served = Served::with("fleet-postscan", c.clone(), |s| s.kubeconfig_yaml_admin()).await;
+    let profile = served.dir.join("profile.yaml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let out = served.dir.join("hdf.json");
+    let f = finish(
+        served
+            .keyhole(
+                &[
+                    "scan",
+                    "-l",
+                    "scan=yes",
+                    "-A",
+                    "--mode",
+                    "standard",
+                    "--kubeconfig",
+                    served.kubeconfig.to_str().unwrap(),
+                    "--audit-log",
+                    served.audit.to_str().unwrap(),
+                    "--profile",
+                    profile.to_str().unwrap(),
+                    "--out",
+                    out.to_str().unwrap(),
+                    "--format",
+                    "json",
+                ],
+                &[],
+            )
+            .spawn()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        f.code,
+        Some(6),
+        "stdout:\n{}\nstderr:\n{}",
+        f.stdout,
+        f.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&f.stdout).unwrap();
+    let codes: BTreeMap<String, i64> = json["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                format!(
+                    "{}/{}",
+                    t["namespace"].as_str().unwrap(),
+                    t["pod"].as_str().unwrap()
+                ),
+                t["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        BTreeMap::from([("pay/api-0".to_string(), 0), ("shop/web-0".to_string(), 6)])
+    );
+    assert!(
+        f.stderr.contains("keyhole: warning: shop: "),
+        "{}",
+        f.stderr
+    );
+    let hdf = keyhole_hdf::Execution::from_json_slice(
+        &std::fs::read(served.dir.join("hdf.shop.web-0.json")).unwrap(),
+    )
+    .unwrap();
+    let names: Vec<&str> = hdf.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["fleet-test", "keyhole-precheck", "keyhole-postscan"]
+    );
+    assert!(c.managed_objects().is_empty());
+}
