@@ -278,7 +278,7 @@ struct Shared {
     /// Pods being gathered at once, across sessions.
     pods: Arc<Semaphore>,
     /// Sessions at once.
-    sessions: Semaphore,
+    sessions: Arc<Semaphore>,
     /// Set once a signal arrived: sessions not started yet never start.
     stopped: Mutex<Option<(&'static str, i32)>>,
 }
@@ -355,16 +355,25 @@ pub async fn scan_fleet(
             reported: Mutex::default(),
         }),
         pods: Arc::new(Semaphore::new(n)),
-        sessions: Semaphore::new(n),
+        sessions: Arc::new(Semaphore::new(n)),
         stopped: Mutex::new(None),
     });
     let watcher = watch_signals(shared.clone());
     let mut tasks = tokio::task::JoinSet::new();
     let mut by_task = BTreeMap::new();
     for (ns, pods) in &targets {
+        // Namespaces start in order as session slots free up (the permit is taken here, not
+        // in the task, so that which namespace goes first never depends on scheduling).
+        let Ok(permit) = shared.sessions.clone().acquire_owned().await else {
+            unreachable!("the session semaphore is never closed")
+        };
         let shared = shared.clone();
         let (ns2, pods2) = (ns.clone(), pods.clone());
-        let h = tasks.spawn(async move { scan_namespace(&shared, ns2, pods2).await });
+        let h = tasks.spawn(async move {
+            let r = scan_namespace(&shared, ns2, pods2).await;
+            drop(permit);
+            r
+        });
         by_task.insert(h.id(), (ns.clone(), pods.clone()));
     }
     let mut sessions = Vec::new();
@@ -447,9 +456,6 @@ async fn scan_namespace(
     pods: Vec<PodName>,
 ) -> NamespaceResult {
     let requested = shared.request.mode;
-    let Ok(_permit) = shared.sessions.acquire().await else {
-        unreachable!("the session semaphore is never closed")
-    };
     let auto = requested == ScanMode::Auto;
     let first_mode = if auto { ScanMode::Standard } else { requested };
     let mut sessions = Vec::new();
@@ -477,7 +483,7 @@ async fn scan_namespace(
         ..Default::default()
     };
     let names: Vec<String> = pods.iter().map(ToString::to_string).collect();
-    let before = crate::postscan::snapshot_pods(&shared.user, ns.as_str(), &names).await;
+    let before = snapshot(shared, &ns, &names).await;
     evidence.targets = crate::postscan::pair_targets(before, Vec::new(), &[]);
     let (scoped, tokens) = crate::postscan::FingerprintingScoped::wrap((shared.scoped)(&ns));
     let scoped: Arc<dyn ScopedClients> = scoped;
@@ -530,7 +536,7 @@ async fn scan_namespace(
     });
     let evidence = match evidence {
         Some(mut e) => {
-            let after = crate::postscan::snapshot_pods(&shared.user, ns.as_str(), &names).await;
+            let after = snapshot(shared, &ns, &names).await;
             for t in &mut e.targets {
                 t.after = after.iter().find(|(p, _)| *p == t.pod).map_or_else(
                     || Err("not read after the scan".to_owned()),
@@ -571,6 +577,44 @@ async fn scan_namespace(
         shared.report(&t.namespace, &t.pod, t.result.is_some());
     }
     (sessions, settled.into_values().collect(), evidence)
+}
+
+/// One pod read for the post-scan audit: `namespace/pod` and what was read.
+type PodRead = (String, Result<Option<keyhole_audit::PodSnapshot>, String>);
+
+/// [`crate::postscan::snapshot_pods`] of `pods`, at most `concurrency` reads at once (the
+/// post-scan audit reads each pod before and after: one at a time, a large namespace would
+/// wait on them alone). In `pods`' order.
+async fn snapshot(shared: &Shared, ns: &Namespace, pods: &[String]) -> Vec<PodRead> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let (user, sem, ns, pod) = (
+            shared.user.clone(),
+            shared.pods.clone(),
+            ns.to_string(),
+            pod.clone(),
+        );
+        tasks.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                unreachable!("the pod semaphore is never closed")
+            };
+            (i, crate::postscan::snapshot_pods(&user, &ns, &[pod]).await)
+        });
+    }
+    let mut out: Vec<(usize, PodRead)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, mut read)) => {
+                if let Some(r) = read.pop() {
+                    out.push((i, r));
+                }
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// The pre-scan verification of one namespace's pods.
