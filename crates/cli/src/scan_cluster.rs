@@ -35,6 +35,10 @@ pub(crate) fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
 }
 
 pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    // A selector may match many pods in many namespaces: one session per namespace.
+    if a.selector.is_some() {
+        return crate::scan_fleet::scan(a);
+    }
     init_tracing();
     let policy = retry_policy()?;
     let j = judging(a)?;
