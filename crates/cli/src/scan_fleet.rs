@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::Timestamp;
-use keyhole_cleanup::CleanupAction;
 use keyhole_cli::cluster_scan::ScanError;
 use keyhole_cli::fleet::summary::{Context, FleetSummary};
 use keyhole_cli::fleet::{
@@ -77,16 +76,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let scope = if a.all_namespaces {
         Scope::All
     } else {
-        Scope::Namespace(
-            match (
-                &a.namespace,
-                user.as_ref().and_then(|u| u.namespace.as_ref()),
-            ) {
-                (Some(n), _) => n.clone(),
-                (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input)?,
-                (None, None) => Namespace::new("default").map_err(Failure::bad_input)?,
-            },
-        )
+        Scope::Namespace(crate::scan_cluster::namespace_of(a, user.as_ref())?)
     };
     if a.dry_run {
         return Ok(Output {
@@ -150,22 +140,14 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             audiences: a.audiences.clone(),
             policy,
-            distroless: Some(keyhole_workflows::DistrolessOptions {
-                image: a.image.clone(),
-                target_uid: a.target_uid,
-                target_gid: a.target_gid,
-                allow_root: a.scanner_as_target_root,
-                allow_shared_pid: a.allow_shared_pid,
-                namespace_restricted: false,
-                poll: std::time::Duration::from_secs(1),
-                // The agent's own limit is the session's TTL less a margin; wait no longer.
-                wait: std::time::Duration::from_secs(
-                    u64::try_from(a.ttl.as_secs())
-                        .unwrap_or(0)
-                        .saturating_sub(keyhole_scanners::SCAN_END_MARGIN_SECS)
-                        + 30,
-                ),
-            }),
+            // The agent's own limit is the session's TTL less a margin; wait no longer.
+            distroless: Some(crate::scan_cluster::distroless_options(
+                a,
+                u64::try_from(a.ttl.as_secs())
+                    .unwrap_or(0)
+                    .saturating_sub(keyhole_scanners::SCAN_END_MARGIN_SECS)
+                    + 30,
+            )),
             max_age: a.max_age,
             concurrency,
             precheck: Some(precheck),
@@ -277,26 +259,8 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         warnings.extend(s.traces.iter().map(|t| {
             format!("{t} stays in the pod spec, terminated (Kubernetes cannot remove an ephemeral container)")
         }));
-        warnings.extend(
-            o.reaped
-                .iter()
-                .map(|r| format!("reaped {r} left by an earlier run")),
-        );
-        warnings.extend(o.unlisted.iter().cloned());
-        for action in &o.cleanup.actions {
-            if matches!(
-                action,
-                CleanupAction::StillPresent { .. } | CleanupAction::DeleteFailed { .. }
-            ) {
-                warnings.push(action.to_string());
-            }
-        }
-        let created = o
-            .cleanup
-            .actions
-            .iter()
-            .filter(|a| matches!(a, CleanupAction::VerifiedGone(_)))
-            .count();
+        warnings.extend(crate::scan_cluster::session_warnings(o));
+        let created = crate::scan_cluster::created_count(o);
         warnings.push(format!(
             "run {} ({}, {} mode, {} pod(s)): {} object(s) created, cleanup {}",
             s.run_id,
@@ -304,11 +268,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             s.mode,
             s.pods.len(),
             created,
-            if o.cleanup.is_clean() {
-                "verified complete"
-            } else {
-                "INCOMPLETE: run `keyhole reap` once the API server answers"
-            },
+            crate::scan_cluster::cleanup_words(o),
         ));
     }
     warnings.push(format!("audit log {}", log_path.display()));
