@@ -216,7 +216,7 @@ fn all_targets() -> BTreeSet<(String, String)> {
 
 /// Each run's records: it created objects, deleted every one of them, verified none remains,
 /// and ended; returns run id -> the recorded exit code.
-fn every_run_cleaned_up(records: &[Record]) -> BTreeMap<String, i32> {
+pub(crate) fn every_run_cleaned_up(records: &[Record]) -> BTreeMap<String, i32> {
     let mut by_run: BTreeMap<&str, Vec<&Record>> = BTreeMap::new();
     for r in records {
         by_run.entry(&r.run_id).or_default().push(r);

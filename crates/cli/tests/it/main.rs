@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod fault_matrix;
 mod fleet;
+mod fleet_node;
 mod invariants;
 mod leaks;
 mod least_privilege;
