@@ -237,6 +237,7 @@ async fn gather_in_session(
         policy: request.session.policy,
     };
     let ephemeral = run_for_traces.object_name().to_string();
+    let probe = keyhole_workflows::probe_container_name(&run_for_traces);
     let session = run_session(user.clone(), spec, scoped, audit).await?;
     let facts = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
     // Whatever happened, an ephemeral container that was added stays in the pod spec: read the
@@ -248,11 +249,21 @@ async fn gather_in_session(
         for pod in run_for_traces.pods() {
             match api.get(pod.as_str()).await {
                 Ok(p) => {
-                    let added = p
+                    let added: Vec<String> = p
                         .spec
                         .and_then(|s| s.ephemeral_containers)
-                        .is_some_and(|v| v.iter().any(|c| c.name == ephemeral));
-                    if added {
+                        .into_iter()
+                        .flatten()
+                        .map(|c| c.name)
+                        .collect();
+                    // The UID probe first (when one ran), then the scanner.
+                    if added.contains(&probe) {
+                        traces.push(format!(
+                            "{ns}/{pod}: ephemeral container {probe} (the UID probe: the pod \
+                             spec did not settle the target's identity; --target-uid avoids it)"
+                        ));
+                    }
+                    if added.contains(&ephemeral) {
                         traces.push(format!("{ns}/{pod}: ephemeral container {ephemeral}"));
                     }
                 }

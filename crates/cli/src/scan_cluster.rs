@@ -247,7 +247,7 @@ fn dry_run(
         if mode == keyhole_core::ScanMode::Sidecar {
             "read each pod's scanner sidecar log with pods/log get and take the newest complete facts (no exec, no new container) (scoped credentials)".to_string()
         } else if mode == keyhole_core::ScanMode::Distroless {
-            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities, wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
+            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities (a root target, with --scanner-as-target-root: exactly its capability set; a UID the pod spec does not say and --target-uid does not give: learned first by a short probe container reading /proc/1/status, which stays too), wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
         } else {
             "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string()
         },

@@ -9,6 +9,7 @@ mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
+mod node_identity;
 mod node_scan;
 mod realapi;
 mod reap;
@@ -17,6 +18,7 @@ mod session;
 mod signals;
 mod support;
 mod tls;
+mod uid_probe;
 
 use std::io::Write as _;
 use std::path::PathBuf;
