@@ -246,8 +246,18 @@ async fn gather_in_session(
     if mode == ScanMode::Distroless {
         let ns = run_for_traces.namespace().as_str();
         let api: Api<Pod> = Api::namespaced(user.clone(), ns);
+        // Bounded like every other call of the user's outside the session: an API server
+        // that stops answering must not hold the command (the access is already gone).
+        let limit = request.session.policy.call_timeout;
         for pod in run_for_traces.pods() {
-            match api.get(pod.as_str()).await {
+            let read = tokio::time::timeout(limit, api.get(pod.as_str()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(kube::Error::Service(
+                        format!("no answer within {limit:?}").into(),
+                    ))
+                });
+            match read {
                 Ok(p) => {
                     let added: Vec<String> = p
                         .spec

@@ -49,7 +49,7 @@ pub(crate) fn require_root() {
 /// A root filesystem: busybox as `/busybox`, with `/bin/sh` and the applets linked only when
 /// `with_shell`; an os-release, a private file, a world-writable directory and an absolute
 /// symlink pointing at a host path (which must resolve inside the root).
-fn rootfs(dir: &Path, with_shell: bool) {
+pub(crate) fn rootfs(dir: &Path, with_shell: bool) {
     let busybox = require("busybox", "busybox-static");
     for d in [
         "bin",
@@ -103,13 +103,13 @@ fn rootfs(dir: &Path, with_shell: bool) {
 /// A process standing for the container's main process: PID 1 of its own PID (and network)
 /// namespace, in
 /// its own mount namespace with that namespace's /proc, chrooted into `root`. Killed on drop.
-struct Container {
+pub(crate) struct Container {
     unshare: Child,
-    pid: u32,
+    pub(crate) pid: u32,
 }
 
 impl Container {
-    fn start(root: &Path) -> Self {
+    pub(crate) fn start(root: &Path) -> Self {
         Self::start_as(root, None)
     }
 
@@ -169,7 +169,7 @@ impl Drop for Container {
 
 /// The fake's exec handler: runs the received argv in the container (its PID and mount
 /// namespaces and root, as `runc exec` does) with the received stdin.
-fn exec_in(
+pub(crate) fn exec_in(
     container_pid: u32,
 ) -> impl Fn(&keyhole_testkit::ExecRequest) -> ExecResponse + Send + Sync {
     let nsenter = require("nsenter", "util-linux");

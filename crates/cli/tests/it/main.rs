@@ -9,6 +9,7 @@ mod fault_matrix;
 mod invariants;
 mod leaks;
 mod least_privilege;
+mod node_faults;
 mod node_identity;
 mod node_scan;
 mod realapi;
@@ -19,6 +20,7 @@ mod signals;
 mod support;
 mod tls;
 mod uid_probe;
+mod workflow_faults;
 
 use std::io::Write as _;
 use std::path::PathBuf;
