@@ -8,6 +8,8 @@
 //!
 //! The secure session: API calls and wall time of setup, verification and teardown against the
 //! fake API server with 20 ms latency per call (`examples/access_bench.rs` of `keyhole-cli`).
+//!
+//! The scan workflows: `bench_workflows.rs` (also alone: `cargo xtask bench workflows`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -202,6 +204,10 @@ fn oscap_rules(results: &Path) -> Result<usize> {
 }
 
 pub(crate) fn run_bench() -> Result<()> {
+    // `cargo xtask bench workflows`: only the per-workflow cluster scan rows.
+    if std::env::args().nth(2).as_deref() == Some("workflows") {
+        return crate::bench_workflows::run();
+    }
     crate::tools::apt_install(&[
         "debootstrap",
         "time",
@@ -370,5 +376,6 @@ pub(crate) fn run_bench() -> Result<()> {
         "\nkeyhole vs oscap on bullseye: {:.1}x the checks per second (target >= 20x)",
         (controls as f64 / k_secs.max(0.001)) / (o_rules as f64 / o_secs.max(0.001))
     );
+    crate::bench_workflows::run()?;
     Ok(())
 }

@@ -21,6 +21,7 @@
 //! The cheap checks (`tidy`) are plain `#[test]`s in this crate, so `cargo test` runs them too.
 
 mod bench;
+mod bench_workflows;
 mod cluster;
 mod e2e;
 mod gates;
