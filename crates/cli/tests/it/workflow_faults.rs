@@ -12,10 +12,11 @@
 //! - every other call (who-am-I, the creates, the token, the least-privilege check, and each
 //!   call of the gathering with the scoped identity): exit 3 (`EXIT_SETUP_FAILED`), no result.
 //!
-//! The facts are real (a busybox root read by the engine), canned once per process: the
-//! standard exec handler replays the real script's output from a namespaced busybox process,
-//! the distroless stand-in kubelet (a test double) answers the ephemeral container with a real
-//! frame, the sidecar's log holds one. A hang on a scoped call ends at the scoped client's
+//! The facts are real (a busybox root read by the engine) for the plan the product sends,
+//! recorded once per plan and replayed: the standard exec handler gives the real script's
+//! output from a namespaced busybox process, the distroless stand-in kubelet (a test double)
+//! answers the ephemeral container with the engine's frame for the plan in its environment, the
+//! sidecar's log holds the frame of the profile's plan. A hang on a scoped call ends at the scoped client's
 //! timeout, as kube's read timeout ends it against a real server (there: 295 s).
 
 use std::sync::Arc;
@@ -85,6 +86,23 @@ fn frame() -> String {
         .clone()
 }
 
+/// The agent's answer to the plan it was given (JSON, as in `KEYHOLE_FACT_PLAN`): one frame
+/// of the engine's facts of the busybox root, cached per plan.
+fn frame_for(plan_json: &str) -> String {
+    static SEEN: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, f)) = seen.iter().find(|(p, _)| p == plan_json) {
+        return f.clone();
+    }
+    let plan: keyhole_engine::FactPlan = serde_json::from_str(plan_json).expect("a fact plan");
+    let facts = LocalRoot::directory(root()).unwrap().gather(&plan);
+    let frame = keyhole_engine::encode_facts_frame(&facts, Timestamp::now());
+    seen.push((plan_json.to_string(), frame.clone()));
+    frame
+}
+
 fn root() -> std::path::PathBuf {
     static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
@@ -95,38 +113,29 @@ fn root() -> std::path::PathBuf {
     .clone()
 }
 
-/// The real fact script's answer in a namespaced busybox process, recorded once and replayed.
-fn canned_exec() -> ExecResponse {
-    static CANNED: std::sync::OnceLock<ExecResponse> = std::sync::OnceLock::new();
-    CANNED
-        .get_or_init(|| {
-            require_root();
-            let container = Container::start(&root());
-            let profile = Profile::builtin("container-baseline").unwrap();
-            let plan = keyhole_engine::plan(&profile, &Inputs::defaults(&profile));
-            let script = keyhole_engine::ShellScript::in_container().render(&plan);
-            let out = exec_in(container.pid)(&ExecRequest {
-                namespace: NS.into(),
-                pod: POD.into(),
-                container: "app".into(),
-                command: keyhole_workflows::SHELL
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                stdin: script.into_bytes(),
-                tty: false,
-                identity: Identity::Admin,
-            });
-            assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
-            out
-        })
-        .clone()
+/// The real answer to an exec: the received script run in a namespaced busybox process
+/// (started for it, then stopped), recorded per script and replayed — whatever plan the
+/// product sends, it gets that plan's real answer.
+fn real_exec(req: &ExecRequest) -> ExecResponse {
+    static SEEN: std::sync::Mutex<Vec<(Vec<u8>, ExecResponse)>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, r)) = seen.iter().find(|(s, _)| *s == req.stdin) {
+        return r.clone();
+    }
+    require_root();
+    let container = Container::start(&root());
+    let out = exec_in(container.pid)(req);
+    drop(container);
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+    seen.push((req.stdin.clone(), out.clone()));
+    out
 }
 
 /// A stand-in kubelet (test double) for ephemeral containers: answers each one added to
 /// `prod/web-0` with the real frame and exit 0, until `stop`.
 fn kubelet(cluster: FakeCluster, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let frame = frame();
     std::thread::spawn(move || {
         let mut answered: Vec<String> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -140,6 +149,12 @@ fn kubelet(cluster: FakeCluster, stop: Arc<AtomicBool>) -> std::thread::JoinHand
                 if answered.contains(&ec.name) {
                     continue;
                 }
+                let plan = ec
+                    .env
+                    .iter()
+                    .flatten()
+                    .find(|e| e.name == "KEYHOLE_FACT_PLAN");
+                let frame = frame_for(plan.and_then(|e| e.value.as_deref()).unwrap_or("{}"));
                 let _ = cluster.set_pod_running(NS, POD);
                 cluster.set_pod_log(NS, POD, &ec.name, &frame);
                 let _ = cluster.set_container_terminated(NS, POD, &ec.name, 0);
@@ -155,8 +170,7 @@ fn target(w: Workflow) -> FakeCluster {
     match w {
         Workflow::Standard => {
             let c = crate::support::cluster();
-            let canned = canned_exec();
-            c.set_exec_handler(move |_| canned.clone());
+            c.set_exec_handler(real_exec);
             c
         }
         Workflow::Distroless => pod_running_as(Some(10001), false),
@@ -448,12 +462,13 @@ async fn sidecar_every_call_times_every_fault_leaves_nothing_behind() {
 /// exactly the facts of the complete output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_exec_cut_mid_stream_is_a_scan_error_and_leaves_nothing() {
-    let full = canned_exec().stdout;
-    let len = full.len();
+    // A clean scan first: its facts, and the length of the script's real output.
+    let baseline = target(Workflow::Standard);
+    let clean = scan(&baseline, Workflow::Standard).await;
+    assert_eq!(clean.outcome.session.exit_code, 0);
+    let complete = &clean.outcome.results[0].facts;
+    let len = real_exec(&baseline.execs()[0]).stdout.len();
     assert!(len > 2);
-    let profile = Profile::builtin("container-baseline").unwrap();
-    let plan = keyhole_engine::plan(&profile, &Inputs::defaults(&profile));
-    let complete = keyhole_engine::ShellScript::parse(&plan, &full);
     for bytes in [0, 1, len / 2, len - 1] {
         let cluster = target(Workflow::Standard);
         cluster.faults().drop_exec_after(bytes);
