@@ -24,6 +24,9 @@ use sha2::{Digest as _, Sha256};
 /// The user the image runs as (distroless's `nonroot`).
 pub(crate) const NONROOT: u32 = 65532;
 
+/// Where `keyhole-scanners` pins the default agent image.
+const PIN_FILE: &str = "crates/scanners/src/image.rs";
+
 /// `cargo xtask image`.
 pub(crate) fn run_image() -> Result<()> {
     let epoch: u64 = match std::env::var("SOURCE_DATE_EPOCH") {
@@ -33,6 +36,90 @@ pub(crate) fn run_image() -> Result<()> {
             .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
         Err(_) => 0,
     };
+    let digest = build_image(epoch)?;
+    if epoch == 0 {
+        match pin_mismatch(&digest)? {
+            None => {
+                eprintln!("image: keyhole's default image (DEFAULT_SCANNER_IMAGE) pins this digest")
+            }
+            Some(m) => eprintln!("image: warning: {m}"),
+        }
+    }
+    println!("{digest}");
+    Ok(())
+}
+
+/// The check `cargo xtask ci` runs: the default image keyhole pins is the one this checkout
+/// builds (SOURCE_DATE_EPOCH 0, the default). Not a `cargo test` tidy check because it needs a
+/// release build of the static agent (about 3 minutes on the project's machines when nothing
+/// is cached).
+pub(crate) fn check_pin() -> Result<()> {
+    let digest = build_image(0)?;
+    match pin_mismatch(&digest)? {
+        None => {
+            eprintln!("image: DEFAULT_SCANNER_IMAGE pins {digest}, the image this checkout builds");
+            Ok(())
+        }
+        Some(m) => bail!("{m}"),
+    }
+}
+
+/// `None` when [`PIN_FILE`]'s `DEFAULT_SCANNER_IMAGE` pins `digest`, else what to change.
+fn pin_mismatch(digest: &str) -> Result<Option<String>> {
+    let text = std::fs::read_to_string(crate::root().join(PIN_FILE))
+        .with_context(|| format!("cannot read {PIN_FILE}"))?;
+    mismatch(&text, digest)
+}
+
+/// [`pin_mismatch`] of the source `text`.
+fn mismatch(text: &str, digest: &str) -> Result<Option<String>> {
+    let Some(reference) = pinned_reference(text) else {
+        bail!("{PIN_FILE} has no `pub const DEFAULT_SCANNER_IMAGE: &str = \"…\";` line");
+    };
+    let name = reference.split('@').next().unwrap_or(&reference);
+    Ok(match reference.split_once('@') {
+        Some((_, pinned)) if pinned == digest => None,
+        pinned => Some(format!(
+            "DEFAULT_SCANNER_IMAGE in {PIN_FILE} pins {} but `cargo xtask image` builds {digest} \
+             (the agent, its dependencies or the toolchain changed): set it to \"{name}@{digest}\" \
+             and publish that image",
+            pinned.map_or("no digest", |(_, d)| d)
+        )),
+    })
+}
+
+/// The string of `pub const DEFAULT_SCANNER_IMAGE: &str = "…";` in a Rust source.
+pub(crate) fn pinned_reference(source: &str) -> Option<String> {
+    let line = source.lines().find(|l| {
+        l.trim_start()
+            .starts_with("pub const DEFAULT_SCANNER_IMAGE: &str = \"")
+    })?;
+    let start = line.find('"')? + 1;
+    let end = start + line[start..].find('"')?;
+    Some(line[start..end].to_string())
+}
+
+/// The workspace's version (`[workspace.package] version` of the root `Cargo.toml`): the tag
+/// of the agent image. (`CARGO_PKG_VERSION` here would be xtask's own, 0.0.0.)
+pub(crate) fn workspace_version() -> Result<String> {
+    let text = std::fs::read_to_string(crate::root().join("Cargo.toml"))?;
+    let section = text
+        .split("[workspace.package]")
+        .nth(1)
+        .context("Cargo.toml has no [workspace.package]")?;
+    section
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .find_map(|l| {
+            let v = l.trim().strip_prefix("version")?.trim().strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').to_string())
+        })
+        .context("[workspace.package] has no version")
+}
+
+/// Builds the static agent in release and packs the image under `target/image`; returns its
+/// manifest digest.
+fn build_image(epoch: u64) -> Result<String> {
     let target = "x86_64-unknown-linux-gnu";
     let dir = crate::root().join("target/static");
     crate::run(
@@ -62,8 +149,7 @@ pub(crate) fn run_image() -> Result<()> {
         out.join("keyhole-agent").display(),
         tar.display()
     );
-    println!("{digest}");
-    Ok(())
+    Ok(digest)
 }
 
 /// Static linking, and the checkout's and cargo's paths (which panic messages embed) mapped to
@@ -133,7 +219,7 @@ pub(crate) fn build(agent: &[u8], epoch: u64, layout: &Path) -> Result<String> {
         "mediaType": "application/vnd.oci.image.index.v1+json",
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest, "size": manifest_size,
-            "annotations": {"org.opencontainers.image.ref.name": env!("CARGO_PKG_VERSION")}}]
+            "annotations": {"org.opencontainers.image.ref.name": workspace_version()?}}]
     });
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&index)?)?;
     std::fs::write(
@@ -156,7 +242,7 @@ pub(crate) fn docker_archive(layout: &Path, epoch: u64) -> Result<Vec<u8>> {
         serde_json::from_slice(&std::fs::read(layout.join(blob(manifest)))?)?;
     let docker = json!([{
         "Config": blob(manifest["config"]["digest"].as_str().unwrap_or_default()),
-        "RepoTags": [format!("keyhole-agent:{}", env!("CARGO_PKG_VERSION"))],
+        "RepoTags": [format!("keyhole-agent:{}", workspace_version()?)],
         "Layers": manifest["layers"].as_array().into_iter().flatten()
             .map(|l| blob(l["digest"].as_str().unwrap_or_default())).collect::<Vec<_>>()
     }]);
@@ -312,6 +398,30 @@ mod tests {
         assert_eq!(config["created"], "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         let _ = std::fs::remove_dir_all(a.parent().unwrap());
+    }
+
+    #[test]
+    fn the_pinned_reference_is_read_from_the_constant_line() {
+        let src = "/// doc\npub const DEFAULT_SCANNER_IMAGE: &str = \"a/b:1@sha256:00\";\nconst X: &str = \"y\";\n";
+        assert_eq!(pinned_reference(src).as_deref(), Some("a/b:1@sha256:00"));
+        assert_eq!(
+            pinned_reference("const DEFAULT_SCANNER_IMAGE: &str = \"x\";"),
+            None
+        );
+        assert_eq!(pinned_reference(""), None);
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let pinned = format!("pub const DEFAULT_SCANNER_IMAGE: &str = \"r/a:1@{d}\";\n");
+        assert_eq!(mismatch(&pinned, &d).unwrap(), None);
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let m = mismatch(&pinned, &other).unwrap().expect("a mismatch");
+        assert!(m.contains(&format!("set it to \"r/a:1@{other}\"")), "{m}");
+        let unpinned = "pub const DEFAULT_SCANNER_IMAGE: &str = \"r/a:1\";\n";
+        let m = mismatch(unpinned, &d).unwrap().expect("a mismatch");
+        assert!(m.contains("pins no digest"), "{m}");
+        assert!(mismatch("", &d).is_err());
+        // xtask's own version is 0.0.0; the image is tagged with the workspace's.
+        let v = workspace_version().unwrap();
+        assert!(v != "0.0.0" && v.split('.').count() == 3, "{v}");
     }
 
     use std::path::PathBuf;

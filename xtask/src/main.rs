@@ -12,7 +12,9 @@
 //!   each release in turn (part of `ci`).
 //! - `bench`: speed and memory as ratios against baselines measured in the same run.
 //! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
-//!   printing its digest.
+//!   printing its digest (`ci` checks that `DEFAULT_SCANNER_IMAGE` pins it).
+//! - `demo`: a local sandbox, not Kubernetes (the fake API server over HTTPS and the runc test
+//!   node, three workloads), with the real `keyhole scan` in each workflow.
 //! - `rootfs`: the test node's root filesystems (busybox, true distroless, agent, Debian
 //!   minbase), cached under `target/rootfs/`.
 //! - `e2e`: real-cluster checks on a throwaway kind cluster (Docker, kind and kubectl required;
@@ -23,6 +25,7 @@
 mod bench;
 mod bench_workflows;
 mod cluster;
+mod demo;
 mod e2e;
 mod gates;
 mod image;
@@ -49,9 +52,10 @@ fn main() -> Result<()> {
         "package" => package::run_package(),
         "rootfs" => rootfs::run_rootfs(),
         "image" => image::run_image(),
+        "demo" => demo::run_demo(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package|rootfs|image>"
+                "usage: cargo xtask <ci|gates|bench|e2e|cluster|realapi|package|rootfs|image|demo>"
             );
             eprintln!("  ci     fmt check, clippy -D warnings, all tests, external manifest gates");
             eprintln!(
@@ -64,6 +68,9 @@ fn main() -> Result<()> {
                 "  realapi  the real-control-plane tests, on each Kubernetes release in turn"
             );
             eprintln!("  image  the agent's reproducible OCI image (layout + docker-load tar)");
+            eprintln!(
+                "  demo   a local sandbox (fake API server + runc test node): keyhole scan in each workflow"
+            );
             bail!("unknown task {task:?}")
         }
     }
@@ -162,6 +169,8 @@ fn ci() -> Result<()> {
     package::run_package()?;
     gates::run()?;
     static_agent()?;
+    // The default agent image keyhole pins is the one this checkout builds.
+    image::check_pin()?;
     cluster::realapi()?;
     eprintln!("xtask ci: all checks passed in {:.0?}", started.elapsed());
     // One plain closing line for whoever reads the log: the sum over all test binaries.

@@ -385,3 +385,34 @@ mod outside {
         );
     }
 }
+
+/// The default agent image is pinned by digest, under the name and tag `cargo xtask image`
+/// gives it. That the digest is the one this checkout builds is checked by `cargo xtask ci`
+/// (`image::check_pin`): it needs a release build of the static agent, minutes when nothing is
+/// cached, too slow for every `cargo test`.
+#[test]
+fn the_default_agent_image_is_pinned_by_digest_with_the_workspace_version() {
+    let source = std::fs::read_to_string(root().join("crates/scanners/src/image.rs"))
+        .expect("crates/scanners/src/image.rs");
+    let reference = crate::image::pinned_reference(&source)
+        .expect("crates/scanners/src/image.rs defines DEFAULT_SCANNER_IMAGE");
+    let version = crate::image::workspace_version().expect("the workspace version");
+    let Some((name, digest)) = reference.split_once('@') else {
+        panic!(
+            "DEFAULT_SCANNER_IMAGE {reference:?} is not pinned by digest: run `cargo xtask image` and pin what it prints"
+        );
+    };
+    assert_eq!(
+        name,
+        format!("ghcr.io/keyhole-scanner/keyhole-agent:{version}"),
+        "the default image's tag must be the workspace version"
+    );
+    let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+    assert!(
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "{digest:?} is not sha256:<64 lowercase hex>"
+    );
+}

@@ -23,7 +23,8 @@ pub(crate) enum Command {
     /// Scan pods in a cluster (TARGET… or -l SELECTOR, with scoped, verified, time-limited
     /// access that is deleted afterwards), a local root filesystem (--root DIR) or a running
     /// process (--pid PID) with the native engine. Exit codes: 0 pass, 1 threshold not met,
-    /// 2 bad input, 3 scan error, 4 cleanup incomplete, 124 access expired, 70 internal error.
+    /// 2 bad input, 3 scan error, 4 cleanup incomplete, 5 pre-scan verification aborted
+    /// (--policy), 124 access expired, 70 internal error.
     Scan(Box<ScanArgs>),
     /// Print every Kubernetes object a scan would create, in order, without touching any cluster.
     Plan(Box<PlanArgs>),
@@ -162,6 +163,21 @@ pub(crate) enum ScanFormat {
     Summary,
     /// The HDF document (to stdout unless --out is given).
     Json,
+    /// A SARIF 2.1.0 log for code-scanning dashboards (to stdout).
+    Sarif,
+}
+
+/// Formats of `scan --report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// Markdown (CommonMark with GitHub tables).
+    Md,
+    /// The report as one JSON document.
+    Json,
+    /// One self-contained HTML page (inline CSS, no script, no external asset).
+    Html,
+    /// SARIF 2.1.0.
+    Sarif,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +260,32 @@ pub(crate) struct ScanArgs {
     /// What to print.
     #[arg(long, value_name = "FORMAT", default_value = "summary")]
     pub(crate) format: ScanFormat,
+    /// Cluster scans: the pre-scan verification policy (abort, warn or ignore per check;
+    /// docs/precheck.md). Default: the built-in policy. An abort exits 5 and creates nothing.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["root", "pid"])]
+    pub(crate) policy: Option<std::path::PathBuf>,
+    /// Write a security report to FILE: Markdown (.md), JSON (.json), a self-contained HTML
+    /// page (.html) or SARIF (.sarif), by extension unless --report-format says.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<std::path::PathBuf>,
+    /// The format of --report, whatever FILE's extension.
+    #[arg(long, value_name = "FORMAT", requires = "report")]
+    pub(crate) report_format: Option<ReportFormat>,
+    /// Which engine judges a pod: native (keyhole's engine; facts gathered with the scoped
+    /// access, judged locally) or cinc (`cinc-auditor`, else `inspec`, runs the InSpec profile
+    /// directory or archive given as --profile over `k8s-container://` with a scoped kubeconfig
+    /// and standard-mode access; one pod; its JSON report is the HDF).
+    #[arg(long, value_name = "SCANNER", default_value = "native")]
+    pub(crate) scanner: Scanner,
+}
+
+/// The engines `keyhole scan` can judge a pod with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scanner {
+    /// keyhole's own engine.
+    Native,
+    /// CINC Auditor (or Chef InSpec) with an InSpec profile.
+    Cinc,
 }
 
 #[derive(Debug, Args)]
@@ -307,6 +349,13 @@ pub(crate) struct PlanArgs {
         default_value = "yaml"
     )]
     pub(crate) format: Format,
+    /// The profile the scan will use (builtin:NAME or a profile YAML file): the distroless
+    /// debug container carries its fact plan.
+    #[arg(long, value_name = "PROFILE", default_value = keyhole_engine::DEFAULT_PROFILE)]
+    pub(crate) profile: String,
+    /// Override a profile input (repeatable): NAME=VALUE, as for `keyhole scan`.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub(crate) inputs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

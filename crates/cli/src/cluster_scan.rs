@@ -44,6 +44,14 @@ pub enum ScanError {
     /// The session could not start at all.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// The pre-scan verification could not run (a target pod could not be read with the
+    /// user's credentials); nothing was created.
+    #[error(transparent)]
+    Precheck(#[from] keyhole_precheck::PrecheckError),
+    /// Which container to scan cannot be decided from the pod (several, none chosen); found
+    /// by the pre-scan verification, before anything was created.
+    #[error("{0}")]
+    ChooseContainer(String),
 }
 
 /// What to scan and how to judge it.
@@ -90,6 +98,9 @@ pub struct ScanOutcome {
     /// What the scan leaves that Kubernetes cannot remove: the terminated ephemeral
     /// containers (distroless), as `namespace/pod: container`.
     pub traces: Vec<String>,
+    /// The run id of every session the scan opened, in order (two when `auto` fell back to
+    /// distroless); the audit log's records of the scan carry these.
+    pub run_ids: Vec<keyhole_core::RunId>,
 }
 
 /// The pods of `namespace` matching `selector`, listed with the **user's** client at scan time;
@@ -163,7 +174,11 @@ async fn gather_in_session(
         _ => None,
     };
     let max_age = request.max_age;
-    let plan = keyhole_engine::plan(&request.profile, &request.inputs);
+    // The socket tables ride along for the pre-scan network checks (crate::prescan).
+    let plan = crate::prescan::with_network_tables(keyhole_engine::plan(
+        &request.profile,
+        &request.inputs,
+    ));
     let gathered: Arc<Mutex<Vec<(ContainerTarget, Facts)>>> = Arc::default();
     let work = {
         let gathered = gathered.clone();
@@ -343,6 +358,7 @@ pub async fn scan_cluster(
         *run.expiry(),
     )
     .map_err(|e| SessionError::Work(Box::new(e)))?;
+    let mut run_ids = vec![first.id().clone()];
     let mut g = gather_in_session(&user, &request, first, scoped.clone(), audit.clone()).await?;
     let mut why = match first_mode {
         ScanMode::Distroless => {
@@ -363,6 +379,7 @@ pub async fn scan_cluster(
         )
         .map_err(|e| SessionError::Work(Box::new(e)))?;
         let audit2 = audit.for_run(second.id().as_str());
+        run_ids.push(second.id().clone());
         tracing::info!("no shell in the target: the standard access is gone, trying distroless");
         g = gather_in_session(&user, &request, second, scoped, audit2).await?;
         mode = ScanMode::Distroless;
@@ -403,6 +420,7 @@ pub async fn scan_cluster(
         results,
         mode: (mode, why),
         traces: g.traces,
+        run_ids,
     })
 }
 

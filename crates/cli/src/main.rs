@@ -5,7 +5,9 @@
 //! partial result.
 
 mod args;
+mod cinc;
 mod cluster;
+mod gates;
 mod plan;
 mod scan;
 mod scan_cluster;

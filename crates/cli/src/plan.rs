@@ -92,6 +92,11 @@ fn mode(a: &PlanArgs) -> Result<ScanMode, Failure> {
 
 fn build(a: &PlanArgs) -> Result<Plan, Failure> {
     let mode = mode(a)?;
+    // Checked in every mode, so that a plan never reviews a profile the scan would refuse.
+    let profile = keyhole_engine::Profile::resolve(&a.profile).map_err(Failure::bad_input)?;
+    let inputs =
+        keyhole_engine::Inputs::with_overrides(&profile, a.inputs.iter().map(String::as_str))
+            .map_err(Failure::bad_input)?;
     if a.launch.is_some() && mode != ScanMode::Sidecar {
         return Err(Failure::bad_input(
             "--launch only applies to --mode sidecar",
@@ -185,10 +190,9 @@ fn build(a: &PlanArgs) -> Result<Plan, Failure> {
         let (Some(c), Some(uid)) = (&container, uid) else {
             unreachable!("checked above: distroless needs a container and a uid");
         };
-        // The fact plan of the default profile: what `keyhole scan` gathers without --profile.
-        let profile = keyhole_engine::Profile::resolve(keyhole_engine::DEFAULT_PROFILE)
-            .map_err(Failure::bad_input)?;
-        let facts = keyhole_engine::plan(&profile, &keyhole_engine::Inputs::defaults(&profile));
+        // The fact plan of the scan's profile and inputs: what `keyhole scan` with the same
+        // --profile and --input gathers.
+        let facts = keyhole_engine::plan(&profile, &inputs);
         let debug =
             keyhole_workflows::distroless_container(&run, c, uid, a.target_gid, &a.image, &facts)
                 .map_err(|e| Failure::bad_input(format!("cannot encode the fact plan: {e}")))?;

@@ -53,6 +53,9 @@ pub(crate) fn judging(a: &ScanArgs) -> Result<Judging, Failure> {
 }
 
 pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    if a.scanner == crate::args::Scanner::Cinc {
+        return crate::cinc::scan(a);
+    }
     if !a.targets.is_empty() || a.selector.is_some() {
         return crate::scan_cluster::scan(a);
     }
@@ -72,11 +75,30 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let now = Timestamp::now();
     let facts = keyhole_engine::gather(&j.profile, &j.inputs, &source as &dyn FactSource);
     let exec = keyhole_engine::evaluate(&j.profile, &j.inputs, &facts, &j.waivers, now);
-    report(a, &j, &exec, now, a.out.as_deref())
+    let extras = Extras {
+        report: crate::gates::report_target(a)?,
+        ..Extras::default()
+    };
+    report_with(a, &j, &exec, now, a.out.as_deref(), &extras)
+}
+
+/// What a cluster scan adds to one target's output (nothing, for a local scan).
+#[derive(Default)]
+pub(crate) struct Extras<'a> {
+    /// The target's pre-scan verdict: its `keyhole-precheck` profile joins the HDF.
+    pub(crate) verdict: Option<&'a keyhole_precheck::Verdict>,
+    /// The run, for `--report` and `--format sarif` (`None`: a local scan).
+    pub(crate) summary: Option<keyhole_report::RunSummary>,
+    /// `--report`.
+    pub(crate) report: Option<crate::gates::ReportTarget>,
 }
 
 /// The HDF written to `--out`, the summary or JSON for stdout, the waiver warnings and the
 /// threshold's exit code, for one evaluated target.
+#[allow(
+    dead_code,
+    reason = "the plain entry point for callers that add no pre-scan verdict or run report"
+)]
 pub(crate) fn report(
     a: &ScanArgs,
     j: &Judging,
@@ -84,8 +106,22 @@ pub(crate) fn report(
     now: Timestamp,
     out_path: Option<&std::path::Path>,
 ) -> Result<Output, Failure> {
+    report_with(a, j, exec, now, out_path, &Extras::default())
+}
+
+/// [`report`] with a cluster scan's additions: the pre-scan profile in the HDF and its verdict
+/// in the summary, `--report` and `--format sarif`.
+pub(crate) fn report_with(
+    a: &ScanArgs,
+    j: &Judging,
+    exec: &Execution,
+    now: Timestamp,
+    out_path: Option<&std::path::Path>,
+    extras: &Extras<'_>,
+) -> Result<Output, Failure> {
     let (profile, waivers, threshold) = (&j.profile, &j.waivers, &j.threshold);
-    let json = exec.to_json_pretty().map_err(Failure::scan)?;
+    let full = crate::gates::with_precheck(exec, extras.verdict, now);
+    let json = full.to_json_pretty().map_err(Failure::scan)?;
     if let Some(out) = out_path {
         std::fs::write(out, &json)
             .map_err(|e| Failure::scan(format!("cannot write {}: {e}", out.display())))?;
@@ -110,10 +146,26 @@ pub(crate) fn report(
         Some(t) => Some(keyhole_hdf::evaluate(exec, t).map_err(Failure::scan)?),
         None => None,
     };
+    let sarif = match (&extras.summary, a.format, &extras.report) {
+        (Some(s), _, _) => crate::gates::reports(a, &full, s, extras.report.as_ref(), false)?,
+        (None, ScanFormat::Sarif, _) | (None, _, Some(_)) => {
+            let s = crate::gates::local_summary(a, j, now)?;
+            crate::gates::reports(a, &full, &s, extras.report.as_ref(), true)?
+        }
+        (None, _, None) => None,
+    };
     let stdout = match a.format {
         ScanFormat::Json if out_path.is_none() => json + "\n",
         ScanFormat::Json => String::new(),
-        ScanFormat::Summary => summary(exec, verdict.as_ref()),
+        ScanFormat::Summary => {
+            let mut s = summary(exec, verdict.as_ref());
+            if let Some(v) = extras.verdict {
+                s.push('\n');
+                s.push_str(&crate::gates::verdict_text(v));
+            }
+            s
+        }
+        ScanFormat::Sarif => sarif.unwrap_or_default(),
     };
     let exit = match &verdict {
         Some(v) if !v.passed => EXIT_THRESHOLD,
@@ -126,7 +178,7 @@ pub(crate) fn report(
     })
 }
 
-fn summary(exec: &Execution, verdict: Option<&keyhole_hdf::Verdict>) -> String {
+pub(crate) fn summary(exec: &Execution, verdict: Option<&keyhole_hdf::Verdict>) -> String {
     let mut out = String::new();
     let Some(profile) = exec.profiles.first() else {
         return "no profile was evaluated\n".into();

@@ -8,19 +8,18 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use keyhole_cleanup::CleanupAction;
-use keyhole_cli::cluster_scan::{
-    ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster,
-};
+use keyhole_cli::cluster_scan::{ScanError, ScanRequest, decide_mode, resolve_selector};
+use keyhole_cli::prescan::scan_gated;
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
 
 use crate::args::ScanArgs;
 use crate::cluster::{init_tracing, load, open_audit, retry_policy, runtime, user_client};
-use crate::scan::{judging, report};
+use crate::scan::{Extras, judging, report_with};
 use crate::{Failure, Output};
 
 /// `--out FILE` for one of several pods: `FILE` with `.POD` before its extension.
-fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
+pub(crate) fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
     if !several {
         return out.to_path_buf();
     }
@@ -39,6 +38,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     init_tracing();
     let policy = retry_policy()?;
     let j = judging(a)?;
+    let report_target = crate::gates::report_target(a)?;
+    let precheck_policy = crate::gates::policy(a)?;
+    let started = Timestamp::now();
     let (mode, why) = decide_mode(a.mode).map_err(Failure::bad_input)?;
     // A dry run with -n needs no kubeconfig at all.
     let user = match (a.dry_run, &a.namespace) {
@@ -71,7 +73,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let rt = runtime()?;
-    let (outcome, run) = rt.block_on(async {
+    let (gated, run) = rt.block_on(async {
         let client = user_client(&user).await?;
         let pods = match &a.selector {
             Some(sel) => resolve_selector(&client, &ns, sel)
@@ -121,12 +123,36 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             namespace: ns.to_string(),
         });
-        let outcome = scan_cluster(client, request, scoped, audit)
+        // The pre-scan verification (your credentials, GETs only) runs first; an abort
+        // creates nothing.
+        let gated = scan_gated(client, request, &precheck_policy, scoped, audit)
             .await
-            .map_err(Failure::scan)?;
-        Ok::<_, Failure>((outcome, run))
+            .map_err(|e| match e {
+                ScanError::ChooseContainer(_) => Failure::bad_input(e),
+                _ => Failure::scan(e),
+            })?;
+        Ok::<_, Failure>((gated, run))
     })?;
+    let Some(outcome) = gated.scan.as_ref() else {
+        return crate::gates::prescan_aborted(
+            a,
+            &j,
+            &gated.verdicts,
+            &run,
+            &log_path,
+            started,
+            report_target.as_ref(),
+        );
+    };
     let mut warnings: Vec<String> = vec![format!("mode {}: {why}", outcome.mode.0)];
+    warnings.extend(
+        gated
+            .verdicts
+            .iter()
+            .flat_map(crate::gates::verdict_warnings),
+    );
+    let run_summary =
+        crate::gates::cluster_summary(a, &j, &run, outcome, &log_path, started, &mut warnings);
     warnings.extend(outcome.traces.iter().map(|t| {
         format!("{t} stays in the pod spec, terminated (Kubernetes cannot remove an ephemeral container)")
     }));
@@ -157,13 +183,35 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             ));
         }
         let out = a.out.as_deref().map(|o| out_for(o, &r.target.pod, several));
-        let o = report(
-            a,
-            &j,
-            &r.evaluated.execution,
-            Timestamp::now(),
-            out.as_deref(),
-        )?;
+        let report_to = report_target.as_ref().map(|t| crate::gates::ReportTarget {
+            path: out_for(&t.path, &r.target.pod, several),
+            format: t.format,
+        });
+        let verdict = gated.verdict_for(&r.target.pod);
+        let summary = crate::gates::for_target(&run_summary, &r.target);
+        let o = match verdict {
+            // The network checks aborted the verdict: the results are not reported.
+            Some(v) if v.aborts() => crate::gates::aborted_output(
+                a,
+                v,
+                &summary,
+                report_to.as_ref(),
+                out.as_deref(),
+                Timestamp::now(),
+            )?,
+            _ => report_with(
+                a,
+                &j,
+                &r.evaluated.execution,
+                Timestamp::now(),
+                out.as_deref(),
+                &Extras {
+                    verdict,
+                    summary: Some(summary),
+                    report: report_to,
+                },
+            )?,
+        };
         if several && !o.stdout.is_empty() {
             let _ = writeln!(stdout, "== {}", r.target);
         }
@@ -175,6 +223,15 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     }
     if let Some(e) = &outcome.session.error {
         warnings.push(format!("run {} failed: {e}", run.id()));
+    }
+    if gated.aborted() {
+        warnings.push(format!(
+            "the pre-scan network checks aborted the verdict after the scan (exit {}): the scan's results are not reported",
+            keyhole_precheck::EXIT_PRECHECK_ABORT
+        ));
+    }
+    if report_target.is_some() && outcome.results.is_empty() {
+        warnings.push("no report was written: the scan gathered no results".to_owned());
     }
     let created = outcome
         .session
@@ -241,6 +298,7 @@ fn dry_run(
         plan.len()
     );
     let steps = [
+        "pre-scan verification: read each target pod and judge it with the pre-scan policy (--policy, else the built-in one); an abort stops here, having created nothing, with exit 5 (your credentials)".to_string(),
         "reap expired keyhole objects of the namespace (your credentials)".to_string(),
         format!("create ServiceAccount, anchor Secret, Role ({}; resourceNames = the target pods) and RoleBinding (your credentials)", match mode { keyhole_core::ScanMode::Distroless => "pods get; pods/ephemeralcontainers get+patch; pods/log get", keyhole_core::ScanMode::Sidecar => "pods get; pods/log get", keyhole_core::ScanMode::Auto => "pods get; pods/exec get+create — and only if the target has no shell, after that access is deleted, a second run with pods get; pods/ephemeralcontainers get+patch; pods/log get", _ => "pods get; pods/exec get+create" }),
         format!("mint a bound token for {} and verify least privilege with it (SelfSubjectRulesReview)", a.ttl),

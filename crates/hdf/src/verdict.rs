@@ -40,6 +40,31 @@ impl Counts {
         }
     }
 
+    /// The controls compliance is computed over: passed, failed, Not Reviewed and Profile
+    /// Error (Not Applicable controls are left out, as in the SAF CLI).
+    #[must_use]
+    pub fn judged(&self) -> u32 {
+        self.passed + self.failed + self.skipped + self.error
+    }
+
+    /// Compliance in percent as the SAF CLI computes it (`calculateCompliance` of its
+    /// `src/utils/threshold.ts`): `Math.round(100 * passed / (passed + failed + skipped +
+    /// error))`, and 0 when that denominator is 0 (see [`Counts::judged`] to tell "nothing was
+    /// judged" from "nothing passed"). The value a threshold's `compliance.min`/`max` judge.
+    #[must_use]
+    pub fn compliance(&self) -> u32 {
+        let denominator = self.judged();
+        if denominator == 0 {
+            return 0;
+        }
+        // The same f64 operations as JavaScript's `Math.round((100 * passed) / total)`; the
+        // value is positive, where Rust's half-away-from-zero rounding equals Math.round's
+        // half-up.
+        let percent = (100.0 * f64::from(self.passed) / f64::from(denominator)).round();
+        // In 0..=100 by construction.
+        percent as u32
+    }
+
     fn add(&mut self, status: ThresholdStatus) {
         let slot = match status {
             ThresholdStatus::Passed => &mut self.passed,
@@ -159,7 +184,7 @@ pub fn evaluate(exec: &Execution, threshold: &Threshold) -> Result<Verdict, HdfE
             counts.severity_mut(severity).add(status);
         }
     }
-    let compliance = compliance_of(&counts.total);
+    let compliance = counts.total.compliance();
 
     let mut violations = Vec::new();
     let mut fail = |check: String, message: String| violations.push(Violation { check, message });
@@ -304,18 +329,6 @@ fn threshold_status(status: ControlStatus) -> ThresholdStatus {
     }
 }
 
-fn compliance_of(total: &Counts) -> u32 {
-    let denominator = total.passed + total.failed + total.skipped + total.error;
-    if denominator == 0 {
-        return 0;
-    }
-    // The same f64 operations as JavaScript's `Math.round(100 * passed / total)`; the value is
-    // positive, where Rust's half-away-from-zero rounding equals Math.round's half-up.
-    let percent = (100.0 * f64::from(total.passed) / f64::from(denominator)).round();
-    // In 0..=100 by construction.
-    percent as u32
-}
-
 fn truthy(value: f64) -> bool {
     value != 0.0 && !value.is_nan()
 }
@@ -403,7 +416,44 @@ pub(crate) fn js_number(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::js_number;
+    use super::{Counts, js_number};
+
+    fn counts(passed: u32, failed: u32, skipped: u32, error: u32, no_impact: u32) -> Counts {
+        Counts {
+            passed,
+            failed,
+            skipped,
+            error,
+            no_impact,
+        }
+    }
+
+    /// SAF's `calculateCompliance`, values worked out by hand with JavaScript's `Math.round`
+    /// (half up): Not Applicable is left out, halves round up, nothing judged is 0.
+    #[test]
+    fn compliance_is_safs_calculate_compliance() {
+        for (c, judged, want) in [
+            (counts(0, 0, 0, 0, 0), 0, 0),
+            (counts(0, 0, 0, 0, 7), 0, 0),
+            (counts(3, 0, 0, 0, 9), 3, 100),
+            (counts(0, 4, 0, 0, 0), 4, 0),
+            // 100 * 1 / 8 = 12.5 -> 13; 100 * 3 / 8 = 37.5 -> 38.
+            (counts(1, 7, 0, 0, 0), 8, 13),
+            (counts(3, 1, 2, 2, 5), 8, 38),
+            // 100 * 2 / 3 = 66.67 -> 67; 100 * 1 / 3 = 33.33 -> 33.
+            (counts(2, 0, 1, 0, 0), 3, 67),
+            (counts(1, 0, 0, 2, 0), 3, 33),
+            // Skipped and errored controls count against compliance.
+            (counts(1, 0, 1, 0, 0), 2, 50),
+            (counts(1, 0, 0, 1, 0), 2, 50),
+            (counts(199, 1, 0, 0, 0), 200, 100),
+            (counts(1, 199, 0, 0, 0), 200, 1),
+            (counts(1, 200, 0, 0, 0), 201, 0),
+        ] {
+            assert_eq!(c.judged(), judged, "{c:?}");
+            assert_eq!(c.compliance(), want, "{c:?}");
+        }
+    }
 
     #[test]
     fn js_number_matches_javascript_string_conversion() {

@@ -383,18 +383,11 @@ impl Report {
     }
 }
 
-/// Percent passed of the judged controls of one severity.
-///
-/// The same formula as `keyhole_hdf`'s overall compliance (`round(100 * passed / (passed +
-/// failed + skipped + error))`), which the crate computes only for the total; a test checks
-/// that this function gives `evaluate`'s value on the totals. `None` when nothing was judged.
+/// Percent passed of the judged controls of one severity: `keyhole_hdf`'s
+/// [`Counts::compliance`] (SAF's formula, the one thresholds judge), and `None` rather than
+/// SAF's 0 when nothing of that severity was judged, so the table shows "—".
 fn severity_compliance(c: &Counts) -> Option<u32> {
-    let judged = c.passed + c.failed + c.skipped + c.error;
-    if judged == 0 {
-        return None;
-    }
-    // In 0..=100 by construction; half-up rounding as JavaScript's Math.round on positives.
-    Some((100.0 * f64::from(c.passed) / f64::from(judged)).round() as u32)
+    (c.judged() > 0).then(|| c.compliance())
 }
 
 fn severity_rows(counts: &StatusCounts, compliance: u32) -> Vec<SeverityRow> {

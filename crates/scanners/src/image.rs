@@ -4,8 +4,11 @@ use std::fmt;
 
 use crate::ScannerError;
 
-/// The scanner image used when the user names none.
-pub const DEFAULT_SCANNER_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0";
+/// The scanner image used when the user names none, pinned by the manifest digest of the image
+/// `cargo xtask image` builds reproducibly from this source (static release agent,
+/// `SOURCE_DATE_EPOCH` 0). `cargo xtask ci` rebuilds it and fails, naming the new digest, when
+/// the agent, its dependencies or the toolchain changed it.
+pub const DEFAULT_SCANNER_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0@sha256:a2e62c5b8d61e2522f52498de22ee5b5df1afe0a359f483bb1987ca5bc91e733";
 
 /// Longest repository name (registry and path) that registries accept.
 const NAME_MAX: usize = 255;
@@ -254,6 +257,9 @@ mod tests {
         assert_eq!(r.registry(), Some("ghcr.io"));
         assert_eq!(r.path(), "keyhole-scanner/keyhole-agent");
         assert_eq!(r.tag(), Some("0.1.0"));
+        assert!(r.is_digest_pinned());
+
+        let r = ImageRef::parse("ghcr.io/keyhole-scanner/keyhole-agent:0.1.0").unwrap();
         assert!(!r.is_digest_pinned());
 
         let s = format!("localhost:5000/a/b__c.d--e:v1_2-x@{DIGEST}");

@@ -3,7 +3,9 @@
 //! flows (`keyhole access`, `keyhole reap`) against the testkit fake, in-process and over HTTPS.
 
 mod audit_log;
+mod cinc;
 mod cluster_scan;
+mod demo;
 mod errors;
 mod fault_matrix;
 mod invariants;
@@ -12,6 +14,8 @@ mod least_privilege;
 mod node_faults;
 mod node_identity;
 mod node_scan;
+mod plan_profile;
+mod precheck_gate;
 mod realapi;
 mod reap;
 mod scan;

@@ -632,6 +632,70 @@ async fn realapi_bound_token_works_then_dies_with_its_anchor_or_service_account(
     delete_namespace(&admin, &ns).await;
 }
 
+/// The bound token dies when Kubernetes says: accepted until its `exp` (issue time + the
+/// run's TTL, 600 s, the shortest lifetime TokenRequest allows), refused (401) once it passed,
+/// with nothing deleted. It waits out the ten minutes, so `cargo xtask realapi` runs it on one
+/// release only: the check is the service-account authenticator's, unchanged across releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane: run cargo xtask realapi"]
+async fn realapi_bound_token_expires_when_kubernetes_says() {
+    let (admin, endpoint) = admin().await;
+    let ns = namespace(&admin, "exp", false).await;
+    let run = new_run(&ns, ScanMode::Standard);
+    let applied = apply(&admin, &run).await;
+    let token = keyhole_credentials::mint(&admin, &run, &[], &applied.anchor_uid, Timestamp::now())
+        .await
+        .unwrap();
+    let exp = keyhole_credentials::decode_claims(token.secret())
+        .unwrap()
+        .expires_at;
+    let client = token_client(&endpoint, ns.as_str(), &token);
+    let sa = format!("system:serviceaccount:{ns}:{}", run.object_name());
+    assert_eq!(whoami(&client).await, Ok(sa.clone()), "a fresh token works");
+
+    // Still accepted shortly before exp: the server does not cut it early.
+    let until = |t: Timestamp| {
+        let left = t.as_millisecond() - Timestamp::now().as_millisecond();
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
+    };
+    let before = exp
+        .checked_sub(jiff::SignedDuration::from_secs(20))
+        .unwrap();
+    tokio::time::sleep(until(before)).await;
+    assert_eq!(
+        whoami(&client).await,
+        Ok(sa),
+        "20 s before its exp ({exp}) the token is still accepted"
+    );
+
+    // Refused once exp passed; the authenticator allows no leeway beyond a minute.
+    tokio::time::sleep(until(exp)).await;
+    let mut refused_at = None;
+    for _ in 0..90 {
+        if whoami(&client).await == Err(401) {
+            refused_at = Some(Timestamp::now());
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let refused_at = refused_at
+        .unwrap_or_else(|| panic!("the token was still accepted 90 s after its exp ({exp})"));
+    assert!(
+        refused_at >= exp,
+        "refused at {refused_at}, before its exp {exp}"
+    );
+    // Nothing was deleted: the expiry alone killed it.
+    assert!(
+        Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+            .get_opt(run.object_name().as_str())
+            .await
+            .unwrap()
+            .is_some(),
+        "the ServiceAccount still exists"
+    );
+    delete_namespace(&admin, &ns).await;
+}
+
 // ----------------------------------------------------------------------------- admission
 
 fn privileged(mut sc: SecurityContext) -> SecurityContext {
