@@ -232,6 +232,11 @@ pub(crate) struct ScanArgs {
     /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<std::path::PathBuf>,
+    /// Sidecar: scan IMAGE before it is deployed — create the scan pod TARGET (IMAGE as
+    /// container `target`, running as --target-uid, beside the scanner sidecar) behind a
+    /// default-deny NetworkPolicy, read its facts from the sidecar's log, delete both.
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image, conflicts_with_all = ["root", "pid", "selector"])]
+    pub(crate) launch: Option<ImageRef>,
     #[command(flatten)]
     pub(crate) audit_key: AuditKeyArgs,
     #[command(flatten)]

@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 use crate::SessionError;
-use crate::session::{Audit, Outcome, ScopedClients, SessionSpec, run_session};
+use crate::session::{Audit, Outcome, ScopedClients, SessionSpec, run_session_with};
 
 /// Why a cluster scan could not start.
 #[derive(Debug, thiserror::Error)]
@@ -166,8 +166,13 @@ async fn gather_in_session(
     run: Run,
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
+    launch: Option<&crate::launch::Launch>,
 ) -> Result<Gathered, ScanError> {
     let mode = run.mode();
+    let extra = match launch {
+        Some(l) => Some(crate::launch::objects(&run, l)?),
+        None => None,
+    };
     let distroless = match (mode, &request.distroless) {
         (ScanMode::Distroless, Some(d)) => Some(d.clone()),
         (ScanMode::Distroless, None) => return Err(ScanError::ModeUnavailable(mode)),
@@ -184,11 +189,25 @@ async fn gather_in_session(
         let gathered = gathered.clone();
         let run = run.clone();
         let container = request.container.clone();
+        let launch = launch.cloned();
         Box::new(move |client: kube::Client| {
             Box::pin(async move {
                 let ns = run.namespace().to_string();
                 for pod in run.pods() {
-                    let (target, facts) = if mode == ScanMode::Sidecar {
+                    let (target, facts) = if let Some(l) = &launch {
+                        // The scan pod this run created: wait for the sidecar's first frame.
+                        let (facts, at) =
+                            crate::launch::wait_for_facts(&client, &ns, pod.as_str(), l)
+                                .await
+                                .map_err(work_error)?;
+                        tracing::info!(pod = %pod, gathered_at = %at, "launched scan pod's facts read");
+                        let target = ContainerTarget {
+                            namespace: ns.clone(),
+                            pod: pod.to_string(),
+                            container: crate::launch::TARGET_CONTAINER.to_string(),
+                        };
+                        (target, facts)
+                    } else if mode == ScanMode::Sidecar {
                         let (facts, at) = keyhole_workflows::read_sidecar(
                             &client,
                             &ns,
@@ -253,7 +272,7 @@ async fn gather_in_session(
     };
     let ephemeral = run_for_traces.object_name().to_string();
     let probe = keyhole_workflows::probe_container_name(&run_for_traces);
-    let session = run_session(user.clone(), spec, scoped, audit).await?;
+    let session = run_session_with(user.clone(), spec, scoped, audit, extra).await?;
     let facts = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
     // Whatever happened, an ephemeral container that was added stays in the pod spec: read the
     // pods back (with the user's credentials, after the access is gone) and report each.
@@ -322,6 +341,37 @@ pub async fn scan_cluster(
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
 ) -> Result<ScanOutcome, ScanError> {
+    scan_cluster_with(user, request, scoped, audit, None).await
+}
+
+/// `keyhole scan --mode sidecar --launch IMAGE`: [`scan_cluster`] of a scan pod this run
+/// creates (see [`crate::launch`]) behind its verified NetworkPolicy, read through its log and
+/// deleted with the run's other objects. The request's run must be a sidecar run of one pod
+/// (the scan pod's name).
+pub async fn scan_cluster_launch(
+    user: kube::Client,
+    request: ScanRequest,
+    launch: crate::launch::Launch,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+) -> Result<ScanOutcome, ScanError> {
+    if request.run.mode() != ScanMode::Sidecar || request.run.pods().len() != 1 {
+        return Err(ScanError::Session(SessionError::Work(
+            "--launch creates one scan pod in sidecar mode: give exactly one TARGET name and \
+             --mode sidecar"
+                .into(),
+        )));
+    }
+    scan_cluster_with(user, request, scoped, audit, Some(launch)).await
+}
+
+async fn scan_cluster_with(
+    user: kube::Client,
+    request: ScanRequest,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+    launch: Option<crate::launch::Launch>,
+) -> Result<ScanOutcome, ScanError> {
     let mut request = request;
     let requested = request.run.mode();
     // Pre-scan check with the user's credentials: a root scanner (opted in) cannot be added
@@ -359,7 +409,15 @@ pub async fn scan_cluster(
     )
     .map_err(|e| SessionError::Work(Box::new(e)))?;
     let mut run_ids = vec![first.id().clone()];
-    let mut g = gather_in_session(&user, &request, first, scoped.clone(), audit.clone()).await?;
+    let mut g = gather_in_session(
+        &user,
+        &request,
+        first,
+        scoped.clone(),
+        audit.clone(),
+        launch.as_ref(),
+    )
+    .await?;
     let mut why = match first_mode {
         ScanMode::Distroless => {
             "distroless: one ephemeral container running keyhole-agent, facts read from its log"
@@ -381,7 +439,7 @@ pub async fn scan_cluster(
         let audit2 = audit.for_run(second.id().as_str());
         run_ids.push(second.id().clone());
         tracing::info!("no shell in the target: the standard access is gone, trying distroless");
-        g = gather_in_session(&user, &request, second, scoped, audit2).await?;
+        g = gather_in_session(&user, &request, second, scoped, audit2, None).await?;
         mode = ScanMode::Distroless;
         why = "auto: the target has no shell, so after the standard access was deleted and \
                verified gone, one ephemeral container ran keyhole-agent with its own access"

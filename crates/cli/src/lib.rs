@@ -7,6 +7,7 @@
 
 pub mod cluster_scan;
 mod error;
+pub mod launch;
 pub mod prescan;
 pub mod session;
 

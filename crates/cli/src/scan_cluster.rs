@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use keyhole_cleanup::CleanupAction;
-use keyhole_cli::cluster_scan::{ScanError, ScanRequest, decide_mode, resolve_selector};
+use keyhole_cli::cluster_scan::{
+    ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster_launch,
+};
 use keyhole_cli::prescan::scan_gated;
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
@@ -42,6 +44,24 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let precheck_policy = crate::gates::policy(a)?;
     let started = Timestamp::now();
     let (mode, why) = decide_mode(a.mode).map_err(Failure::bad_input)?;
+    // --launch: one scan pod, in sidecar mode, whose image's UID the user gives.
+    let launch_uid = match &a.launch {
+        None => 0,
+        Some(_) if mode != keyhole_core::ScanMode::Sidecar => {
+            return Err(Failure::bad_input("--launch needs --mode sidecar"));
+        }
+        Some(_) if a.targets.len() != 1 || a.selector.is_some() => {
+            return Err(Failure::bad_input(
+                "--launch creates one scan pod: give exactly one TARGET name (the pod's)",
+            ));
+        }
+        Some(_) => a.target_uid.ok_or_else(|| {
+            Failure::bad_input(
+                "--launch needs --target-uid N: the image runs as that UID in the scan pod, \
+                 and the sidecar with it",
+            )
+        })?,
+    };
     // A dry run with -n needs no kubeconfig at all.
     let user = match (a.dry_run, &a.namespace) {
         (true, Some(_)) => None,
@@ -123,14 +143,34 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             namespace: ns.to_string(),
         });
-        // The pre-scan verification (your credentials, GETs only) runs first; an abort
-        // creates nothing.
-        let gated = scan_gated(client, request, &precheck_policy, scoped, audit)
-            .await
-            .map_err(|e| match e {
-                ScanError::ChooseContainer(_) => Failure::bad_input(e),
-                _ => Failure::scan(e),
-            })?;
+        let gated = if let Some(image) = &a.launch {
+            // The scan pod does not exist yet (this run creates it, hardened): there is no
+            // pod to pre-check.
+            let launch = keyhole_cli::launch::Launch {
+                image: image.clone(),
+                scanner: a.image.clone(),
+                uid: launch_uid,
+                gid: a.target_gid,
+                poll: std::time::Duration::from_secs(1),
+                wait: std::time::Duration::from_secs(keyhole_scanners::scan_time_limit_secs(&run)),
+            };
+            let scan = scan_cluster_launch(client, request, launch, scoped, audit)
+                .await
+                .map_err(Failure::scan)?;
+            keyhole_cli::prescan::GatedOutcome {
+                verdicts: Vec::new(),
+                scan: Some(scan),
+            }
+        } else {
+            // The pre-scan verification (your credentials, GETs only) runs first; an abort
+            // creates nothing.
+            scan_gated(client, request, &precheck_policy, scoped, audit)
+                .await
+                .map_err(|e| match e {
+                    ScanError::ChooseContainer(_) => Failure::bad_input(e),
+                    _ => Failure::scan(e),
+                })?
+        };
         Ok::<_, Failure>((gated, run))
     })?;
     let Some(outcome) = gated.scan.as_ref() else {

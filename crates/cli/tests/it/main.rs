@@ -9,6 +9,7 @@ mod demo;
 mod errors;
 mod fault_matrix;
 mod invariants;
+mod launch;
 mod leaks;
 mod least_privilege;
 mod node_faults;
