@@ -70,7 +70,7 @@ fn measure(cmd: &[&str]) -> Result<(f64, u64)> {
 
 /// The median run of `cmd` (by wall time) out of [`RUNS`], after one warm-up run that fills
 /// the page cache.
-fn median(cmd: &[&str]) -> Result<(f64, u64)> {
+pub(crate) fn median(cmd: &[&str]) -> Result<(f64, u64)> {
     measure(cmd)?;
     let mut runs = (0..RUNS)
         .map(|_| measure(cmd))
@@ -207,6 +207,10 @@ pub(crate) fn run_bench() -> Result<()> {
     // `cargo xtask bench workflows`: only the per-workflow cluster scan rows.
     if std::env::args().nth(2).as_deref() == Some("workflows") {
         return crate::bench_workflows::run();
+    }
+    // `cargo xtask bench rpm`: the RPM integrity case alone.
+    if std::env::args().nth(2).as_deref() == Some("rpm") {
+        return crate::bench_rpm::run_rpm_bench();
     }
     crate::tools::apt_install(&[
         "debootstrap",
@@ -376,6 +380,7 @@ pub(crate) fn run_bench() -> Result<()> {
         "\nkeyhole vs oscap on bullseye: {:.1}x the checks per second (target >= 20x)",
         (controls as f64 / k_secs.max(0.001)) / (o_rules as f64 / o_secs.max(0.001))
     );
+    crate::bench_rpm::run_rpm_bench()?;
     crate::bench_workflows::run()?;
     Ok(())
 }

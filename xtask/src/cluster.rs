@@ -6,8 +6,8 @@
 //! Security admission on, TokenRequest with a project-made ServiceAccount signing key) and
 //! `kube-controller-manager` (garbage collector, namespace and ServiceAccount controllers, each
 //! with its own ServiceAccount credentials). Every certificate and key is made here with rcgen;
-//! nothing is downloaded but Go modules. No kubelet, no scheduler, no CNI: pods can be created
-//! and admitted (give them `spec.nodeName`) but nothing runs them.
+//! nothing is downloaded but Go modules. No kubelet, no scheduler, no CNI: the test node (below)
+//! runs pods bound to it, or that name no node, as runc containers.
 //!
 //! The binaries are built once per release by `go build` from the wrapper modules in
 //! `tools/kube/<release>` and `tools/etcd` and cached in the user's cache
@@ -19,20 +19,25 @@
 //! `kubeconfig`); `down` stops exactly the processes listed in `pids` (after checking each pid
 //! still runs the binary that was started) and removes the directory.
 //!
-//! # Registering the test node (not done yet)
-//! The node that runs pods as `runc` containers (crates/testkit) is registered after the
-//! controller manager is ready, at the marked place in [`up`]. What it needs is prepared:
-//! - `pki/node-ca.{crt,key}`: the CA the API server trusts for kubelet serving certificates
-//!   (`--kubelet-certificate-authority`); the node issues its serving certificate from it, for
-//!   its `InternalIP` (127.0.0.1).
-//! - `pki/kubelet-client.{crt,key}` (CN `kube-apiserver-kubelet-client`, signed by the client
-//!   CA): what the API server presents to the node for exec, logs and attach; the node should
-//!   accept exactly that client.
-//! - `--kubelet-preferred-address-types=InternalIP`: the node's Node object sets
-//!   `status.addresses` to one `InternalIP` and `status.daemonEndpoints.kubeletEndpoint.Port`
-//!   to its port, with a `Ready` condition; a client certificate for `system:node:<name>` in
-//!   group `system:nodes` (signed by the client CA) lets it write that under the Node
-//!   authorizer.
+//! # The test node
+//! When `up` runs as root, the node that runs pods as `runc` containers (crates/testkit, its
+//! `node` example) is started after the controller manager is ready and registers itself: a
+//! `Node` object `keyhole-node` with one `InternalIP` (127.0.0.1), its kubelet port in
+//! `status.daemonEndpoints`, `Ready`, and a renewed Lease. Its identities, from `pki/`:
+//! - `node-client` (`system:node:keyhole-node` in `system:nodes`): what it reads and writes
+//!   pods, their status and its Node with, so the Node authorizer and NodeRestriction judge it;
+//! - `scheduler-client` (`system:kube-scheduler`): binds pods that name no node (no scheduler
+//!   runs; `pods/binding` is not a node's right);
+//! - `kubelet-serving` (from `node-ca`, the `--kubelet-certificate-authority`): its serving
+//!   certificate; it accepts only the API server's `kubelet-client` certificate.
+//!
+//! Exec reaches it as SPDY/3.1 (the API server's WebSocket-to-SPDY stream translator, on by
+//! default since 1.30) and logs as plain HTTPS. `down` stops it first (SIGTERM: it kills and
+//! deletes its containers), then removes whatever a killed node left (`runc` containers with
+//! its id prefix, overlay mounts). Not root: the control plane comes up without a node, and the
+//! tests that need one fail saying so. Its images are the testkit's trees (busybox, the
+//! distroless `pause` tree, the static agent), built into `target/rootfs` and `target/static`
+//! on first use (the static agent takes minutes once).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -86,6 +91,10 @@ const ETCD_MODULE_DIR: &str = "tools/etcd";
 pub(crate) const KUBECONFIG_ENV: &str = "KEYHOLE_REALAPI_KUBECONFIG";
 /// The environment variable that tells the tests which release is running.
 pub(crate) const VERSION_ENV: &str = "KEYHOLE_REALAPI_VERSION";
+/// The environment variable naming the registered test node (unset: no node runs).
+pub(crate) const NODE_ENV: &str = "KEYHOLE_REALAPI_NODE";
+/// The test node's name (its Node object, and `system:node:<name>`).
+const NODE_NAME: &str = "keyhole-node";
 
 fn release(short: &str) -> Result<Release> {
     RELEASES
@@ -130,6 +139,9 @@ pub(crate) fn command(args: &[String]) -> Result<()> {
             println!("export KUBECONFIG={}", kubeconfig.display());
             println!("export {KUBECONFIG_ENV}={}", kubeconfig.display());
             println!("export {VERSION_ENV}={}", version.trim());
+            if state.join("node.port").exists() {
+                println!("export {NODE_ENV}={NODE_NAME}");
+            }
             Ok(())
         }
         _ => bail!("usage: cargo xtask cluster <up [--k8s 1.37|1.34]|down|env>"),
@@ -171,7 +183,8 @@ pub(crate) fn realapi() -> Result<()> {
                 .args(["realapi", "--", "--ignored"])
                 .args(skip)
                 .env(KUBECONFIG_ENV, &up.kubeconfig)
-                .env(VERSION_ENV, k8s.version))?;
+                .env(VERSION_ENV, k8s.version)
+                .envs(up.node.iter().map(|n| (NODE_ENV, n))))?;
             Ok(tests.elapsed())
         });
         if result.is_err() {
@@ -195,7 +208,7 @@ pub(crate) fn realapi() -> Result<()> {
 fn keep_logs(k8s: &Release) {
     let keep = root().join("target/cluster-logs").join(k8s.version);
     let _ = std::fs::create_dir_all(&keep);
-    for name in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+    for name in ["etcd", "kube-apiserver", "kube-controller-manager", "node"] {
         let log = format!("{name}.log");
         let _ = std::fs::copy(state_dir().join(&log), keep.join(&log));
     }
@@ -493,6 +506,27 @@ impl Pki {
             "kubelet-client",
             leaf(&client_ca, "kube-apiserver-kubelet-client", &[], &[], false)?,
         )?;
+        // The test node (see the module doc): its own identity under the Node authorizer, the
+        // scheduler's (the node binds pods nobody bound; nodes may not), and its serving
+        // certificate for its InternalIP from the CA the API server trusts for kubelets.
+        pki.put_pair(
+            "node-client",
+            leaf(
+                &client_ca,
+                &format!("system:node:{NODE_NAME}"),
+                &["system:nodes"],
+                &[],
+                false,
+            )?,
+        )?;
+        pki.put_pair(
+            "scheduler-client",
+            leaf(&client_ca, "system:kube-scheduler", &[], &[], false)?,
+        )?;
+        pki.put_pair(
+            "kubelet-serving",
+            leaf(&node_ca, NODE_NAME, &[], &["127.0.0.1"], true)?,
+        )?;
         pki.put_pair(
             "etcd-server",
             leaf(&etcd_ca, "etcd", &[], &["127.0.0.1", "localhost"], true)?,
@@ -673,6 +707,8 @@ pub(crate) struct Up {
     pub(crate) kubeconfig: PathBuf,
     /// The API server's URL.
     pub(crate) server: String,
+    /// The registered test node's name; `None` when it could not run here (not root).
+    pub(crate) node: Option<String>,
 }
 
 /// Builds (when missing) and starts etcd, the API server and the controller manager of `k8s`,
@@ -684,17 +720,18 @@ pub(crate) fn up(k8s: Release) -> Result<Up> {
     }
     let kube = kube_binaries(k8s)?;
     let etcd = etcd_binary()?;
+    let node = node_binary()?;
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state)?;
     std::fs::write(state.join("version"), k8s.version)?;
-    let result = start(&state, &kube, &etcd);
+    let result = start(&state, &kube, &etcd, node.as_deref());
     if result.is_err() {
         let _ = stop(&state);
     }
     result
 }
 
-fn start(state: &Path, kube: &Path, etcd: &Path) -> Result<Up> {
+fn start(state: &Path, kube: &Path, etcd: &Path, node: Option<&Path>) -> Result<Up> {
     let started = Instant::now();
     let pki = Pki::make(state.join("pki"))?;
     let (etcd_port, peer_port, api_port, kcm_port) =
@@ -820,12 +857,110 @@ fn start(state: &Path, kube: &Path, etcd: &Path) -> Result<Up> {
         &pki.path("admin"),
         Duration::from_secs(60),
     )?;
-    // The test node registers here, once it exists (see the module doc).
+    let node = match node {
+        Some(bin) => Some(start_node(state, &pki, &server, bin)?),
+        None => None,
+    };
     eprintln!("control plane ready in {:.1?}", started.elapsed());
     Ok(Up {
         kubeconfig: admin,
         server,
+        node,
     })
+}
+
+/// Builds the test node (`keyhole-testkit`'s `node` example) when this runs as root (the node
+/// runs runc containers); `None` otherwise, and the control plane comes up without it.
+fn node_binary() -> Result<Option<PathBuf>> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!(
+            "not root: the test node (runc containers) will not run; the tests that need it fail"
+        );
+        return Ok(None);
+    }
+    run(cargo().args([
+        "build",
+        "--locked",
+        "--quiet",
+        "-p",
+        "keyhole-testkit",
+        "--example",
+        "node",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Ok(Some(target.join("debug/examples/node")))
+}
+
+/// Starts the test node with its own identity and waits until it registered its Node object;
+/// returns its name.
+fn start_node(state: &Path, pki: &Pki, server: &str, bin: &Path) -> Result<String> {
+    let node_config = state.join("node.kubeconfig");
+    write_private(
+        &node_config,
+        &kubeconfig(
+            pki,
+            server,
+            &format!("system:node:{NODE_NAME}"),
+            "node-client",
+        )?,
+    )?;
+    let sched_config = state.join("scheduler.kubeconfig");
+    write_private(
+        &sched_config,
+        &kubeconfig(pki, server, "system:kube-scheduler", "scheduler-client")?,
+    )?;
+    let ready = state.join("node.port");
+    let workdir = state.join("node");
+    let path = |p: &Path| p.display().to_string();
+    let n = spawn(
+        state,
+        "node",
+        bin,
+        &[
+            "--name".into(),
+            NODE_NAME.into(),
+            "--kubeconfig".into(),
+            path(&node_config),
+            "--scheduler-kubeconfig".into(),
+            path(&sched_config),
+            "--serving-cert".into(),
+            path(&pki.path("kubelet-serving.crt")),
+            "--serving-key".into(),
+            path(&pki.path("kubelet-serving.key")),
+            "--client-ca".into(),
+            path(&pki.path("client-ca.crt")),
+            "--apiserver-client-cert".into(),
+            path(&pki.path("kubelet-client.crt")),
+            "--ready-file".into(),
+            path(&ready),
+            "--workdir".into(),
+            path(&workdir),
+            "--with-agent".into(),
+        ],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !ready.exists() {
+        if !alive(&n) {
+            bail!(
+                "the test node exited while starting; the end of its log:\n{}",
+                log_tail(state, "node")
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the test node did not register within 10 minutes; the end of its log:\n{}",
+                log_tail(state, "node")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "test node {NODE_NAME} registered (kubelet on 127.0.0.1:{})",
+        std::fs::read_to_string(&ready)?.trim()
+    );
+    Ok(NODE_NAME.to_owned())
 }
 
 /// Stops the processes listed in `state/pids` (newest first; TERM, then KILL after 15 s).
@@ -857,10 +992,53 @@ fn signal(p: &Started, sig: rustix::process::Signal) {
 /// `cargo xtask cluster down`: stops every process `up` started and removes the state.
 pub(crate) fn down() -> Result<()> {
     let state = state_dir();
+    let nodes: Vec<i32> = read_pids(&state)
+        .into_iter()
+        .filter(|p| p.name == "node")
+        .map(|p| p.pid)
+        .collect();
     stop(&state)?;
+    for pid in nodes {
+        remove_node_leftovers(&state, pid)?;
+    }
     if state.exists() {
         std::fs::remove_dir_all(&state)
             .with_context(|| format!("cannot remove {}", state.display()))?;
+    }
+    Ok(())
+}
+
+/// What a test node (pid `pid`) leaves when it could not stop cleanly (SIGKILL): its runc
+/// containers (`khnode-<pid>-…`), deleted by force, and overlay mounts under its workdir. A
+/// node that stopped on SIGTERM left neither.
+fn remove_node_leftovers(state: &Path, pid: i32) -> Result<()> {
+    let prefix = format!("khnode-{pid}-");
+    let out = Command::new("runc").args(["list", "-q"]).output();
+    let Ok(out) = out else {
+        return Ok(());
+    };
+    for id in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+    {
+        eprintln!("removing the node's leftover runc container {id}");
+        let _ = Command::new("runc")
+            .args(["delete", "--force", id])
+            .status();
+    }
+    let workdir = state.join("node").display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&workdir))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        eprintln!("unmounting the node's leftover {m}");
+        rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH)
+            .with_context(|| format!("cannot unmount {m}"))?;
     }
     Ok(())
 }

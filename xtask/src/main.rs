@@ -10,7 +10,8 @@
 //! - `cluster up [--k8s 1.37|1.34] | down | env`: a real kube-apiserver and controller manager
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
-//! - `bench`: speed and memory as ratios against baselines measured in the same run.
+//! - `bench`: speed and memory as ratios against baselines measured in the same run (`bench rpm`:
+//!   only the RPM integrity case).
 //! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
 //!   printing its digest (`ci` checks that `DEFAULT_SCANNER_IMAGE` pins it).
 //! - `demo`: a local sandbox, not Kubernetes (the fake API server over HTTPS and the runc test
@@ -23,6 +24,7 @@
 //! The cheap checks (`tidy`) are plain `#[test]`s in this crate, so `cargo test` runs them too.
 
 mod bench;
+mod bench_rpm;
 mod bench_workflows;
 mod cluster;
 mod demo;

@@ -60,4 +60,10 @@ pub enum AuditError {
         /// What is wrong with it (never the key itself).
         reason: String,
     },
+    /// A pod given to the post-scan audit is not a Pod.
+    #[error("pod snapshot: {reason}")]
+    Snapshot {
+        /// What is missing.
+        reason: String,
+    },
 }

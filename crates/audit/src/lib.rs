@@ -24,20 +24,36 @@
 //! targeted, which objects were created and deleted, when the token expired, what the
 //! verifications found — and never a secret (there is no event that carries a token).
 //!
-//! The post-scan audit (cleanup complete, no credential artifacts, no side effects) will live
-//! here too; it is not implemented yet.
+//! The post-scan audit ([`PostScan`]), run after a cluster scan's teardown, lives here too: the
+//! run's records are present and verify, every object the run created answers 404 to a fresh
+//! GET, no file, environment variable, memfd or log line holds the scoped token (searched by
+//! [`TokenFingerprint`], which keeps hashes, not the token), and the target pods show no side
+//! effect but the expected ephemeral container. It makes no Kubernetes call itself: the caller
+//! passes pod snapshots and a function doing the GETs.
 
+mod artifacts;
 mod error;
 mod event;
 mod key;
 mod log;
+pub mod postscan;
+mod target;
 
+pub use artifacts::{
+    Artifact, ArtifactKind, ArtifactScan, ArtifactScope, LogText, ScanLimits, TokenFingerprint,
+    scan_artifacts,
+};
 pub use error::AuditError;
 pub use event::{Event, ObjectRef};
 pub use key::AuditKey;
 pub use log::{
     AuditLog, GENESIS, Record, VerifyReport, verify, verify_str, verify_str_with, verify_with,
 };
+pub use postscan::{
+    CheckId, EXIT_LEFTOVERS, EXIT_POSTSCAN_FAILED, Finding, Fresh, PostScan, PostScanReport,
+    RunObject, VerifiedLog,
+};
+pub use target::{ContainerStatus, PodSnapshot, TargetPair};
 
 /// The README's example, compiled and run by `cargo test --doc` so it never goes stale.
 #[cfg(doctest)]

@@ -358,6 +358,24 @@ impl AuditLog {
         Ok(count)
     }
 
+    /// The log file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the whole log again, under a shared lock, and verifies it with this handle's key
+    /// (or as a plain chain): what the post-scan audit checks after a run.
+    pub fn read_verified(&self) -> Result<crate::VerifiedLog, AuditError> {
+        let mut file = File::open(&self.path).map_err(|e| self.io(e))?;
+        file.lock_shared().map_err(|e| self.io(e))?;
+        let mut text = String::new();
+        let read = file.read_to_string(&mut text);
+        let _ = file.unlock();
+        read.map_err(|e| self.io(e))?;
+        let report = verify_str_with(&text, self.key.as_ref())?;
+        Ok(crate::VerifiedLog { text, report })
+    }
+
     /// Hash of the last record this handle knows of: its own last append, or the end of the log
     /// as read then (other writers may have appended since).
     pub fn head(&self) -> &str {

@@ -23,8 +23,9 @@ pub(crate) enum Command {
     /// Scan pods in a cluster (TARGET… or -l SELECTOR, with scoped, verified, time-limited
     /// access that is deleted afterwards), a local root filesystem (--root DIR) or a running
     /// process (--pid PID) with the native engine. Exit codes: 0 pass, 1 threshold not met,
-    /// 2 bad input, 3 scan error, 4 cleanup incomplete, 5 pre-scan verification aborted
-    /// (--policy), 124 access expired, 70 internal error.
+    /// 2 bad input, 3 scan error, 4 cleanup incomplete (or an object the post-scan audit found),
+    /// 5 pre-scan verification aborted (--policy), 6 another post-scan audit finding (a token
+    /// artifact, the target changed), 124 access expired, 70 internal error.
     Scan(Box<ScanArgs>),
     /// Print every Kubernetes object a scan would create, in order, without touching any cluster.
     Plan(Box<PlanArgs>),

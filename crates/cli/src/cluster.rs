@@ -36,7 +36,8 @@ pub(crate) fn init_tracing() {
             // Fails only if a subscriber is already set, which then keeps logging.
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
-                .with_writer(std::io::stderr)
+                // A copy is kept so the post-scan audit searches the log lines for the token.
+                .with_writer(keyhole_cli::postscan::tee_stderr)
                 .try_init();
         }
         Err(e) => eprintln!("keyhole: warning: ignoring KEYHOLE_LOG={directives:?}: {e}"),

@@ -101,6 +101,9 @@ pub struct ScanOutcome {
     /// The run id of every session the scan opened, in order (two when `auto` fell back to
     /// distroless); the audit log's records of the scan carry these.
     pub run_ids: Vec<keyhole_core::RunId>,
+    /// What the post-scan audit needs ([`crate::postscan::audit_scan`]): the pods before and
+    /// after, the runs' objects, the tokens' fingerprints.
+    pub postscan: crate::postscan::PostScanEvidence,
 }
 
 /// The pods of `namespace` matching `selector`, listed with the **user's** client at scan time;
@@ -395,6 +398,18 @@ async fn scan_cluster_with(
             }
         }
     }
+    // Post-scan audit: the targets as they are before anything is created (user's client),
+    // and a fingerprint of every token the session hands to the scoped client.
+    let mut evidence = crate::postscan::PostScanEvidence {
+        started: Some(std::time::SystemTime::now()),
+        ..Default::default()
+    };
+    let target_ns = request.run.namespace().to_string();
+    let target_pods: Vec<String> = request.run.pods().iter().map(ToString::to_string).collect();
+    let before = crate::postscan::snapshot_pods(&user, &target_ns, &target_pods).await;
+    evidence.targets = crate::postscan::pair_targets(before, Vec::new(), &[]);
+    let (scoped, tokens) = crate::postscan::FingerprintingScoped::wrap(scoped);
+    let scoped: Arc<dyn ScopedClients> = scoped;
     let first_mode = if requested == ScanMode::Auto {
         ScanMode::Standard
     } else {
@@ -409,6 +424,10 @@ async fn scan_cluster_with(
     )
     .map_err(|e| SessionError::Work(Box::new(e)))?;
     let mut run_ids = vec![first.id().clone()];
+    let first_id = first.id().to_string();
+    let first_probe = keyhole_workflows::probe_container_name(&first);
+    let first_ephemeral =
+        (first_mode == ScanMode::Distroless).then(|| first.object_name().to_string());
     let mut g = gather_in_session(
         &user,
         &request,
@@ -418,6 +437,10 @@ async fn scan_cluster_with(
         launch.as_ref(),
     )
     .await?;
+    evidence.add_run(&first_id, &g.session.cleanup, first_ephemeral.as_deref());
+    if first_mode == ScanMode::Distroless {
+        expect_probe(&mut evidence, &g.traces, &first_probe);
+    }
     let mut why = match first_mode {
         ScanMode::Distroless => {
             "distroless: one ephemeral container running keyhole-agent, facts read from its log"
@@ -439,7 +462,12 @@ async fn scan_cluster_with(
         let audit2 = audit.for_run(second.id().as_str());
         run_ids.push(second.id().clone());
         tracing::info!("no shell in the target: the standard access is gone, trying distroless");
+        let (second_id, second_ephemeral) =
+            (second.id().to_string(), second.object_name().to_string());
+        let second_probe = keyhole_workflows::probe_container_name(&second);
         g = gather_in_session(&user, &request, second, scoped, audit2, None).await?;
+        evidence.add_run(&second_id, &g.session.cleanup, Some(&second_ephemeral));
+        expect_probe(&mut evidence, &g.traces, &second_probe);
         mode = ScanMode::Distroless;
         why = "auto: the target has no shell, so after the standard access was deleted and \
                verified gone, one ephemeral container ran keyhole-agent with its own access"
@@ -447,6 +475,15 @@ async fn scan_cluster_with(
     } else if requested == ScanMode::Auto {
         why = format!("auto: the target has a shell; {why}");
     }
+    // Every access is torn down: read the targets again for the post-scan comparison.
+    let after = crate::postscan::snapshot_pods(&user, &target_ns, &target_pods).await;
+    for t in &mut evidence.targets {
+        t.after = after.iter().find(|(p, _)| *p == t.pod).map_or_else(
+            || Err("not read after the scan".to_owned()),
+            |(_, a)| a.clone(),
+        );
+    }
+    evidence.tokens = tokens.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // Access is gone (or reported as not gone); evaluation needs no cluster. Only a gathering
     // that ran to its end is evaluated: partial facts must not read as a result.
     let now = Timestamp::now();
@@ -479,7 +516,19 @@ async fn scan_cluster_with(
         mode: (mode, why),
         traces: g.traces,
         run_ids,
+        postscan: evidence,
     })
+}
+
+/// The distroless run's UID probe container, when the run reports one in `traces`, is expected
+/// in the target pods too: like the scanner, it stays in the pod spec, and the output names it.
+fn expect_probe(evidence: &mut crate::postscan::PostScanEvidence, traces: &[String], probe: &str) {
+    if !traces.iter().any(|t| t.contains(probe)) {
+        return;
+    }
+    for t in &mut evidence.targets {
+        t.expected_ephemeral.push(probe.to_owned());
+    }
 }
 
 fn work_error(e: WorkflowError) -> SessionError {

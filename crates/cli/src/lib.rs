@@ -8,6 +8,7 @@
 pub mod cluster_scan;
 mod error;
 pub mod launch;
+pub mod postscan;
 pub mod prescan;
 pub mod session;
 

@@ -91,6 +91,9 @@ pub(crate) struct Extras<'a> {
     pub(crate) summary: Option<keyhole_report::RunSummary>,
     /// `--report`.
     pub(crate) report: Option<crate::gates::ReportTarget>,
+    /// The run's post-scan audit (`keyhole-postscan`): joins the HDF after the pre-scan
+    /// profile, and so the report.
+    pub(crate) postscan: Option<keyhole_hdf::Profile>,
 }
 
 /// The HDF written to `--out`, the summary or JSON for stdout, the waiver warnings and the
@@ -120,7 +123,8 @@ pub(crate) fn report_with(
     extras: &Extras<'_>,
 ) -> Result<Output, Failure> {
     let (profile, waivers, threshold) = (&j.profile, &j.waivers, &j.threshold);
-    let full = crate::gates::with_precheck(exec, extras.verdict, now);
+    let mut full = crate::gates::with_precheck(exec, extras.verdict, now);
+    full.profiles.extend(extras.postscan.iter().cloned());
     let json = full.to_json_pretty().map_err(Failure::scan)?;
     if let Some(out) = out_path {
         std::fs::write(out, &json)

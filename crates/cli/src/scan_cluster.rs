@@ -93,7 +93,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let (log, log_path) = open_audit(a.audit_log.as_deref(), &a.audit_key)?;
     keyhole_credentials::harden_process().map_err(|e| Failure::scan(e.to_string()))?;
     let rt = runtime()?;
-    let (gated, run) = rt.block_on(async {
+    let (gated, run, postscan) = rt.block_on(async {
         let client = user_client(&user).await?;
         let pods = match &a.selector {
             Some(sel) => resolve_selector(&client, &ns, sel)
@@ -154,7 +154,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 poll: std::time::Duration::from_secs(1),
                 wait: std::time::Duration::from_secs(keyhole_scanners::scan_time_limit_secs(&run)),
             };
-            let scan = scan_cluster_launch(client, request, launch, scoped, audit)
+            let scan = scan_cluster_launch(client.clone(), request, launch, scoped, audit.clone())
                 .await
                 .map_err(Failure::scan)?;
             keyhole_cli::prescan::GatedOutcome {
@@ -164,16 +164,37 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         } else {
             // The pre-scan verification (your credentials, GETs only) runs first; an abort
             // creates nothing.
-            scan_gated(client, request, &precheck_policy, scoped, audit)
-                .await
-                .map_err(|e| match e {
-                    ScanError::ChooseContainer(_) => Failure::bad_input(e),
-                    _ => Failure::scan(e),
-                })?
+            scan_gated(
+                client.clone(),
+                request,
+                &precheck_policy,
+                scoped,
+                audit.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                ScanError::ChooseContainer(_) => Failure::bad_input(e),
+                _ => Failure::scan(e),
+            })?
         };
-        Ok::<_, Failure>((gated, run))
+        // After teardown: audit records, fresh GETs, credential artifacts, target unchanged.
+        let postscan = match gated.scan.as_ref() {
+            Some(outcome) => {
+                let started = outcome
+                    .postscan
+                    .started
+                    .unwrap_or_else(std::time::SystemTime::now);
+                let scope = keyhole_cli::postscan::process_scope(started, audit.path());
+                Some(
+                    keyhole_cli::postscan::audit_scan(&client, &outcome.postscan, &audit, scope)
+                        .await,
+                )
+            }
+            None => None,
+        };
+        Ok::<_, Failure>((gated, run, postscan))
     })?;
-    let Some(outcome) = gated.scan.as_ref() else {
+    let Some((outcome, postscan)) = gated.scan.as_ref().zip(postscan.as_ref()) else {
         return crate::gates::prescan_aborted(
             a,
             &j,
@@ -212,6 +233,12 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             warnings.push(action.to_string());
         }
     }
+    // The post-scan audit is the run's, so every target's HDF and report carry it.
+    let postscan_profile = postscan
+        .to_hdf(&format!("namespace/{ns}"), Timestamp::now())
+        .profiles
+        .into_iter()
+        .next();
     let mut stdout = String::new();
     let mut exit = outcome.session.exit_code;
     let several = outcome.results.len() > 1;
@@ -249,6 +276,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                     verdict,
                     summary: Some(summary),
                     report: report_to,
+                    postscan: postscan_profile.clone(),
                 },
             )?,
         };
@@ -292,6 +320,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         },
         log_path.display()
     ));
+    // Post-scan findings are warnings; leftovers exit 4, other findings 6 (see exit_after).
+    warnings.extend(keyhole_cli::postscan::warnings(postscan));
+    let exit = keyhole_cli::postscan::exit_after(postscan, exit);
     Ok(Output {
         stdout,
         warnings,

@@ -89,6 +89,24 @@ impl Audit {
         }
     }
 
+    /// Reads the whole log back and verifies it with its key: the post-scan audit's look at
+    /// the run's records.
+    pub fn read_verified(&self) -> Result<keyhole_audit::VerifiedLog, keyhole_audit::AuditError> {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .read_verified()
+    }
+
+    /// The log file.
+    pub fn path(&self) -> std::path::PathBuf {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path()
+            .to_path_buf()
+    }
+
     /// Appends one event (flushed to disk before returning).
     pub fn record(&self, event: Event) {
         self.record_all([event]);

@@ -205,6 +205,22 @@ pub enum FactRequest {
     /// the prefixes is hashed, in one request, so that one gathering pass (one exec session)
     /// answers it.
     PackageIntegrity(IntegritySpec),
+    /// A digest of a whole regular file in `algo` (streamed, bounded by `max_bytes` like
+    /// [`FactRequest::Sha256`]). For comparing with the digests a package manager recorded in
+    /// its own algorithm (RPM's `FILEDIGESTALGO`, apk's SHA-1).
+    Hash {
+        /// The file.
+        path: TargetPath,
+        /// The algorithm.
+        algo: HashAlgo,
+        /// Largest file hashed.
+        max_bytes: u64,
+    },
+    /// Verification of the files an RPM or apk package database records (see
+    /// [`ManagedSpec::verify`]): the database is read, and every recorded file under the prefixes is
+    /// examined (`lstat`, link text, digest) in one request, so that one gathering pass answers
+    /// it.
+    ManagedIntegrity(ManagedSpec),
     /// A file of the target process (only when scanning a process; a root-only scan answers
     /// [`FactError::NoProcess`]), up to `max_bytes`.
     Proc {
@@ -228,6 +244,90 @@ pub struct IntegritySpec {
     pub max_packages: u64,
     /// Most files verified (in list order); more makes the answer incomplete.
     pub max_files: u64,
+}
+
+/// A digest algorithm of [`FactRequest::Hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum HashAlgo {
+    /// MD5 (RPM packages built before rpm 4.6).
+    Md5,
+    /// SHA-1 (apk's `Z:Q1` checksums).
+    Sha1,
+    /// SHA-224.
+    Sha224,
+    /// SHA-256 (RPM packages of every current distribution).
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl HashAlgo {
+    /// Every algorithm, in a stable order.
+    pub const ALL: [HashAlgo; 6] = [
+        Self::Md5,
+        Self::Sha1,
+        Self::Sha224,
+        Self::Sha256,
+        Self::Sha384,
+        Self::Sha512,
+    ];
+
+    /// The name profiles use (`sha256`), which is also the prefix of the coreutils and busybox
+    /// tool computing it (`sha256sum`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Md5 => "md5",
+            Self::Sha1 => "sha1",
+            Self::Sha224 => "sha224",
+            Self::Sha256 => "sha256",
+            Self::Sha384 => "sha384",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    /// The algorithm named `name` (see [`HashAlgo::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// Length of a digest in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Md5 => 16,
+            Self::Sha1 => 20,
+            Self::Sha224 => 28,
+            Self::Sha256 => 32,
+            Self::Sha384 => 48,
+            Self::Sha512 => 64,
+        }
+    }
+}
+
+/// The package manager whose database a [`FactRequest::ManagedIntegrity`] verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PackageManager {
+    /// RPM (`rpmdb.sqlite` or Berkeley DB `Packages`): digest, size, mode, owner, group and
+    /// symlink target of every file, as `rpm -V --noghost --nomtime` checks them.
+    Rpm,
+    /// apk (`/lib/apk/db/installed`): each file's `Z:` checksum and its `a:` owner and mode.
+    Apk,
+}
+
+/// What a [`FactRequest::ManagedIntegrity`] verifies.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ManagedSpec {
+    /// Whose database.
+    pub manager: PackageManager,
+    /// Path prefixes (e.g. `/usr/bin/`) whose recorded files are verified.
+    pub prefixes: Vec<TargetPath>,
+    /// Most files verified (in database order); more makes the answer incomplete.
+    pub max_files: u64,
+    /// The digest algorithms computed. A file recorded with another algorithm is reported
+    /// unverified, whichever source gathered the facts (the shell script hashes every file
+    /// under the prefixes in each of them, so the list is also its cost).
+    pub algorithms: Vec<HashAlgo>,
 }
 
 /// Everything one scan needs, deduplicated and ordered.
@@ -391,11 +491,13 @@ pub enum FactValue {
     Digest([u8; 32]),
     /// Answer to [`FactRequest::Md5`]: 16 bytes.
     Md5([u8; 16]),
+    /// Answer to [`FactRequest::Hash`]: as many bytes as the algorithm gives.
+    Hash(Vec<u8>),
     /// Answer to [`FactRequest::List`]: entries and the bound reached, if any.
     Entries(Vec<DirEntry>, Option<Bound>),
     /// Answer to [`FactRequest::Walk`].
     Walk(WalkOutcome),
-    /// Answer to [`FactRequest::PackageIntegrity`].
+    /// Answer to [`FactRequest::PackageIntegrity`] and [`FactRequest::ManagedIntegrity`].
     Integrity(IntegrityReport),
     /// Answer to [`FactRequest::ReadDir`]: each regular file's name and content (or why it
     /// could not be read), by name, and the bound reached, if any.
@@ -430,6 +532,45 @@ pub struct CheckedFile {
     pub path: TargetPath,
     /// The verdict.
     pub status: FileStatus,
+    /// A configuration file (RPM's `%config`): expected to be edited, so reported apart from
+    /// binaries and data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub config: bool,
+    /// What differs, for a [`FileStatus::Changed`] file of an RPM or apk package (dpkg records
+    /// only an MD5, so its changes name nothing here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<Attribute>,
+}
+
+/// An attribute of a packaged file that differs from the package database's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Attribute {
+    /// The content's digest (rpm's `5`).
+    Digest,
+    /// The size (`S`).
+    Size,
+    /// The mode, file type included (`M`).
+    Mode,
+    /// The owner (`U`).
+    Owner,
+    /// The group (`G`).
+    Group,
+    /// The symlink's target (`L`).
+    LinkTarget,
+}
+
+impl Attribute {
+    /// The word records show (`digest`, `size`, `mode`, `owner`, `group`, `link`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Digest => "digest",
+            Self::Size => "size",
+            Self::Mode => "mode",
+            Self::Owner => "owner",
+            Self::Group => "group",
+            Self::LinkTarget => "link",
+        }
+    }
 }
 
 /// The verdict on one packaged file.

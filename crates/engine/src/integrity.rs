@@ -140,6 +140,8 @@ pub(crate) fn verify(
             package: l.package,
             path: l.path,
             status,
+            config: false,
+            differs: Vec::new(),
         });
     }
     Ok(report)

@@ -7,6 +7,7 @@ mod error;
 mod eval;
 mod facts;
 mod integrity;
+mod managed;
 mod matcher;
 mod profile;
 mod resource;
@@ -18,9 +19,10 @@ mod waiver;
 mod yaml;
 
 pub use facts::{
-    Bound, CheckedFile, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue,
-    Facts, FileKind, FileMeta, FileStatus, IntegrityReport, IntegritySpec, NamedContent, ProcFile,
-    TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    Attribute, Bound, CheckedFile, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource,
+    FactValue, Facts, FileKind, FileMeta, FileStatus, HashAlgo, IntegrityReport, IntegritySpec,
+    ManagedSpec, NamedContent, PackageManager, ProcFile, TargetPath, WalkLimits, WalkOutcome,
+    WalkQuery,
 };
 pub use source::{
     FACTS_BEGIN, FACTS_END, FramedFacts, LocalRoot, LogFrames, OwnRoot, ShellScript, SourceError,

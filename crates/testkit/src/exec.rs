@@ -308,19 +308,7 @@ where
         Err(_) => 255,
     };
     if !client_gone {
-        let err_head = String::from_utf8_lossy(&err_head);
-        let status = match err_head.find("exec failed:") {
-            // What the API server answers when the runtime cannot start the command (no such
-            // executable: a container without `sh`), instead of an exit code.
-            Some(at) if code == 255 => json!({
-                "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
-                "message": format!(
-                    "Internal error occurred: error executing command in container: OCI runtime exec failed: {}",
-                    err_head[at..].trim()
-                ),
-            }),
-            _ => exit_status(&request.command, code),
-        };
+        let status = final_status(&request.command, code, &err_head);
         let _ = tx.send(frame(STATUS, status.to_string().as_bytes())).await;
         let _ = tx.send(Message::Close(None)).await;
         if client_open {
@@ -331,6 +319,23 @@ where
         }
     }
     request
+}
+
+/// The Status that ends a session on a real node: the exit code's, or what the API server
+/// answers when the runtime could not start the command at all (no such executable: a
+/// container without `sh`), which runc reports on stderr (`err_head`, its start).
+pub(crate) fn final_status(command: &[String], code: i32, err_head: &[u8]) -> serde_json::Value {
+    let err_head = String::from_utf8_lossy(err_head);
+    match err_head.find("exec failed:") {
+        Some(at) if code == 255 => json!({
+            "metadata": {}, "status": "Failure", "reason": "InternalError", "code": 500,
+            "message": format!(
+                "Internal error occurred: error executing command in container: OCI runtime exec failed: {}",
+                err_head[at..].trim()
+            ),
+        }),
+        _ => exit_status(command, code),
+    }
 }
 
 /// The injected mid-stream loss: the session ends here, without an exit Status. It closes
@@ -362,4 +367,18 @@ async fn read_some<R: tokio::io::AsyncRead + Unpin>(
 /// The `Sec-WebSocket-Accept` value for a client key.
 pub(crate) fn accept_key(key: &[u8]) -> String {
     tokio_tungstenite::tungstenite::handshake::derive_accept_key(key)
+}
+
+/// Serves one exec on a node's kubelet endpoint (`crate::node::RealNode`): the API server
+/// passed the client's WebSocket through; the session is the one a node runs in-process.
+pub(crate) async fn serve_node_exec<I>(
+    kubelet: &dyn crate::cluster::Kubelet,
+    io: I,
+    start: ExecStart,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+    let (mut tx, mut rx) = ws.split();
+    stream_session(kubelet, &start, None, &mut tx, &mut rx).await;
 }

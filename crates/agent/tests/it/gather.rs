@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use keyhole_engine::{FactRequest, FactSource as _, Inputs, LocalRoot, Profile, read_facts_frames};
 
-fn busybox() -> PathBuf {
+pub(crate) fn busybox() -> PathBuf {
     let p = Path::new("/bin/busybox");
     assert!(
         p.exists(),
@@ -20,7 +20,7 @@ fn busybox() -> PathBuf {
     p.to_path_buf()
 }
 
-fn require_root() {
+pub(crate) fn require_root() {
     assert!(
         rustix::process::geteuid().is_root(),
         "the agent tests chroot a target process and need root"
@@ -45,10 +45,10 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// A target process chrooted into `root`, carrying `env`; killed on drop.
-struct Target(Child);
+pub(crate) struct Target(pub(crate) Child);
 
 impl Target {
-    fn start(root: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(root: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new("/usr/sbin/chroot");
         cmd.arg(root).args(["/busybox", "sleep", "600"]).env_clear();
         for (k, v) in env {
@@ -75,7 +75,7 @@ impl Drop for Target {
     }
 }
 
-fn agent(args: &[&str], plan: Option<&str>) -> std::process::Output {
+pub(crate) fn agent(args: &[&str], plan: Option<&str>) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyhole-agent"));
     cmd.args(args)
         .stdin(Stdio::null())

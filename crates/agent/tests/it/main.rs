@@ -2,6 +2,7 @@
 //! exits 3 with the reason, and it never prints a partial result.
 
 mod gather;
+mod rpm;
 
 use std::process::Command;
 

@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod keyed;
+mod postscan;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;

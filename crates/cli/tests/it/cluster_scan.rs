@@ -343,9 +343,31 @@ pub(crate) async fn scan_with(
     mode: ScanMode,
     distroless: keyhole_workflows::DistrolessOptions,
 ) -> Scanned {
+    scan_against(
+        cluster.client_admin(),
+        endpoint(cluster),
+        FakeScoped::new(cluster),
+        run(mode),
+        profile,
+        distroless,
+    )
+    .await
+}
+
+/// One scan of `run` through the library entry point, against any API server: `user` is the
+/// user's client, `cluster` the endpoint written into the scoped kubeconfig, `scoped` how
+/// scoped clients are made (the fake's in-process ones, or `TlsScopedClients` for a real
+/// server). The scenarios share it, whichever server judges them.
+pub(crate) async fn scan_against(
+    user: kube::Client,
+    cluster: keyhole_credentials::ClusterEndpoint,
+    scoped: std::sync::Arc<dyn keyhole_cli::session::ScopedClients>,
+    run: keyhole_core::Run,
+    profile: &Profile,
+    distroless: keyhole_workflows::DistrolessOptions,
+) -> Scanned {
     let dir = scratch("scan-audit");
     let log_path = dir.join("audit.jsonl");
-    let run = run(mode);
     let audit = Audit::new(AuditLog::open(&log_path).unwrap(), run.id().as_str());
     let inputs = Inputs::defaults(profile);
     let request = ScanRequest {
@@ -356,7 +378,7 @@ pub(crate) async fn scan_with(
         waivers: Waivers::none(),
         session: SessionSpec {
             run,
-            cluster: endpoint(cluster),
+            cluster,
             audiences: vec![],
             command: vec![],
             work: None,
@@ -369,14 +391,9 @@ pub(crate) async fn scan_with(
         distroless: Some(distroless),
         max_age: std::time::Duration::from_secs(3600),
     };
-    let outcome = scan_cluster(
-        cluster.client_admin(),
-        request,
-        FakeScoped::new(cluster),
-        audit,
-    )
-    .await
-    .expect("the scan starts");
+    let outcome = scan_cluster(user, request, scoped, audit)
+        .await
+        .expect("the scan starts");
     let records = audit_records(&log_path);
     Scanned { outcome, records }
 }

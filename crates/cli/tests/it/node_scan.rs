@@ -26,6 +26,7 @@ use crate::cluster_scan::{
     Scanned, assert_one_role_at_a_time, distroless_options, is_scoped, normalise, require_root,
     scan_in, timeless,
 };
+use crate::scenarios;
 use crate::support::{NS, POD};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
@@ -92,7 +93,7 @@ pub(crate) fn pid_of(node: &Node, c: &str) -> u32 {
 /// Every entry of the container's root as its process sees it (`/proc/PID/root`: the overlay's
 /// merged view, so a write anywhere shows), with type, mode, owner, size, mtime and a content
 /// hash; the kernel's filesystems (`/proc`, `/sys`, `/dev`) are skipped.
-fn root_state(pid: u32) -> Vec<String> {
+pub(crate) fn root_state(pid: u32) -> Vec<String> {
     use std::hash::{Hash as _, Hasher as _};
     use std::os::unix::fs::MetadataExt as _;
     let root = Path::new("/proc").join(pid.to_string()).join("root");
@@ -245,7 +246,7 @@ pub(crate) fn oci_config(node: &Node, name: &str) -> serde_json::Value {
 }
 
 /// The distroless target: the `pause` tree (one static binary, no shell) as UID/GID 10001.
-fn distroless_target() -> serde_json::Value {
+pub(crate) fn distroless_target() -> serde_json::Value {
     json!({"containers": [{
         "name": "app",
         "image": "registry.example/distroless:1.0@sha256:0123",
@@ -253,31 +254,21 @@ fn distroless_target() -> serde_json::Value {
     }]})
 }
 
+/// The scenarios' view of the fake with a node serving `prod` (the node binds the pods).
+fn fake_server(cluster: &FakeCluster) -> scenarios::Server {
+    scenarios::Server {
+        admin: cluster.client_admin(),
+        endpoint: crate::support::endpoint(cluster),
+        scoped: crate::support::FakeScoped::new(cluster),
+        namespace: NS.to_owned(),
+        node: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standard_on_the_node_one_scoped_runc_exec_gives_the_local_pid_hdf_and_changes_nothing() {
     let (cluster, node) = node();
-    start_pod(
-        &cluster,
-        &node,
-        json!({"containers": [{"name": "app", "image": "busybox:1.36",
-            "command": ["sleep", "3600"]}]}),
-    )
-    .await;
-    let pid = pid_of(&node, "app");
-    let before = root_state(pid);
-    let profile = Profile::builtin("container-baseline").unwrap();
-
-    let s = scan_in(&cluster, &profile, ScanMode::Standard).await;
-    assert_ok(&s);
-    let o = &s.outcome;
-    assert_eq!(o.results.len(), 1);
-    let r = &o.results[0];
-    assert_eq!(
-        (r.target.pod.as_str(), r.target.container.as_str()),
-        (POD, "app")
-    );
-    assert_eq!(r.evaluated.unanswered, 0);
-
+    scenarios::standard(&fake_server(&cluster)).await;
     // Exactly one exec, by the scoped ServiceAccount, into the target container.
     let execs = cluster.execs();
     assert_eq!(execs.len(), 1, "{execs:?}");
@@ -294,13 +285,6 @@ async fn standard_on_the_node_one_scoped_runc_exec_gives_the_local_pid_hdf_and_c
         "exec ran as {:?}",
         execs[0].identity
     );
-    same_as_local_pid_scan(&r.facts, &r.evaluated, pid, None);
-    assert_eq!(pid_of(&node, "app"), pid, "the target kept running");
-    assert_eq!(
-        root_state(pid),
-        before,
-        "the scan changed the target's files"
-    );
     assert!(
         cluster.managed_objects().is_empty(),
         "{:?}",
@@ -312,52 +296,13 @@ async fn standard_on_the_node_one_scoped_runc_exec_gives_the_local_pid_hdf_and_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distroless_on_the_node_the_agent_runs_as_the_target_uid_and_gives_the_local_pid_hdf() {
     let (cluster, node) = node();
-    start_pod(&cluster, &node, distroless_target()).await;
-    let pid = pid_of(&node, "app");
-    let before = root_state(pid);
-    let profile = Profile::builtin("container-baseline").unwrap();
-
-    let s = scan_in(&cluster, &profile, ScanMode::Distroless).await;
-    assert_ok(&s);
-    let o = &s.outcome;
-    assert_eq!(o.results.len(), 1);
+    scenarios::distroless(&fake_server(&cluster)).await;
     assert!(cluster.execs().is_empty(), "no exec in distroless mode");
-    same_as_local_pid_scan(
-        &o.results[0].facts,
-        &o.results[0].evaluated,
-        pid,
-        Some(10001),
-    );
-    assert_eq!(
-        root_state(pid),
-        before,
-        "the scan changed the target's files"
-    );
-
-    // The scanner as the fake stored it: the target's identity and nothing more (by hand).
     let pod: Pod = cluster.object(NS, POD).unwrap();
     let eph = pod.spec.unwrap().ephemeral_containers.unwrap();
-    assert_eq!(eph.len(), 1, "exactly one ephemeral container");
-    let sc = serde_json::to_value(eph[0].security_context.as_ref().unwrap()).unwrap();
-    assert_eq!(sc["runAsUser"], 10001);
-    assert_eq!(sc["runAsGroup"], 10001);
-    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
-    assert!(sc["capabilities"]["add"].is_null());
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    assert_eq!(sc["readOnlyRootFilesystem"], true);
-    assert_eq!(sc["privileged"], false);
-    assert_eq!(eph[0].target_container_name.as_deref(), Some("app"));
-    // It really ran on the node and ended with 0; it is the one trace, and it is reported.
     assert_eq!(
-        node.wait_terminated(NS, POD, &eph[0].name, WAIT)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        o.traces,
-        [format!("{NS}/{POD}: ephemeral container {}", eph[0].name)],
-        "the outcome reports the ephemeral container"
+        serde_json::to_value(eph[0].security_context.as_ref().unwrap()).unwrap()["privileged"],
+        false
     );
     // And as runc ran it: the OCI config of the agent's container.
     let oci = oci_config(&node, &eph[0].name);
@@ -400,36 +345,20 @@ async fn distroless_on_the_node_the_agent_runs_as_the_target_uid_and_gives_the_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_on_the_node_falls_back_to_distroless_with_one_role_at_a_time() {
     let (cluster, node) = node();
-    start_pod(&cluster, &node, distroless_target()).await;
-    let pid = pid_of(&node, "app");
-    let profile = Profile::builtin("container-baseline").unwrap();
-
-    let s = scan_in(&cluster, &profile, ScanMode::Auto).await;
-    assert_ok(&s);
-    let o = &s.outcome;
-    assert_eq!(o.mode.0, ScanMode::Distroless, "{}", o.mode.1);
-    assert!(o.mode.1.contains("no shell"), "{}", o.mode.1);
+    scenarios::auto_without_a_shell(&fake_server(&cluster)).await;
     assert_eq!(
         cluster.execs().len(),
         1,
         "one standard attempt, real runc exec"
     );
-    same_as_local_pid_scan(
-        &o.results[0].facts,
-        &o.results[0].evaluated,
-        pid,
-        Some(10001),
-    );
-
     assert_one_role_at_a_time(&cluster);
-    assert_eq!(o.traces.len(), 1, "{:?}", o.traces);
     assert!(cluster.managed_objects().is_empty());
     node.shutdown().expect("the node leaves nothing");
 }
 
 /// `prod/web-0` as a user writes it (busybox `app` as 10001), injected by the library behind
 /// `keyhole sidecar inject`, with the target marker and a 2 s interval added by hand.
-fn injected_pod() -> Pod {
+pub(crate) fn injected_pod() -> Pod {
     // The pod as a user writes it, injected by the library behind `keyhole sidecar inject`.
     let manifest = format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {POD}\n  namespace: {NS}\nspec:\n  \
@@ -477,38 +406,7 @@ fn injected_pod() -> Pod {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_local_pid_hdf() {
     let (cluster, node) = node();
-    let pod = injected_pod();
-    cluster.insert(&pod).unwrap();
-    node.wait_running(NS, POD, WAIT).await.unwrap();
-    let pid = pid_of(&node, "app");
-
-    // Wait for the sidecar's first complete frame on its real log.
-    let log = node
-        .container_log_path(NS, POD, keyhole_scanners::SIDECAR_NAME)
-        .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if keyhole_engine::read_facts_frames(&text).newest().is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no frame from the sidecar: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let profile = Profile::builtin("container-baseline").unwrap();
-    let s = scan_in(&cluster, &profile, ScanMode::Sidecar).await;
-    assert_ok(&s);
-    let o = &s.outcome;
-    assert_eq!(o.results.len(), 1);
-    same_as_local_pid_scan(
-        &o.results[0].facts,
-        &o.results[0].evaluated,
-        pid,
-        Some(10001),
-    );
+    scenarios::sidecar(&fake_server(&cluster)).await;
     assert!(cluster.execs().is_empty());
     let pod_path = format!("/api/v1/namespaces/{NS}/pods/{POD}");
     let calls = scoped_calls(&cluster);
@@ -521,7 +419,6 @@ async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_loca
         );
     }
     assert!(calls.contains(&format!("get {pod_path}/log")), "{calls:?}");
-    assert!(o.traces.is_empty());
     assert!(cluster.managed_objects().is_empty());
     node.shutdown().expect("the node leaves nothing");
 }

@@ -403,7 +403,7 @@ async fn a_network_check_aborts_the_verdict_after_the_scan() {
             assert!(!f.stderr.contains("network-listeners"), "{}", f.stderr);
             assert_eq!(
                 profile_names(&hdf),
-                ["container-baseline", "keyhole-precheck"]
+                ["container-baseline", "keyhole-precheck", "keyhole-postscan"]
             );
         }
     }
@@ -586,9 +586,10 @@ async fn a_scan_that_proceeds_reports_the_run() {
 
     let hdf = read_json(&out);
     assert_valid(exec_schema(), &hdf, "the HDF");
+    // The run's post-scan audit follows the pre-scan verdict.
     assert_eq!(
         profile_names(&hdf),
-        ["container-baseline", "keyhole-precheck"]
+        ["container-baseline", "keyhole-precheck", "keyhole-postscan"]
     );
 
     let sarif: Value = serde_json::from_str(&f.stdout).expect("stdout is the SARIF log");
@@ -616,6 +617,10 @@ async fn a_scan_that_proceeds_reports_the_run() {
     assert_eq!(r["verdict"]["outcome"], "passed");
     assert_eq!(r["mode"], "standard");
     assert_eq!(r["targets"], json!(["prod/web-0/app"]));
+    // The post-scan audit's checks, all passed on this clean run.
+    assert_eq!(r["postscan"]["profile"], "keyhole-postscan");
+    assert_eq!(r["postscan"]["problems"], 0, "{}", r["postscan"]);
+    assert_eq!(r["postscan"]["checks"].as_array().unwrap().len(), 11);
     let mut kinds: Vec<&str> = r["objects"]
         .as_array()
         .unwrap()
@@ -645,7 +650,6 @@ async fn a_scan_that_proceeds_reports_the_run() {
     assert!(time(&r["token"]["revoked_at"]) >= time(&r["token"]["issued_at"]));
     assert!(time(&r["token"]["revoked_at"]) < time(&r["token"]["expires_at"]));
     assert_eq!(r["precheck"]["profile"], "keyhole-precheck");
-    assert_eq!(r["postscan"], Value::Null);
 
     // HTML by --report-format, whatever the extension.
     let mut args = base.to_vec();

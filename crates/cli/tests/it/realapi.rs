@@ -73,7 +73,7 @@ fn kubeconfig_path() -> PathBuf {
 }
 
 /// The admin client (`system:masters`, a client certificate) and the cluster's endpoint.
-async fn admin() -> (Client, ClusterEndpoint) {
+pub(crate) async fn admin() -> (Client, ClusterEndpoint) {
     let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).unwrap();
     let cluster = kubeconfig.clusters[0].cluster.clone().unwrap();
     let endpoint = ClusterEndpoint::new(
@@ -88,7 +88,7 @@ async fn admin() -> (Client, ClusterEndpoint) {
 }
 
 /// Polls `check` every 100 ms for up to `limit`; panics with `what` if it never holds.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+pub(crate) async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -105,7 +105,7 @@ where
 
 /// A fresh namespace `PREFIX-<random>` (labelled Pod Security `restricted` when asked), once
 /// its `default` ServiceAccount exists (pods are refused before that).
-async fn namespace(admin: &Client, prefix: &str, restricted: bool) -> String {
+pub(crate) async fn namespace(admin: &Client, prefix: &str, restricted: bool) -> String {
     let name = format!("{prefix}-{}", RunId::generate().unwrap().as_str());
     let mut labels = std::collections::BTreeMap::new();
     if restricted {
@@ -190,7 +190,7 @@ async fn create_pod(admin: &Client, pod: &Pod) -> Result<Pod, kube::Error> {
         .await
 }
 
-fn new_run(ns: &str, mode: ScanMode) -> Run {
+pub(crate) fn new_run(ns: &str, mode: ScanMode) -> Run {
     let target = ScanTarget::pods(
         Namespace::new(ns).unwrap(),
         [PodName::new(POD).unwrap()],
@@ -229,7 +229,7 @@ async fn whoami(client: &Client) -> Result<String, u16> {
     }
 }
 
-async fn delete_namespace(admin: &Client, ns: &str) {
+pub(crate) async fn delete_namespace(admin: &Client, ns: &str) {
     let _ = Api::<NamespaceObj>::all(admin.clone())
         .delete(ns, &DeleteParams::default())
         .await;
@@ -862,7 +862,7 @@ async fn realapi_pod_security_restricted_admits_keyhole_containers_and_refuses_p
 
 // ------------------------------------------------------------------------ garbage collection
 
-async fn managed(admin: &Client, ns: &str) -> Vec<String> {
+pub(crate) async fn managed(admin: &Client, ns: &str) -> Vec<String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=keyhole");
     let mut out = Vec::new();
     macro_rules! list {

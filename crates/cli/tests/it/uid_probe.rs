@@ -169,6 +169,11 @@ async fn an_unknown_uid_is_learned_by_a_probe_and_both_containers_are_reported()
     assert_eq!(o.traces.len(), 2, "{:?}", o.traces);
     assert!(o.traces[0].contains(&seen[0].name) && o.traces[0].contains("UID probe"));
     assert!(o.traces[1].ends_with(&seen[1].name), "{:?}", o.traces);
+    // The post-scan audit expects both in the target pod (neither is a finding).
+    let expected = &o.postscan.targets[0].expected_ephemeral;
+    for c in &seen {
+        assert!(expected.contains(&c.name), "{expected:?}");
+    }
     // The probe and the scanner came through the scoped identity's one patch right each.
     let patches = cluster
         .calls()

@@ -6,9 +6,10 @@
 //! the exec stream cut at every interesting byte offset (`Faults::drop_exec_after`).
 //!
 //! The documented exit codes, by the phase of the failed call:
-//! - the reaper's lists of earlier runs' leftovers and everything from the first DELETE on
-//!   (teardown, its verification, the read-back of the pod for traces): retried or reported as
-//!   a warning — exit 0, the scan's result stands;
+//! - the user's reads before anything is created (the reaper's lists of earlier runs'
+//!   leftovers, the post-scan audit's snapshot of the targets) and everything from the first
+//!   DELETE on (teardown, its verification, the read-back of the pods for traces and the
+//!   audit): retried or reported as a warning — exit 0, the scan's result stands;
 //! - every other call (who-am-I, the creates, the token, the least-privilege check, and each
 //!   call of the gathering with the scoped identity): exit 3 (`EXIT_SETUP_FAILED`), no result.
 //!
@@ -299,16 +300,19 @@ fn expected_exit(calls: &[RecordedCall], index: usize) -> i32 {
     let Some(failed) = calls.get(index) else {
         return 0; // this run made fewer calls: nothing failed
     };
-    let first_post = calls
+    // The first create: the run's ServiceAccount.
+    let first_create = calls
         .iter()
-        .position(|c| c.method == "POST" && c.index > 0)
+        .position(|c| c.method == "POST" && c.path.ends_with("/serviceaccounts"))
         .unwrap_or(usize::MAX);
     let first_delete = calls
         .iter()
         .position(|c| c.method == "DELETE")
         .unwrap_or(usize::MAX);
-    let reap_list = index > 0 && index < first_post && failed.method == "GET";
-    if reap_list || index >= first_delete {
+    // The user's reads before anything is created (the reaper's lists, the post-scan audit's
+    // snapshot of the targets) are best effort; who-am-I (a POST) is not.
+    let read_before = index < first_create && failed.method == "GET";
+    if read_before || index >= first_delete {
         0
     } else {
         EXIT_SETUP_FAILED

@@ -123,7 +123,12 @@ pub(super) fn what(r: &FactRequest) -> String {
         FactRequest::Md5 { path, .. } => format!("the MD5 of {}", q(path)),
         FactRequest::List { path, .. } => format!("the listing of {}", q(path)),
         FactRequest::Walk { root, .. } => format!("the walk of {}", q(root)),
+        FactRequest::Hash { path, algo, .. } => format!("the {} of {}", algo.name(), q(path)),
         FactRequest::PackageIntegrity(_) => "the dpkg checksum lists".into(),
+        FactRequest::ManagedIntegrity(spec) => match spec.manager {
+            crate::PackageManager::Rpm => "the RPM package database".into(),
+            crate::PackageManager::Apk => "the apk package database".into(),
+        },
         FactRequest::ReadDir { path, .. } => format!("the files of {}", q(path)),
         FactRequest::Proc { file, .. } => format!("`/proc/<pid>/{}`", file.relative_path()),
     }

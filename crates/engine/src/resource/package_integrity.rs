@@ -1,15 +1,21 @@
-//! The `package_integrity` resource: packaged files whose content differs from the digest their
-//! package recorded (dpkg's `*.md5sums`), or that are missing. The verification itself is
-//! [`crate::integrity`], shared by every fact source; this module reads its answer.
+//! The `package_integrity` resource: packaged files that differ from what their package
+//! database recorded, or that are missing: dpkg's `*.md5sums` (content), RPM's database (digest,
+//! size, mode, owner, group, symlink target; `%config` files marked, `%ghost` files skipped) and
+//! apk's installed database (content, owner, mode). The verification itself is
+//! [`crate::integrity`] (dpkg) and [`crate::managed`] (RPM, apk), shared by every fact source;
+//! this module reads their answers.
 
 use super::args::{arg, args, positive_or, target_path};
+use super::ctx::fact_issue;
 use super::ctx::{what, wrong_answer};
-use super::packages::{apk_request, rpm_requests};
 use super::{Ctx, FieldSpec, Kind, NamedWalks, Rec, Record, RecordSet, bytes, f, path, text};
 use crate::EngineError;
-use crate::facts::{FactPlan, FactRequest, FactValue, FileStatus, IntegritySpec, TargetPath};
+use crate::facts::{
+    FactError, FactPlan, FactRequest, FactValue, FileStatus, HashAlgo, IntegritySpec, ManagedSpec,
+    PackageManager, TargetPath,
+};
 use crate::integrity::DPKG_INFO;
-use crate::matcher::FieldType::Text;
+use crate::matcher::FieldType::{Bool, Text};
 use crate::matcher::{Issue, Value, show_bytes};
 use crate::scope::Scope;
 use crate::yaml::Node;
@@ -19,23 +25,33 @@ const MAX_FILES: u64 = 20_000;
 /// Most packages whose lists are read, by default.
 const MAX_PACKAGES: u64 = 2_000;
 
-/// Files of dpkg packages whose content differs from the recorded MD5.
+/// Packaged files that differ from their package database's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PackageIntegrity {
     spec: IntegritySpec,
+    /// RPM's and apk's verification (with the default dpkg lists only: a profile naming other
+    /// lists asks about those).
+    managed: Vec<ManagedSpec>,
 }
 
 /// The fields of integrity records.
-const FIELDS: &[FieldSpec] = &[f("package", Text), f("path", Text), f("problem", Text)];
+const FIELDS: &[FieldSpec] = &[
+    f("package", Text),
+    f("path", Text),
+    f("problem", Text),
+    f("config", Bool),
+    f("differs", Text),
+    f("manager", Text),
+];
 
 impl PackageIntegrity {
-    /// `package_integrity: {lists, paths, max_files, max_packages}` (all optional).
+    /// `package_integrity: {lists, paths, max_files, max_packages, digests}` (all optional).
     pub(super) fn parse(scope: &Scope<'_>, at: &str, node: &Node) -> Result<Self, EngineError> {
         let a = args(
             scope,
             at,
             node,
-            &["lists", "paths", "max_files", "max_packages"],
+            &["lists", "paths", "max_files", "max_packages", "digests"],
         )?;
         let lists = match arg(a, "lists") {
             Some(e) => {
@@ -44,7 +60,7 @@ impl PackageIntegrity {
             }
             None => path(DPKG_INFO),
         };
-        let prefixes = match arg(a, "paths") {
+        let prefixes: Vec<TargetPath> = match arg(a, "paths") {
             Some(e) => {
                 let v = scope.resolve(&e.value, &format!("{at}.paths"))?;
                 let items = v.as_seq().ok_or_else(|| {
@@ -57,17 +73,66 @@ impl PackageIntegrity {
             }
             None => vec![path("/")],
         };
+        let digests = match arg(a, "digests") {
+            Some(e) => {
+                let where_ = format!("{at}.digests");
+                let v = scope.resolve(&e.value, &where_)?;
+                let items = v
+                    .as_seq()
+                    .ok_or_else(|| scope.error(e.line, &where_, "expected a list".into()))?;
+                let mut out = Vec::new();
+                for n in items {
+                    let name = crate::matcher::text(scope, &where_, n)?;
+                    let algo = HashAlgo::from_name(&name).ok_or_else(|| {
+                        scope.error(
+                            e.line,
+                            &where_,
+                            format!(
+                                "unknown digest `{name}` (one of {})",
+                                HashAlgo::ALL.map(HashAlgo::name).join(", ")
+                            ),
+                        )
+                    })?;
+                    out.push(algo);
+                }
+                out.sort_unstable();
+                out.dedup();
+                out
+            }
+            None => vec![HashAlgo::Sha256],
+        };
+        let max_files = positive_or(scope, at, a, "max_files", MAX_FILES)?;
+        let managed = if lists.as_bytes() == DPKG_INFO.as_bytes() {
+            vec![
+                ManagedSpec {
+                    manager: PackageManager::Rpm,
+                    prefixes: prefixes.clone(),
+                    max_files,
+                    algorithms: digests,
+                },
+                ManagedSpec {
+                    manager: PackageManager::Apk,
+                    prefixes: prefixes.clone(),
+                    max_files,
+                    // apk's `Z:Q1` checksums.
+                    algorithms: vec![HashAlgo::Sha1],
+                },
+            ]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             spec: IntegritySpec {
                 lists,
                 prefixes,
-                max_files: positive_or(scope, at, a, "max_files", MAX_FILES)?,
+                max_files,
                 max_packages: positive_or(scope, at, a, "max_packages", MAX_PACKAGES)?,
             },
+            managed,
         })
     }
 
-    /// The one request this resource is answered by.
+    /// The dpkg request.
     fn request(&self) -> FactRequest {
         FactRequest::PackageIntegrity(self.spec.clone())
     }
@@ -81,7 +146,12 @@ impl Kind for PackageIntegrity {
             lists, prefixes, ..
         } = &self.spec;
         format!(
-            "changed files of dpkg packages under {}{}",
+            "changed files of {} packages under {}{}",
+            if self.managed.is_empty() {
+                "dpkg"
+            } else {
+                "dpkg, RPM and apk"
+            },
             prefixes
                 .iter()
                 .map(ToString::to_string)
@@ -97,56 +167,66 @@ impl Kind for PackageIntegrity {
 
     fn requests(&self, _: &[&str], _: &NamedWalks, plan: &mut FactPlan) {
         plan.add(self.request());
-        // Whether the target is RPM- or apk-based, so that its packages are never reported
-        // verified.
-        for r in unverified_dbs() {
-            plan.add(r);
+        for m in &self.managed {
+            plan.add(FactRequest::ManagedIntegrity(m.clone()));
+            // The shell script answers the database reads of the verification from the plan's
+            // own reads.
+            for r in crate::managed::first_batch(m.manager) {
+                plan.add(r);
+            }
         }
     }
 
     fn records<'c>(&'c self, ctx: &'c Ctx<'_>, set: &mut RecordSet<'c>) -> Result<(), Issue> {
-        let r = self.request();
-        // No dpkg lists: not a dpkg-based image. An RPM or apk database means packages this
-        // resource cannot verify yet: an error, never a pass over no files.
-        if ctx.not_found(&r) {
-            if let Some(db) = unverified_dbs().iter().find(|q| !ctx.not_found(q)) {
-                let (manager, tool) = if *db == apk_request() {
-                    ("apk", "apk audit")
-                } else {
-                    ("RPM", "rpm -Va")
-                };
-                return Err(Issue::Error(format!(
-                    "package_integrity does not yet verify {manager} packages ({} is present), \
-                     so this image's packaged files were not checked; verify them with \
-                     `{tool}` or waive this control",
-                    what(db)
-                )));
-            }
-            return Ok(());
-        }
-        let FactValue::Integrity(report) = ctx.answer(&r)? else {
-            return Err(wrong_answer(&r));
-        };
-        let mut notes = report.incomplete.clone();
-        let mut unreadable = Vec::new();
-        set.notes
-            .push(format!("{} packaged file(s) checked", report.files.len()));
-        for f in &report.files {
-            let problem = match &f.status {
-                FileStatus::Unchanged => continue,
-                FileStatus::Changed => "changed",
-                FileStatus::Missing => "missing",
-                FileStatus::Unverified(e) => {
-                    unreadable.push(format!("{}: {e}", show_bytes(f.path.as_bytes())));
-                    continue;
-                }
+        let mut requests = vec![(self.request(), "dpkg")];
+        for m in &self.managed {
+            let name = match m.manager {
+                PackageManager::Rpm => "rpm",
+                PackageManager::Apk => "apk",
             };
-            set.records.push(Rec::Integrity(Problem {
-                package: f.package.clone(),
-                path: f.path.clone(),
-                problem,
-            }));
+            requests.push((FactRequest::ManagedIntegrity(m.clone()), name));
         }
+        let mut notes = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut checked = 0;
+        for (r, manager) in requests {
+            // No database of this manager: not an image it installed.
+            let report = match ctx.facts.get(&r) {
+                Some(Err(FactError::NotFound)) => continue,
+                Some(Err(e)) => return Err(fact_issue(&r, e)),
+                Some(Ok(FactValue::Integrity(report))) => report,
+                Some(Ok(_)) => return Err(wrong_answer(&r)),
+                None => return Err(Issue::Error(format!("{} was not gathered", what(&r)))),
+            };
+            notes.extend(report.incomplete.iter().cloned());
+            checked += report.files.len();
+            for f in &report.files {
+                let problem = match &f.status {
+                    FileStatus::Unchanged => continue,
+                    FileStatus::Changed => "changed",
+                    FileStatus::Missing => "missing",
+                    FileStatus::Unverified(e) => {
+                        unreadable.push(format!("{}: {e}", show_bytes(f.path.as_bytes())));
+                        continue;
+                    }
+                };
+                set.records.push(Rec::Integrity(Problem {
+                    package: f.package.clone(),
+                    path: f.path.clone(),
+                    problem,
+                    config: f.config,
+                    differs: f
+                        .differs
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    manager,
+                }));
+            }
+        }
+        set.notes
+            .push(format!("{checked} packaged file(s) checked"));
         if let Some(first) = unreadable.first() {
             notes.push(format!(
                 "{} file(s) could not be verified (first: {first})",
@@ -160,19 +240,18 @@ impl Kind for PackageIntegrity {
     }
 }
 
-/// The package databases whose packages this resource cannot verify yet.
-fn unverified_dbs() -> Vec<FactRequest> {
-    let mut all = rpm_requests();
-    all.push(apk_request());
-    all
-}
-
 /// A packaged file that is changed or missing.
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
     package: String,
     path: TargetPath,
     problem: &'static str,
+    /// A `%config` file (RPM).
+    config: bool,
+    /// What differs (`digest,size,…`; empty for dpkg, which records only an MD5).
+    differs: String,
+    /// `dpkg`, `rpm` or `apk`.
+    manager: &'static str,
 }
 
 impl Record for Problem {
@@ -185,6 +264,9 @@ impl Record for Problem {
             "package" => text(&self.package),
             "path" => bytes(self.path.as_bytes()),
             "problem" => text(self.problem),
+            "config" => Value::Bool(self.config),
+            "differs" => text(&self.differs),
+            "manager" => text(self.manager),
             _ => return None,
         })
     }

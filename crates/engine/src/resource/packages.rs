@@ -22,8 +22,6 @@ use crate::yaml::Node;
 
 /// dpkg's database of installed packages.
 const DPKG_STATUS: &str = "/var/lib/dpkg/status";
-/// apk's database of installed packages.
-const APK_INSTALLED: &str = "/lib/apk/db/installed";
 /// Largest package database read whole.
 const PACKAGE_DB_MAX: u64 = 64 << 20;
 /// The `manager` of RPM packages (whose versions rpm's ordering compares).
@@ -84,28 +82,20 @@ const DATABASES: &[Database] = &[
     },
 ];
 
-/// Largest RPM database read (a UBI 9 image's is a few MiB, a full Fedora workstation's about
-/// 200 MiB); a larger one is an issue ("larger than the bytes read"), never a partial list.
-const RPM_DB_MAX: u64 = 256 << 20;
+/// Largest RPM database read (see [`crate::managed::RPM_DB_MAX`]).
+const RPM_DB_MAX: u64 = crate::managed::RPM_DB_MAX;
 /// The name of the pseudo-packages that hold rpm's imported signing keys (not software).
-const GPG_PUBKEY: &str = "gpg-pubkey";
+const GPG_PUBKEY: &str = crate::managed::GPG_PUBKEY;
 
 /// The read of apk's database of installed packages.
 pub(super) fn apk_request() -> FactRequest {
-    read(APK_INSTALLED, PACKAGE_DB_MAX)
+    crate::managed::apk_db_request()
 }
 
 /// The reads of every place rpm may keep its database ([`keyhole_rpmdb::DB_PATHS`]), each
 /// followed by its SQLite write-ahead log when it is an `rpmdb.sqlite`.
 pub(super) fn rpm_requests() -> Vec<FactRequest> {
-    let mut all = Vec::new();
-    for p in keyhole_rpmdb::DB_PATHS {
-        all.push(read(p, RPM_DB_MAX));
-        if p.ends_with(keyhole_rpmdb::SQLITE_FILE) {
-            all.push(read(&format!("{p}-wal"), RPM_DB_MAX));
-        }
-    }
-    all
+    crate::managed::rpm_db_requests()
 }
 
 /// The read of distroless images' per-package dpkg status directory.

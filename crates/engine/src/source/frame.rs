@@ -53,13 +53,33 @@ impl Frame {
 pub(super) fn parse(plan: &FactPlan, stdout: &[u8]) -> Facts {
     let mut frames = frames(stdout);
     let mut facts = Facts::default();
+    // ManagedIntegrity answers use the plan's own reads (the package database): they come last.
+    let mut managed = Vec::new();
     for (i, request) in plan.requests().enumerate() {
         let answer = match frames.remove(&i) {
             None => Err(FactError::Io(
                 "the fact script gave no answer (it did not run to the end)".into(),
             )),
-            Some(frame) => answer(request, frame),
+            Some(frame) => match request {
+                FactRequest::ManagedIntegrity(spec) => {
+                    managed.push((request, spec, frame));
+                    continue;
+                }
+                _ => answer(request, frame),
+            },
         };
+        facts.insert(request.clone(), answer);
+    }
+    let managed: Vec<_> = managed
+        .into_iter()
+        .map(|(request, spec, frame)| {
+            let answer = check(request, &frame, &["W"])
+                .and_then(|()| super::manifest::report(spec, frame_walks(frame)?, &facts))
+                .map(FactValue::Integrity);
+            (request, answer)
+        })
+        .collect();
+    for (request, answer) in managed {
         facts.insert(request.clone(), answer);
     }
     facts
@@ -92,7 +112,7 @@ fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
             }
         } else if let Some(rest) = line.strip_prefix(b"@S ") {
             match rest {
-                [kind @ (b'L' | b'N' | b'R' | b'5')] if frame.open_sub().is_none() => {
+                [kind @ (b'L' | b'N' | b'R' | b'5' | b'W')] if frame.open_sub().is_none() => {
                     frame.subs.push(Sub {
                         kind: *kind,
                         payload: Vec::new(),
@@ -134,7 +154,7 @@ fn frames(stdout: &[u8]) -> HashMap<usize, Frame> {
     done
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
@@ -153,10 +173,19 @@ fn hex_array<const N: usize>(digits: Option<&str>) -> Result<[u8; N], FactError>
     Ok(out)
 }
 
+/// A digest of exactly `len` bytes written as `2 * len` hex digits.
+pub(super) fn hex_vec(digits: Option<&str>, len: usize) -> Result<Vec<u8>, FactError> {
+    let bad = || FactError::Io(format!("malformed digest from the fact script: {digits:?}"));
+    let d = hex::decode(digits.ok_or_else(bad)?).map_err(|_| bad())?;
+    if d.len() == len { Ok(d) } else { Err(bad()) }
+}
+
 /// The size limit a `TooLarge` status of `request` refers to.
 fn limit_of(request: &FactRequest) -> u64 {
     match request {
-        FactRequest::Sha256 { max_bytes, .. } | FactRequest::Md5 { max_bytes, .. } => *max_bytes,
+        FactRequest::Sha256 { max_bytes, .. }
+        | FactRequest::Md5 { max_bytes, .. }
+        | FactRequest::Hash { max_bytes, .. } => *max_bytes,
         FactRequest::Walk {
             query: WalkQuery::Contains { max_file_size, .. },
             ..
@@ -166,7 +195,7 @@ fn limit_of(request: &FactRequest) -> u64 {
 }
 
 /// The error a status code of the script stands for.
-fn status_error(status: &str, request: &FactRequest) -> FactError {
+pub(super) fn status_error(status: &str, request: &FactRequest) -> FactError {
     let special = |kind| FactError::Special(kind);
     match status {
         "NotFound" => FactError::NotFound,
@@ -197,6 +226,39 @@ fn status_error(status: &str, request: &FactRequest) -> FactError {
     }
 }
 
+/// A frame's status and shape: well formed, `ok`, and sub-frames only of the kinds given.
+fn check(request: &FactRequest, frame: &Frame, kinds: &[&str]) -> Result<(), FactError> {
+    if let Some(what) = &frame.malformed {
+        return Err(FactError::Io(format!(
+            "malformed fact script output: {what}"
+        )));
+    }
+    match frame.status.as_deref() {
+        Some("ok") => {}
+        Some(status) => return Err(status_error(status, request)),
+        None => return Err(FactError::Io("the fact script gave no status".into())),
+    }
+    let bad = frame
+        .subs
+        .iter()
+        .any(|s| !kinds.iter().any(|k| k.as_bytes() == [s.kind]));
+    if bad || !frame.payload.is_empty() || frame.meta.is_some() || frame.hash.is_some() {
+        return Err(FactError::Io(
+            "malformed fact script output: data a ManagedIntegrity frame does not have".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `W` sub-frames of a ManagedIntegrity frame: each one's status and records.
+fn frame_walks(frame: Frame) -> Result<Vec<(String, Vec<u8>)>, FactError> {
+    Ok(frame
+        .subs
+        .into_iter()
+        .map(|s| (s.status.unwrap_or_default(), s.payload))
+        .collect())
+}
+
 fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
     if let Some(what) = &frame.malformed {
         return Err(FactError::Io(format!(
@@ -225,6 +287,11 @@ fn answer(request: &FactRequest, frame: Frame) -> Result<FactValue, FactError> {
         }
         FactRequest::Sha256 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Digest),
         FactRequest::Md5 { .. } => hex_array(frame.hash.as_deref()).map(FactValue::Md5),
+        FactRequest::Hash { algo, .. } => {
+            hex_vec(frame.hash.as_deref(), algo.digest_len()).map(FactValue::Hash)
+        }
+        // Answered in `parse`, after the reads it uses.
+        FactRequest::ManagedIntegrity(_) => Err(FactError::Io("not gathered".into())),
         FactRequest::List { .. } => list(&frame.payload),
         FactRequest::Walk {
             root,

@@ -26,7 +26,7 @@ use sha2::Digest;
 use super::{DIRECTORY, REGULAR_FILE, SourceError, kind_from_mode, meta_from_raw};
 use crate::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, NamedContent, ProcFile, TargetPath, WalkLimits,
+    FileKind, FileMeta, HashAlgo, NamedContent, ProcFile, TargetPath, WalkLimits,
 };
 
 mod integrity;
@@ -177,6 +177,17 @@ impl LocalRoot {
                 let digest = digest::<md5::Md5>(file, size, *max_bytes)?;
                 Ok(FactValue::Md5(digest.into()))
             }
+            FactRequest::Hash {
+                path,
+                algo,
+                max_bytes,
+            } => {
+                let (file, size) = open_regular(root, reopen, path)?;
+                hash(file, size, *algo, *max_bytes).map(FactValue::Hash)
+            }
+            FactRequest::ManagedIntegrity(spec) => {
+                integrity::answer_managed(self, reopen, spec).map(FactValue::Integrity)
+            }
             FactRequest::ReadDir {
                 path,
                 max_files,
@@ -224,7 +235,12 @@ impl FactSource for LocalRoot {
         // a job of its own. The longest go first (walks, then package integrity, which hashes
         // on threads of its own), so that they overlap and the short ones fill the gaps.
         let groups = walk::group(plan.requests());
-        let heavy = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(_));
+        let heavy = |r: &&FactRequest| {
+            matches!(
+                r,
+                FactRequest::PackageIntegrity(_) | FactRequest::ManagedIntegrity(_)
+            )
+        };
         // The walks get the CPUs the hashing does not keep busy: on two CPUs, a second walk
         // thread only competes with the hashing inside the kernel (measured: slower overall).
         let hashing = |r: &&FactRequest| matches!(r, FactRequest::PackageIntegrity(spec) if !spec.prefixes.is_empty());
@@ -682,6 +698,18 @@ fn digest<D: Digest>(
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize())
+}
+
+/// The digest of the whole file in `algo` (see [`digest`]).
+fn hash(file: File, size: u64, algo: HashAlgo, max: u64) -> Result<Vec<u8>, FactError> {
+    Ok(match algo {
+        HashAlgo::Md5 => digest::<md5::Md5>(file, size, max)?.to_vec(),
+        HashAlgo::Sha1 => digest::<sha1::Sha1>(file, size, max)?.to_vec(),
+        HashAlgo::Sha224 => digest::<sha2::Sha224>(file, size, max)?.to_vec(),
+        HashAlgo::Sha256 => digest::<sha2::Sha256>(file, size, max)?.to_vec(),
+        HashAlgo::Sha384 => digest::<sha2::Sha384>(file, size, max)?.to_vec(),
+        HashAlgo::Sha512 => digest::<sha2::Sha512>(file, size, max)?.to_vec(),
+    })
 }
 
 /// The kind a directory entry says it has (`None`: the filesystem does not say).

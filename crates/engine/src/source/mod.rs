@@ -11,6 +11,7 @@
 mod frame;
 mod local;
 mod log_frame;
+mod manifest;
 mod script;
 
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 //! The script needs a POSIX shell (dash, busybox ash, bash) and these utilities, all busybox
 //! applets: `[`/`test` (with the string comparison `<`, which dash and busybox have), `printf`,
 //! `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with `-xdev`, `-maxdepth`, `-mindepth`,
-//! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum`.
+//! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum` (and, for RPM and
+//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …).
 //!
 //! Output framing (stdout), per request *i* of the plan (in plan order):
 //!
@@ -28,6 +29,12 @@
 //! @F <status>               end of the sub-frame: `ok`, or the error code of L or R
 //! ```
 //!
+//! A [`FactRequest::ManagedIntegrity`] frame (RPM, apk) holds, when a database file of its
+//! manager exists, one `@S W` sub-frame per prefix: the walk of that prefix, every entry with its
+//! `lstat`, link text and digests (records of `managed_handler`), ended by `@F ok` or the
+//! prefix's error code; the parser (`manifest.rs`) answers the verification's `Stat` and `Hash`
+//! requests from it and its database reads from the plan's own `Read` answers.
+//!
 //! The parser keys each sub-answer by the primitive request it answers (the List, the Read of
 //! `<lists directory>/<name>`, the Md5 of `<path>`, with the bounds of `integrity`) and runs
 //! `verify` on them: a request the script did not answer is "not gathered", never a pass. A path
@@ -47,7 +54,10 @@ use std::time::Instant;
 
 use super::SourceError;
 use super::local::start_name;
-use crate::{FactPlan, FactRequest, Facts, IntegritySpec, WalkQuery, integrity};
+use crate::{
+    FactPlan, FactRequest, Facts, HashAlgo, IntegritySpec, ManagedSpec, WalkQuery, integrity,
+    managed,
+};
 
 /// A fact plan rendered as one POSIX `sh` script, and the parser of its output.
 ///
@@ -241,6 +251,16 @@ fn render_request(s: &mut String, i: usize, request: &FactRequest, pid: Option<u
             let max = (*max_bytes).min(SH_MAX);
             s.push_str(&format!("kh_sum {i} \"$kh_a\" {max} md5sum\n"));
         }
+        FactRequest::Hash {
+            path,
+            algo,
+            max_bytes,
+        } => {
+            set_path(s, path.as_bytes());
+            let max = (*max_bytes).min(SH_MAX);
+            s.push_str(&format!("kh_sum {i} \"$kh_a\" {max} {}sum\n", algo.name()));
+        }
+        FactRequest::ManagedIntegrity(spec) => render_managed(s, i, spec),
         FactRequest::List { path, max_entries } => {
             set_path(s, path.as_bytes());
             let max = (*max_entries).min(SH_MAX);
@@ -313,6 +333,132 @@ fn render_integrity(s: &mut String, i: usize, spec: &IntegritySpec) {
         integrity::MD5SUMS_MAX.min(SH_MAX - 1),
         integrity::HASH_MAX.min(SH_MAX),
     ));
+}
+
+/// A [`FactRequest::ManagedIntegrity`]: when one of the database files exists, one walk per
+/// prefix (`kh_mwalk`) recording every entry's `lstat`, link text and digests (see
+/// [`managed_handler`]); the parser answers the primitive requests of
+/// [`crate::managed::verify`] from it, and the database reads from the plan's own reads.
+fn render_managed(s: &mut String, i: usize, spec: &ManagedSpec) {
+    let limits = managed::SCRIPT_WALK;
+    let handler = managed_handler(&spec.algorithms);
+    debug_assert!(!handler.contains('\''), "the handler is single-quoted");
+    let mut have = Vec::new();
+    for (n, r) in managed::first_batch(spec.manager).iter().enumerate() {
+        // The database files themselves (not their logs, not the accounts) decide.
+        let FactRequest::Read { path, .. } = r else {
+            continue;
+        };
+        let p = path.as_bytes();
+        if p.ends_with(b"-wal") || p == managed::PASSWD.as_bytes() || p == managed::GROUP.as_bytes()
+        {
+            continue;
+        }
+        s.push_str(&format!(
+            "kh_mdb{n}={}\nkh_mdb{n}=${{kh_mdb{n}%.}}\n",
+            sh_bytes(p)
+        ));
+        have.push(format!("kh_mhave \"$kh_mdb{n}\""));
+    }
+    s.push_str(&format!(
+        "kh_h='{handler}'\nkh_mseen=\nkh_b {i}\nif {}; then :\n",
+        have.join(" || ")
+    ));
+    let algos = spec.algorithms.len() as u64;
+    let lines = limits
+        .max_entries
+        .min(SH_MAX / 8)
+        .saturating_add(1)
+        .saturating_mul(3 + algos)
+        + 2;
+    let secs = limits.max_millis.div_ceil(1000).min(SH_MAX);
+    let batch = handler.len() + 65_536;
+    for prefix in &spec.prefixes {
+        set_path_str(s, prefix.as_bytes());
+        s.push_str(&format!(
+            "kh_mwalk \"$kh_a\" {} {lines} {secs} \"$kh_h\" {batch}\n",
+            limits.max_depth
+        ));
+    }
+    s.push_str(&format!("fi\nkh_e {i} ok\n"));
+}
+
+/// `kh_a=<path>` (as `render_request`'s `set_path`).
+fn set_path_str(s: &mut String, path: &[u8]) {
+    s.push_str(&format!("kh_a={}\nkh_a=${{kh_a%.}}\n", sh_bytes(path)));
+}
+
+/// The `sh -c` program of a [`FactRequest::ManagedIntegrity`] walk: the walk handler's batch
+/// `stat` (with the device, `%d`, so that the parser knows where `-xdev` stopped), then for each
+/// entry `M<mode>:<uid>:<gid>:<size>:<dev>:<rel>`, `L<link text>` for a symlink, and
+/// `S<code>:<rel>` for a directory it may not list. Then the batch's regular files (by that
+/// `stat`: nothing else is ever handed to a hashing tool) are hashed by one process per
+/// algorithm, each output line checked against its file's own name (a line out of step, or a
+/// batch holding a name with a newline, which could forge a line, makes that file hashed on its
+/// own): `F<rel>` followed by `H<algo>:<hex digest>` or `X<algo>:<error code>` per algorithm.
+fn managed_handler(algorithms: &[HashAlgo]) -> String {
+    let mut h = String::from(HANDLER_HEAD);
+    h.push_str(
+        &HANDLER_LOOP
+            .replace("%f:%u:%g:%s:%n", "%f:%u:%g:%s:%d:%n")
+            .replace(
+                "for kh_f do\n",
+                "kh_i=0 kh_fl=\nfor kh_f do\nkh_i=$((kh_i + 1))\n",
+            ),
+    );
+    h.push_str(&HANDLER_ENTRY.replace("\"%f:%u:%g:%s\" --", "\"%f:%u:%g:%s:%d\" --"));
+    let algos: Vec<String> = algorithms
+        .iter()
+        .map(|a| format!("{}:{}", a.name(), a.digest_len() * 2))
+        .collect();
+    h.push_str(&format!(
+        r#"kh_out "M%s:%s\000" "$kh_meta" "$kh_r"
+if [ $kh_k = l ]; then kh_t=$(readlink -- "$kh_f" 2>/dev/null; echo .); kh_t=${{kh_t%.}}; kh_t=${{kh_t%"$kh_nl"}}; kh_out "L%s\000" "$kh_t"; fi
+if [ $kh_k = f ]; then
+kh_z=${{kh_meta#*:*:*:}}; kh_z=${{kh_z%%:*}}
+if [ "$kh_z" -gt {max} ]; then kh_out "F%s\000" "$kh_r"; for kh_al in {algos}; do kh_out "X%s:TooLarge\000" ${{kh_al%:*}}; done
+elif [ ! -r "$kh_f" ] || ! {{ true <"$kh_f"; }} 2>/dev/null; then kh_out "F%s\000" "$kh_r"; for kh_al in {algos}; do kh_out "X%s:PermissionDenied\000" ${{kh_al%:*}}; done
+else kh_fl="$kh_fl \"\${{$kh_i}}\""; fi
+fi
+if [ $kh_k = d ] && {{ [ ! -r "$kh_f" ] || [ ! -x "$kh_f" ]; }}; then kh_out "SPermissionDenied:%s\000" "$kh_r"; fi
+done
+{hash}}}
+"#,
+        algos = algos.join(" "),
+        max = integrity::HASH_MAX.min(SH_MAX),
+        hash = if algos.is_empty() {
+            String::new()
+        } else {
+            format!(
+                r#"[ -n "$kh_fl" ] || exit 0
+eval "set -- $kh_fl"
+for kh_al in {algos}; do
+kh_n=${{kh_al#*:}} kh_al=${{kh_al%:*}}
+if ! command -v ${{kh_al}}sum >/dev/null 2>&1; then
+for kh_f do kh_out "F%s\000X%s:Io:%ssum-not-available\000" "${{kh_f#"$kh_s"}}" $kh_al $kh_al; done
+continue
+fi
+case "$*" in *"$kh_nl"*) kh_hs=;; *) kh_hs=$(${{kh_al}}sum -- "$@" 2>/dev/null; echo .); kh_hs=${{kh_hs%.}};; esac
+for kh_f do
+kh_x=
+if [ -n "$kh_hs" ]; then
+kh_l=${{kh_hs%%"$kh_nl"*}}
+case $kh_l in *"  $kh_f") kh_x=${{kh_l%"  $kh_f"}};; esac
+case $kh_x in *[!0-9a-f]*) kh_x=;; esac
+if [ -n "$kh_x" ] && [ ${{#kh_x}} -eq $kh_n ] && [ "x$kh_l" = "x$kh_x  $kh_f" ]; then kh_hs=${{kh_hs#*"$kh_nl"}}; else kh_x=; fi
+fi
+if [ -z "$kh_x" ] && kh_x=$(${{kh_al}}sum <"$kh_f" 2>/dev/null); then kh_x=${{kh_x%% *}}; fi
+case $kh_x in *[!0-9a-f]*) kh_x=;; esac
+if [ -n "$kh_x" ] && [ ${{#kh_x}} -eq $kh_n ]; then kh_out "F%s\000H%s:%s\000" "${{kh_f#"$kh_s"}}" $kh_al "$kh_x"
+else kh_out "F%s\000X%s:Io:read-failed\000" "${{kh_f#"$kh_s"}}" $kh_al; fi
+done
+done
+"#,
+                algos = algos.join(" ")
+            )
+        },
+    ));
+    h
 }
 
 /// The `sh -c` program `xargs` runs on each batch of walked paths: arguments are the walk's start,
@@ -812,6 +958,31 @@ kh_gflush() {
     printf '@F ok\n'
   fi
   kh_go= kh_ge=0 kh_gk=0
+}
+
+# kh_mhave PATH: 0 if PATH resolves to a regular file (a package database exists).
+kh_mhave() { kh_resolve "$1" 1 && [ -f "$kh_R" ]; }
+
+# kh_mwalk PATH MAXDEPTH LINES SECONDS HANDLER BATCH: a W sub-frame of a ManagedIntegrity frame:
+# every entry below PATH (-xdev) with its lstat, link text and digests (the handler's records),
+# "D" when entries lie deeper than MAXDEPTH; the status is PATH's error code, if any.
+kh_mwalk() {
+  printf '@S W\n'
+  if ! { kh_resolve "$1" 1 && kh_isdir; }; then printf '@F %s\n' "$kh_E"; return; fi
+  if [ ! -r "$kh_R" ] || [ ! -x "$kh_R" ]; then printf '@F PermissionDenied\n'; return; fi
+  for kh_t in find xargs stat od tr head; do
+    if ! command -v "$kh_t" >/dev/null 2>&1; then printf '@F Io:%s-not-available\n' "$kh_t"; return; fi
+  done
+  # A prefix that leads where an earlier one did (/bin/ -> /usr/bin/) is not walked twice.
+  case "$kh_nl$kh_mseen" in *"$kh_nl$kh_R$kh_nl"*) printf '@F Io:walked-under-another-prefix\n'; return;; esac
+  kh_mseen=$kh_mseen$kh_R$kh_nl
+  kh_s=${kh_R%/}/.
+  kh_now=$(date +%s 2>/dev/null)
+  case $kh_now in ''|*[!0-9]*) kh_dl=-;; *) kh_dl=$((kh_now + $4));; esac
+  { if [ -n "$(find "$kh_s" -xdev -mindepth $(($2 + 1)) -maxdepth $(($2 + 1)) -print 2>/dev/null | head -c 1)" ]; then printf 'D\000'; fi
+    find "$kh_s" -xdev -maxdepth "$2" -print0 2>/dev/null | xargs -0 -s "$6" sh -c "$5" sh "$kh_s" "$kh_dl" 2>/dev/null
+  } | tr '\n\000' '\000\n' | head -n "$3" | kh_hex
+  printf '@F ok\n'
 }
 
 # kh_walk INDEX PATH MAXDEPTH LINES SECONDS XDEV HANDLER BATCH

@@ -803,7 +803,7 @@ fn distroless_status_d_lists_packages_and_a_partial_list_is_never_judged() {
 }
 
 #[test]
-fn integrity_of_packages_it_cannot_verify_is_an_error_never_a_pass() {
+fn integrity_of_a_database_it_cannot_read_is_an_error_never_a_pass() {
     let p = profile(
         "  - id: I-1
     impact: 0.5
@@ -815,21 +815,26 @@ fn integrity_of_packages_it_cannot_verify_is_an_error_never_a_pass() {
     // No package database at all: nothing to verify.
     let exec = run(&p, &base());
     assert_eq!(control(&exec, "I-1").status(), ControlStatus::Passed);
-    // An apk image (no dpkg lists): its checksums are not read yet.
-    let apk = base().file("/lib/apk/db/installed", 0o644, "P:musl\nV:1.2.5-r0\n\n");
+    // An apk image whose one recorded file is gone: a finding.
+    let apk = base().file(
+        "/lib/apk/db/installed",
+        0o644,
+        "P:musl\nV:1.2.5-r0\nF:lib\nR:ld-musl-x86_64.so.1\na:0:0:755\n\
+         Z:Q1AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n",
+    );
     let exec = run(&p, &apk);
-    assert_eq!(control(&exec, "I-1").status(), ControlStatus::ProfileError);
+    assert_eq!(control(&exec, "I-1").status(), ControlStatus::Failed);
     assert!(
-        message(&exec, "I-1").contains("does not yet verify apk packages"),
+        message(&exec, "I-1").contains("/lib/ld-musl-x86_64.so.1"),
         "{}",
         message(&exec, "I-1")
     );
-    // An RPM image whose database is anything at all: never verified yet.
+    // An RPM image whose database is not a database: an error naming it, never a pass.
     let rpm = base().file("/usr/lib/sysimage/rpm/rpmdb.sqlite", 0o644, "x");
     let exec = run(&p, &rpm);
     assert_eq!(control(&exec, "I-1").status(), ControlStatus::ProfileError);
     assert!(
-        message(&exec, "I-1").contains("RPM"),
+        message(&exec, "I-1").contains("rpmdb.sqlite"),
         "{}",
         message(&exec, "I-1")
     );

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use keyhole_engine::{
     Bound, Content, DirEntry, FactError, FactPlan, FactRequest, FactSource, FactValue, Facts,
-    FileKind, FileMeta, NamedContent, ProcFile, TargetPath, WalkLimits, WalkOutcome, WalkQuery,
+    FileKind, FileMeta, HashAlgo, NamedContent, ProcFile, TargetPath, WalkLimits, WalkOutcome,
+    WalkQuery,
 };
 use md5::Md5;
 use serde_json::Value;
@@ -374,6 +375,28 @@ impl Fixture {
             FactRequest::PackageIntegrity(spec) => spec
                 .verify(&mut |rs: &[FactRequest]| rs.iter().map(|r| self.answer(r)).collect())
                 .map(FactValue::Integrity),
+            FactRequest::ManagedIntegrity(spec) => spec
+                .verify(&mut |rs: &[FactRequest]| rs.iter().map(|r| self.answer(r)).collect())
+                .map(FactValue::Integrity),
+            FactRequest::Hash {
+                path,
+                algo,
+                max_bytes,
+            } => {
+                use sha2::Digest as _;
+                let c = self.regular(path)?;
+                if c.len() as u64 > *max_bytes {
+                    return Err(FactError::TooLarge { limit: *max_bytes });
+                }
+                Ok(FactValue::Hash(match algo {
+                    HashAlgo::Md5 => Md5::digest(c).to_vec(),
+                    HashAlgo::Sha1 => sha1::Sha1::digest(c).to_vec(),
+                    HashAlgo::Sha224 => sha2::Sha224::digest(c).to_vec(),
+                    HashAlgo::Sha256 => sha2::Sha256::digest(c).to_vec(),
+                    HashAlgo::Sha384 => sha2::Sha384::digest(c).to_vec(),
+                    HashAlgo::Sha512 => sha2::Sha512::digest(c).to_vec(),
+                }))
+            }
             FactRequest::Md5 { path, max_bytes } => {
                 let c = self.regular(path)?;
                 if c.len() as u64 > *max_bytes {

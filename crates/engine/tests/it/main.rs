@@ -5,6 +5,8 @@ mod eval_checks;
 mod eval_fixture;
 mod eval_profile;
 mod eval_waivers;
+mod integrity_apk;
+mod integrity_rpm;
 mod integrity_script;
 mod read_dir;
 mod source_debian;

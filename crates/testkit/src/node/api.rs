@@ -30,6 +30,13 @@ pub trait NodeApi: Send + Sync + 'static {
     ) -> Result<(), TestkitError>;
     /// The API server's clock (timestamps in statuses).
     fn now(&self) -> Timestamp;
+    /// Confirms the graceful deletion of a pod whose containers the node has stopped (a
+    /// kubelet's final `DELETE` with grace period 0 and the pod's uid as precondition). A real
+    /// API server keeps a deleted pod until then; the fake deletes at once, hence the default.
+    fn confirm_deleted(&self, namespace: &str, name: &str, uid: &str) -> Result<(), TestkitError> {
+        let _ = (namespace, name, uid);
+        Ok(())
+    }
 }
 
 impl NodeApi for FakeCluster {

@@ -161,8 +161,14 @@ impl Shared {
         let pods = api.pods_on(&self.name)?;
         let now = api.now();
         let mut want: BTreeMap<(String, String), Pod> = BTreeMap::new();
+        let mut deleting = Vec::new();
         for p in pods {
             if p.metadata.deletion_timestamp.is_some() {
+                deleting.push((
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                    p.metadata.uid.clone().unwrap_or_default(),
+                ));
                 continue;
             }
             let key = (
@@ -187,7 +193,11 @@ impl Shared {
                     .entry(key.clone())
                     .or_insert_with(|| self.new_pod(pod, now));
                 self.sync_pod(pod, rt, now);
-                let status = status_of(rt);
+                let mut status = status_of(rt);
+                // The API server sets the QoS class at admission and refuses to see it change.
+                if let Some(qos) = pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
+                    status.qos_class = Some(qos);
+                }
                 let value = serde_json::to_value(&status)?;
                 if rt.last_status.as_ref() != Some(&value) {
                     rt.last_status = Some(value);
@@ -199,15 +209,25 @@ impl Shared {
         for rt in gone {
             self.teardown(rt);
         }
+        // Their containers are gone (torn down above, or never started here): the deletion
+        // may complete. A failure is retried on the next pass, which sees the pod again.
+        for (ns, name, uid) in deleting {
+            let _ = api.confirm_deleted(&ns, &name, &uid);
+        }
+        let mut refused = None;
         for ((ns, name), uid, status) in updates {
-            if api.update_status(&ns, &name, &uid, &status).is_err() {
-                // Deleted meanwhile, or the write failed: the next pass retries.
+            if let Err(e) = api.update_status(&ns, &name, &uid, &status) {
+                // Deleted meanwhile, or the write failed: the next pass retries; the error is
+                // the pass's (`Node::last_error`) so a refused status does not go unseen.
+                refused.get_or_insert(TestkitError::Node(format!(
+                    "the status of pod {ns}/{name} was not written: {e}"
+                )));
                 if let Some(rt) = lock(&self.pods).get_mut(&(ns, name)) {
                     rt.last_status = None;
                 }
             }
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
     }
 
     fn new_pod(&self, pod: &Pod, now: Timestamp) -> PodRt {

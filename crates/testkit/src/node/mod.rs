@@ -25,9 +25,10 @@
 //!   the pod's containers and fails it with `DeadlineExceeded`;
 //!   `ErrImagePull` for an unregistered image, `CreateContainerConfigError` for a spec it
 //!   cannot honour (`runAsNonRoot` as root, `privileged`, env `valueFrom`);
-//! - `pods/exec` (WebSocket v4/v5) becomes `runc exec` in the named container, streamed both
-//!   ways (stdin as it arrives, stdout/stderr as they are written, then the exit Status); the
-//!   process inherits the container's user, capabilities and `noNewPrivileges`, as a CRI exec;
+//! - `pods/exec` (WebSocket v4/v5; SPDY/3.1 from a real API server) becomes `runc exec` in the
+//!   named container, streamed both ways (stdin as it arrives, stdout/stderr as they are
+//!   written, then the exit Status); the process inherits the container's user, capabilities
+//!   and `noNewPrivileges`, as a CRI exec;
 //! - `pods/log` serves each container's stdout and stderr (one combined file, as the kubelet's),
 //!   with `container=`, `tailLines` and `limitBytes`;
 //! - deleting a pod kills and deletes its containers and removes their files; [`Node::shutdown`]
@@ -44,20 +45,14 @@
 //! # The API boundary
 //!
 //! The node reads and writes the cluster only through [`NodeApi`] (pods bound to it, a change
-//! signal, binding, status updates, the clock); [`FakeCluster`] implements it in-process. The
-//! API server reaches the node's containers through the kubelet's two endpoints, which the fake
-//! calls in-process (`exec`, `log`). For a real API server, what remains is:
-//!
-//! 1. a `NodeApi` over `kube::Client`: `pods_on` = list pods with
-//!    `fieldSelector=spec.nodeName=NAME`, `version` = a watch's last resourceVersion,
-//!    `bind` = `pods/binding`, `update_status` = a `pods/status` merge patch with a uid
-//!    precondition, plus registering a `Node` object with a Ready condition and renewing its
-//!    Lease (the fake needs neither);
-//! 2. an HTTPS server with a serving certificate the API server trusts, serving
-//!    `GET/POST /exec/{namespace}/{pod}/{container}?command=…&stdin=…` (WebSocket with the
-//!    same channel protocol as `crate::exec`) and `GET /containerLogs/{namespace}/{pod}/{container}`,
-//!    authenticating the API server's client certificate, and the node's `status.addresses` /
-//!    `daemonEndpoints.kubeletEndpoint.Port` pointing at it.
+//! signal, binding, status updates, the clock, confirming deletions); [`FakeCluster`]
+//! implements it in-process and the API server reaches the node's containers through the
+//! kubelet's two endpoints, which the fake calls in-process (`exec`, `log`). For a real API
+//! server, [`RealNode`] puts together [`KubeNodeApi`] (the same loop over `kube::Client`s, as
+//! `system:node:<name>`), the registration of its `Node` object and Lease, and an HTTPS
+//! kubelet serving `/exec/…` (WebSocket, or SPDY/3.1 as the API server's stream translator
+//! speaks it) and `/containerLogs/…` to the API server only. `cargo xtask cluster up` runs it
+//! as a process (the `node` example of this crate).
 //!
 //! # Use
 //!
@@ -80,8 +75,10 @@ mod api;
 mod image;
 mod kubelet;
 mod oci;
+mod real;
 pub mod rootfs;
 mod runc;
+mod spdy;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,6 +90,7 @@ use k8s_openapi::api::core::v1::Pod;
 
 pub use api::NodeApi;
 pub use image::{Image, Images};
+pub use real::{KubeNodeApi, RealNode, RealNodeConfig};
 
 use crate::cluster::FakeCluster;
 use crate::error::TestkitError;

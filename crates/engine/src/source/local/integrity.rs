@@ -8,7 +8,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Condvar, Mutex, PoisonError};
 
 use super::{LocalRoot, Reopener, digest, identity, in_parallel, open_regular_stat};
-use crate::{FactError, FactRequest, FactValue, IntegrityReport, IntegritySpec, TargetPath};
+use crate::{
+    FactError, FactRequest, FactValue, IntegrityReport, IntegritySpec, ManagedSpec, TargetPath,
+};
 
 /// Answers `spec` from `src` (see [`crate::integrity::verify`]).
 pub(super) fn answer(
@@ -25,6 +27,23 @@ pub(super) fn answer(
         }
     };
     crate::integrity::verify(spec, &mut ask)
+}
+
+/// Answers `spec` from `src` (see [`crate::managed::verify`]): the database and the `lstat`s
+/// through the ordinary requests, the digests on several threads.
+pub(super) fn answer_managed(
+    src: &LocalRoot,
+    reopen: &Reopener,
+    spec: &ManagedSpec,
+) -> Result<IntegrityReport, FactError> {
+    let mut ask = |rs: &[FactRequest]| -> Vec<Result<FactValue, FactError>> {
+        if rs.iter().all(|r| matches!(r, FactRequest::Hash { .. })) {
+            in_parallel(rs.len(), |i| src.answer(reopen, &rs[i]))
+        } else {
+            rs.iter().map(|r| src.answer(reopen, r)).collect()
+        }
+    };
+    crate::managed::verify(spec, &mut ask)
 }
 
 /// A digest already computed (or being computed) for one inode.
