@@ -9,6 +9,11 @@
 //! The secure session: API calls and wall time of setup, verification and teardown against the
 //! fake API server with 20 ms latency per call (`examples/access_bench.rs` of `keyhole-cli`).
 //!
+//! The fleet (`cargo xtask bench fleet` runs only this part): `keyhole scan -l … -A` over 200
+//! pods in 4 namespaces of the fake with 20 ms per call, at concurrency 1, 8 and 32: wall time,
+//! API calls and peak RSS of each, and the speed-up against concurrency 1 measured in the same
+//! run (`examples/fleet_bench.rs` of `keyhole-cli`).
+//!
 //! The scan workflows: `bench_workflows.rs` (also alone: `cargo xtask bench workflows`).
 
 use std::path::{Path, PathBuf};
@@ -212,6 +217,10 @@ pub(crate) fn run_bench() -> Result<()> {
     if std::env::args().nth(2).as_deref() == Some("rpm") {
         return crate::bench_rpm::run_rpm_bench();
     }
+    // `cargo xtask bench fleet`: the fleet alone.
+    if std::env::args().nth(2).as_deref() == Some("fleet") {
+        return run_fleet_bench();
+    }
     crate::tools::apt_install(&[
         "debootstrap",
         "time",
@@ -382,5 +391,90 @@ pub(crate) fn run_bench() -> Result<()> {
     );
     crate::bench_rpm::run_rpm_bench()?;
     crate::bench_workflows::run()?;
+    run_fleet_bench()
+}
+
+/// Pods, namespaces and API latency (ms) of the fleet benchmark.
+const FLEET: (u32, u32, u32) = (200, 4, 20);
+/// The concurrencies compared; the first is the baseline.
+const FLEET_CONCURRENCY: [u32; 3] = [1, 8, 32];
+
+/// One fleet measurement, as `fleet_bench` prints it.
+#[derive(serde::Deserialize)]
+struct FleetRun {
+    concurrency: u32,
+    wall_ms: f64,
+    api_calls: u64,
+    peak_rss_kib: u64,
+    results: u64,
+    sessions: u64,
+}
+
+/// The fleet at each of [`FLEET_CONCURRENCY`] (one process each, so each peak RSS is its own),
+/// with the speed-up against the first measured in the same run.
+pub(crate) fn run_fleet_bench() -> Result<()> {
+    let (pods, namespaces, latency) = FLEET;
+    let mut runs = Vec::new();
+    for c in FLEET_CONCURRENCY {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "--locked",
+                "-p",
+                "keyhole-cli",
+                "--example",
+                "fleet_bench",
+                "--",
+            ])
+            .args([pods, namespaces, latency, c].map(|n| n.to_string()))
+            .current_dir(root())
+            .output()
+            .context("cannot run the fleet_bench example")?;
+        ensure!(
+            out.status.success(),
+            "fleet_bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or_default();
+        let run: FleetRun =
+            serde_json::from_str(line).with_context(|| format!("fleet_bench printed {line:?}"))?;
+        ensure!(
+            u64::from(pods) == run.results,
+            "fleet_bench scanned {} of {pods} pods",
+            run.results
+        );
+        runs.push(run);
+    }
+    let base = runs.first().map_or(1.0, |r| r.wall_ms.max(1e-3));
+    println!(
+        "\nfleet: {pods} pods in {namespaces} namespaces ({} sessions), fake API server with {latency} ms per call",
+        runs.first().map_or(0, |r| r.sessions)
+    );
+    println!(
+        "| concurrency | wall ms | API calls | peak RSS MiB | speed-up vs {} |",
+        FLEET_CONCURRENCY[0]
+    );
+    println!("|---|---|---|---|---|");
+    for r in &runs {
+        println!(
+            "| {} | {:.0} | {} | {:.1} | {:.1}x |",
+            r.concurrency,
+            r.wall_ms,
+            r.api_calls,
+            r.peak_rss_kib as f64 / 1024.0,
+            base / r.wall_ms.max(1e-3)
+        );
+    }
+    if let Some(last) = runs.last() {
+        println!(
+            "\nfleet scaling {}->{}: {:.1}x (goal >= 16x)",
+            FLEET_CONCURRENCY[0],
+            last.concurrency,
+            base / last.wall_ms.max(1e-3)
+        );
+    }
     Ok(())
 }

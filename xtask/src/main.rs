@@ -11,7 +11,7 @@
 //!   (built from Kubernetes' Go modules) on loopback; `realapi`: the tests that need them, on
 //!   each release in turn (part of `ci`).
 //! - `bench`: speed and memory as ratios against baselines measured in the same run (`bench rpm`:
-//!   only the RPM integrity case).
+//!   only the RPM integrity case; `bench fleet`: only the fleet scan's scaling with concurrency).
 //! - `image`: the agent's OCI image (layout directory and `docker load` tar), reproducible,
 //!   printing its digest (`ci` checks that `DEFAULT_SCANNER_IMAGE` pins it).
 //! - `demo`: a local sandbox, not Kubernetes (the fake API server over HTTPS and the runc test

@@ -283,6 +283,20 @@ pub(crate) struct ScanArgs {
     /// and standard-mode access; one pod; its JSON report is the HDF).
     #[arg(long, value_name = "SCANNER", default_value = "native")]
     pub(crate) scanner: Scanner,
+    /// With -l: resolve the selector in every namespace (with your credentials, at scan time);
+    /// each namespace gets its own session whose Role pins that namespace's pods.
+    #[arg(short = 'A', long, requires = "selector", conflicts_with = "namespace")]
+    pub(crate) all_namespaces: bool,
+    /// With -l: at most N pods scanned, and N sessions open, at once (1 to 64; default 4).
+    #[arg(long, value_name = "N", requires = "selector", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) concurrency: Option<u16>,
+    /// With -l: no progress bar (it is drawn only when stderr is a terminal anyway).
+    #[arg(long)]
+    pub(crate) quiet: bool,
+    /// With -l: write the fleet report (every target's verdict, counts and exit code, every
+    /// session's teardown) to FILE: JSON when FILE ends in .json, else Markdown.
+    #[arg(long, value_name = "FILE", requires = "selector")]
+    pub(crate) fleet_report: Option<std::path::PathBuf>,
 }
 
 /// The engines `keyhole scan` can judge a pod with.

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use keyhole_cleanup::{CleanupAction, Ending};
+use keyhole_cleanup::Ending;
 use keyhole_cli::cluster_scan::{ScanError, resolve_selector};
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients, run_session};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanMode, ScanTarget};
@@ -231,19 +231,8 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         (true, Some(_)) => None,
         _ => Some(load(&a.kube)?),
     };
-    let ns = match (
-        &a.namespace,
-        user.as_ref().and_then(|u| u.namespace.as_ref()),
-    ) {
-        (Some(n), _) => n.clone(),
-        (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input)?,
-        (None, None) => Namespace::new("default").map_err(Failure::bad_input)?,
-    };
-    let named = a
-        .targets
-        .iter()
-        .map(|t| PodName::new(t.strip_prefix("pod/").unwrap_or(t)).map_err(Failure::bad_input))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ns = crate::scan_cluster::namespace_of(a, user.as_ref())?;
+    let named = crate::scan_cluster::named_pods(a)?;
     if a.dry_run {
         return Ok(Output {
             stdout: dry_run(a, &ns, &named, &auditor),
@@ -368,35 +357,12 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         auditor.display()
     )];
     warnings.extend(crate::gates::verdict_warnings(&verdict));
-    warnings.extend(
-        outcome
-            .reaped
-            .iter()
-            .map(|o| format!("reaped {o} left by an earlier run")),
-    );
-    warnings.extend(outcome.unlisted.iter().cloned());
-    for action in &outcome.cleanup.actions {
-        if matches!(
-            action,
-            CleanupAction::StillPresent { .. } | CleanupAction::DeleteFailed { .. }
-        ) {
-            warnings.push(action.to_string());
-        }
-    }
-    let created = outcome
-        .cleanup
-        .actions
-        .iter()
-        .filter(|a| matches!(a, CleanupAction::VerifiedGone(_)))
-        .count();
+    warnings.extend(crate::scan_cluster::session_warnings(&outcome));
+    let created = crate::scan_cluster::created_count(&outcome);
     warnings.push(format!(
         "run {} (standard mode, {program}): {created} object(s) created, cleanup {}; audit log {}",
         run.id(),
-        if outcome.cleanup.is_clean() {
-            "verified complete"
-        } else {
-            "INCOMPLETE: run `keyhole reap` once the API server answers"
-        },
+        crate::scan_cluster::cleanup_words(&outcome),
         log_path.display()
     ));
     let fail = |exit: i32, message: String, warnings: Vec<String>| {

@@ -11,6 +11,7 @@ mod gates;
 mod plan;
 mod scan;
 mod scan_cluster;
+mod scan_fleet;
 mod sidecar;
 
 use std::io::Write as _;

@@ -131,38 +131,49 @@ pub async fn check_pods(
     let ns = request.run.namespace().as_str();
     let mut verdicts = Vec::new();
     for pod in request.run.pods() {
-        let verdict = match keyhole_precheck::fetch(user.clone(), ns, pod.as_str()).await? {
-            None => keyhole_precheck::evaluate_missing(
-                ns,
-                pod.as_str(),
-                request.container.as_deref().unwrap_or(""),
-                policy,
-            ),
-            Some(p) => {
-                let Some(container) = container_of(&p, request.container.as_deref()) else {
-                    let names: Vec<String> = p
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
-                        .collect();
-                    return Err(ScanError::ChooseContainer(format!(
-                        "pod {ns}/{pod} has {} containers ({}): choose one with -c CONTAINER",
-                        names.len(),
-                        names.join(", ")
-                    )));
-                };
-                keyhole_precheck::evaluate(&p, &container, policy)
-            }
-        };
-        tracing::info!(
-            pod = %pod,
-            decision = ?verdict.decision,
-            failures = verdict.failures().count(),
-            "pre-scan verification"
-        );
-        verdicts.push(verdict);
+        verdicts
+            .push(check_pod(user, ns, pod.as_str(), request.container.as_deref(), policy).await?);
     }
     Ok(verdicts)
+}
+
+/// [`check_pods`] for one pod `ns/pod` (`container`: the one asked for, if any); the fleet
+/// scan judges each pod on its own so that one pod's problem is only that pod's.
+///
+/// # Errors
+/// As [`check_pods`].
+pub async fn check_pod(
+    user: &kube::Client,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    policy: &Policy,
+) -> Result<Verdict, ScanError> {
+    let verdict = match keyhole_precheck::fetch(user.clone(), ns, pod).await? {
+        None => keyhole_precheck::evaluate_missing(ns, pod, container.unwrap_or(""), policy),
+        Some(p) => {
+            let Some(chosen) = container_of(&p, container) else {
+                let names: Vec<String> = p
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+                    .collect();
+                return Err(ScanError::ChooseContainer(format!(
+                    "pod {ns}/{pod} has {} containers ({}): choose one with -c CONTAINER",
+                    names.len(),
+                    names.join(", ")
+                )));
+            };
+            keyhole_precheck::evaluate(&p, &chosen, policy)
+        }
+    };
+    tracing::info!(
+        pod = %pod,
+        decision = ?verdict.decision,
+        failures = verdict.failures().count(),
+        "pre-scan verification"
+    );
+    Ok(verdict)
 }
 
 /// How a gated scan ended.

@@ -36,7 +36,91 @@ pub(crate) fn out_for(out: &Path, pod: &str, several: bool) -> PathBuf {
     out.with_file_name(name)
 }
 
+/// The namespace of a scan: `-n`, else the kubeconfig context's, else `default`.
+pub(crate) fn namespace_of(
+    a: &ScanArgs,
+    user: Option<&crate::cluster::UserConfig>,
+) -> Result<Namespace, Failure> {
+    match (&a.namespace, user.and_then(|u| u.namespace.as_ref())) {
+        (Some(n), _) => Ok(n.clone()),
+        (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input),
+        (None, None) => Namespace::new("default").map_err(Failure::bad_input),
+    }
+}
+
+/// The pods named on the command line (`NAME` or `pod/NAME`).
+pub(crate) fn named_pods(a: &ScanArgs) -> Result<Vec<PodName>, Failure> {
+    a.targets
+        .iter()
+        .map(|t| PodName::new(t.strip_prefix("pod/").unwrap_or(t)).map_err(Failure::bad_input))
+        .collect()
+}
+
+/// What a session's teardown says to the user: objects an earlier run left and this one
+/// reaped, kinds that could not be listed, and every object that would not go.
+pub(crate) fn session_warnings(o: &keyhole_cli::session::Outcome) -> Vec<String> {
+    let mut warnings: Vec<String> = o
+        .reaped
+        .iter()
+        .map(|r| format!("reaped {r} left by an earlier run"))
+        .collect();
+    warnings.extend(o.unlisted.iter().cloned());
+    warnings.extend(
+        o.cleanup
+            .actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    CleanupAction::StillPresent { .. } | CleanupAction::DeleteFailed { .. }
+                )
+            })
+            .map(ToString::to_string),
+    );
+    warnings
+}
+
+/// How many objects a session created (each one verified gone, or reported otherwise).
+pub(crate) fn created_count(o: &keyhole_cli::session::Outcome) -> usize {
+    o.cleanup
+        .actions
+        .iter()
+        .filter(|a| matches!(a, CleanupAction::VerifiedGone(_)))
+        .count()
+}
+
+/// The cleanup verdict's words in the closing line.
+pub(crate) fn cleanup_words(o: &keyhole_cli::session::Outcome) -> &'static str {
+    if o.cleanup.is_clean() {
+        "verified complete"
+    } else {
+        "INCOMPLETE: run `keyhole reap` once the API server answers"
+    }
+}
+
+/// The distroless workflow's options from the command line; `wait_secs`: how long to wait for
+/// the agent (its own limit is the TTL less a margin).
+pub(crate) fn distroless_options(
+    a: &ScanArgs,
+    wait_secs: u64,
+) -> keyhole_workflows::DistrolessOptions {
+    keyhole_workflows::DistrolessOptions {
+        image: a.image.clone(),
+        target_uid: a.target_uid,
+        target_gid: a.target_gid,
+        allow_root: a.scanner_as_target_root,
+        allow_shared_pid: a.allow_shared_pid,
+        namespace_restricted: false,
+        poll: std::time::Duration::from_secs(1),
+        wait: std::time::Duration::from_secs(wait_secs),
+    }
+}
+
 pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
+    // A selector may match many pods in many namespaces: one session per namespace.
+    if a.selector.is_some() {
+        return crate::scan_fleet::scan(a);
+    }
     init_tracing();
     let policy = retry_policy()?;
     let j = judging(a)?;
@@ -67,19 +151,8 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         (true, Some(_)) => None,
         _ => Some(load(&a.kube)?),
     };
-    let ns = match (
-        &a.namespace,
-        user.as_ref().and_then(|u| u.namespace.as_ref()),
-    ) {
-        (Some(n), _) => n.clone(),
-        (None, Some(n)) => Namespace::new(n.clone()).map_err(Failure::bad_input)?,
-        (None, None) => Namespace::new("default").map_err(Failure::bad_input)?,
-    };
-    let named = a
-        .targets
-        .iter()
-        .map(|t| PodName::new(t.strip_prefix("pod/").unwrap_or(t)).map_err(Failure::bad_input))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ns = namespace_of(a, user.as_ref())?;
+    let named = named_pods(a)?;
     if a.dry_run {
         return Ok(Output {
             stdout: dry_run(a, &ns, &named, mode, &why, &j),
@@ -124,19 +197,11 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 work: None,
                 policy,
             },
-            distroless: Some(keyhole_workflows::DistrolessOptions {
-                image: a.image.clone(),
-                target_uid: a.target_uid,
-                target_gid: a.target_gid,
-                allow_root: a.scanner_as_target_root,
-                allow_shared_pid: a.allow_shared_pid,
-                namespace_restricted: false,
-                poll: std::time::Duration::from_secs(1),
-                // The agent's own limit is the run's TTL less a margin; wait no longer.
-                wait: std::time::Duration::from_secs(
-                    keyhole_scanners::scan_time_limit_secs(&run) + 30,
-                ),
-            }),
+            // The agent's own limit is the run's TTL less a margin; wait no longer.
+            distroless: Some(distroless_options(
+                a,
+                keyhole_scanners::scan_time_limit_secs(&run) + 30,
+            )),
             max_age: a.max_age,
         };
         let scoped = Arc::new(TlsScopedClients {
@@ -217,22 +282,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     warnings.extend(outcome.traces.iter().map(|t| {
         format!("{t} stays in the pod spec, terminated (Kubernetes cannot remove an ephemeral container)")
     }));
-    warnings.extend(
-        outcome
-            .session
-            .reaped
-            .iter()
-            .map(|o| format!("reaped {o} left by an earlier run")),
-    );
-    warnings.extend(outcome.session.unlisted.iter().map(|u| u.to_string()));
-    for action in &outcome.session.cleanup.actions {
-        if matches!(
-            action,
-            CleanupAction::StillPresent { .. } | CleanupAction::DeleteFailed { .. }
-        ) {
-            warnings.push(action.to_string());
-        }
-    }
+    warnings.extend(session_warnings(&outcome.session));
     // The post-scan audit is the run's, so every target's HDF and report carry it.
     let postscan_profile = postscan
         .to_hdf(&format!("namespace/{ns}"), Timestamp::now())
@@ -301,23 +351,13 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     if report_target.is_some() && outcome.results.is_empty() {
         warnings.push("no report was written: the scan gathered no results".to_owned());
     }
-    let created = outcome
-        .session
-        .cleanup
-        .actions
-        .iter()
-        .filter(|a| matches!(a, CleanupAction::VerifiedGone(_)))
-        .count();
+    let created = created_count(&outcome.session);
     warnings.push(format!(
         "run {} ({} mode): {} object(s) created, cleanup {}; audit log {}",
         run.id(),
         outcome.mode.0,
         created,
-        if outcome.session.cleanup.is_clean() {
-            "verified complete"
-        } else {
-            "INCOMPLETE: run `keyhole reap` once the API server answers"
-        },
+        cleanup_words(&outcome.session),
         log_path.display()
     ));
     // Post-scan findings are warnings; leftovers exit 4, other findings 6 (see exit_after).

@@ -8,6 +8,7 @@ mod cluster_scan;
 mod demo;
 mod errors;
 mod fault_matrix;
+mod fleet;
 mod invariants;
 mod launch;
 mod leaks;

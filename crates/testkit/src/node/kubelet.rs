@@ -560,7 +560,7 @@ fn container_status(c: &ContainerRt) -> Value {
     };
     let running = matches!(c.state, CState::Running { .. });
     let mut s = json!({
-        "name": c.name, "image": c.image, "imageID": "",
+        "name": c.name, "image": c.image, "imageID": image_id(&c.image),
         "ready": running && !c.ephemeral,
         "restartCount": 0,
         "started": running,
@@ -570,6 +570,25 @@ fn container_status(c: &ContainerRt) -> Value {
         s["containerID"] = json!(format!("runc://{id}"));
     }
     s
+}
+
+/// The `imageID` a runtime reports for `image`: the repository and the digest it runs. An image
+/// pinned by digest runs that digest; for a tag, this test double has no registry manifest, so
+/// it stands in the SHA-256 of the reference (stable per reference, as a pulled tag would be).
+/// Never empty: a real runtime always reports one, and the pre-scan check reads it.
+pub(crate) fn image_id(image: &str) -> String {
+    use sha2::Digest as _;
+    let (named, digest) = match image.split_once("@sha256:") {
+        Some((named, d)) => (named, d.to_owned()),
+        None => (image, hex::encode(sha2::Sha256::digest(image.as_bytes()))),
+    };
+    // The repository without its tag (a ':' after the last '/'; a registry port comes before).
+    let slash = named.rfind('/').map_or(0, |i| i + 1);
+    let repo = match named[slash..].find(':') {
+        Some(i) => &named[..slash + i],
+        None => named,
+    };
+    format!("{repo}@sha256:{digest}")
 }
 
 /// The pod status the real processes give.
@@ -680,5 +699,22 @@ impl Kubelet for Shared {
                 .clone()
         };
         std::fs::read(path).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn image_ids_name_the_repository_and_a_digest() {
+        let d = "ab".repeat(32);
+        assert_eq!(
+            super::image_id(&format!("localhost:5000/agent:0.1@sha256:{d}")),
+            format!("localhost:5000/agent@sha256:{d}")
+        );
+        let tagged = super::image_id("busybox:1.36");
+        assert!(tagged.starts_with("busybox@sha256:"), "{tagged}");
+        assert_eq!(tagged.len(), "busybox@sha256:".len() + 64);
+        assert_eq!(tagged, super::image_id("busybox:1.36"), "stable");
+        assert_ne!(tagged, super::image_id("busybox:1.37"));
     }
 }
