@@ -13,6 +13,8 @@
 //! pods in 4 namespaces of the fake with 20 ms per call, at concurrency 1, 8 and 32: wall time,
 //! API calls and peak RSS of each, and the speed-up against concurrency 1 measured in the same
 //! run (`examples/fleet_bench.rs` of `keyhole-cli`).
+//!
+//! The scan workflows: `bench_workflows.rs` (also alone: `cargo xtask bench workflows`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -207,6 +209,10 @@ fn oscap_rules(results: &Path) -> Result<usize> {
 }
 
 pub(crate) fn run_bench() -> Result<()> {
+    // `cargo xtask bench workflows`: only the per-workflow cluster scan rows.
+    if std::env::args().nth(2).as_deref() == Some("workflows") {
+        return crate::bench_workflows::run();
+    }
     // `cargo xtask bench rpm`: the RPM integrity case alone.
     if std::env::args().nth(2).as_deref() == Some("rpm") {
         return crate::bench_rpm::run_rpm_bench();
@@ -384,6 +390,7 @@ pub(crate) fn run_bench() -> Result<()> {
         (controls as f64 / k_secs.max(0.001)) / (o_rules as f64 / o_secs.max(0.001))
     );
     crate::bench_rpm::run_rpm_bench()?;
+    crate::bench_workflows::run()?;
     run_fleet_bench()
 }
 

@@ -25,6 +25,7 @@
 
 mod bench;
 mod bench_rpm;
+mod bench_workflows;
 mod cluster;
 mod demo;
 mod e2e;

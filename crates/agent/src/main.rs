@@ -203,7 +203,12 @@ fn gather_once(plan: &FactPlan, pid: u32, limit: Duration) -> Result<Facts, Fail
     let source = LocalRoot::process(pid).map_err(|e| Failure(3, format!("process {pid}: {e}")))?;
     // Without ptrace-read rights on the target the source still builds and answers every
     // request "permission denied": a frame of those would evaluate as a scan. Refuse instead.
-    if let Some(e) = source.root_error() {
+    // A plan of process files only (keyhole's UID probe reads `/proc/1/status`, which any UID
+    // may read) needs no root: it runs as an unprivileged UID that cannot open it.
+    let needs_root = plan
+        .requests()
+        .any(|r| !matches!(r, keyhole_engine::FactRequest::Proc { .. }));
+    if let Some(e) = source.root_error().filter(|_| needs_root) {
         return Err(Failure(
             3,
             format!(

@@ -210,14 +210,15 @@ pub(crate) struct ScanArgs {
     /// Distroless: the agent image for the ephemeral container (pin it with @sha256:...).
     #[arg(long, value_name = "IMAGE", default_value = keyhole_scanners::DEFAULT_SCANNER_IMAGE, value_parser = parse_image)]
     pub(crate) image: ImageRef,
-    /// Distroless: the target's UID when its pod spec does not set runAsUser.
+    /// Distroless: the target's UID when its pod spec does not set runAsUser (without it, a
+    /// first short probe container reads /proc/1/status; it stays in the pod spec too).
     #[arg(long, value_name = "N")]
     pub(crate) target_uid: Option<u32>,
     /// Distroless: the target's GID when its pod spec does not set runAsGroup.
     #[arg(long, value_name = "N")]
     pub(crate) target_gid: Option<u32>,
-    /// Distroless: scan a target running as root (the scanner then runs as root, with every
-    /// capability dropped).
+    /// Distroless: scan a target running as root (the scanner then runs as root with exactly
+    /// the target's capability set, never more).
     #[arg(long)]
     pub(crate) scanner_as_target_root: bool,
     /// Distroless: scan a pod whose containers already share one PID namespace.
@@ -232,6 +233,11 @@ pub(crate) struct ScanArgs {
     /// Audit log (default: $XDG_STATE_HOME/keyhole/audit.jsonl).
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<std::path::PathBuf>,
+    /// Sidecar: scan IMAGE before it is deployed — create the scan pod TARGET (IMAGE as
+    /// container `target`, running as --target-uid, beside the scanner sidecar) behind a
+    /// default-deny NetworkPolicy, read its facts from the sidecar's log, delete both.
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image, conflicts_with_all = ["root", "pid", "selector"])]
+    pub(crate) launch: Option<ImageRef>,
     #[command(flatten)]
     pub(crate) audit_key: AuditKeyArgs,
     #[command(flatten)]

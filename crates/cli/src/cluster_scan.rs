@@ -15,7 +15,7 @@ use kube::Api;
 use kube::api::ListParams;
 
 use crate::SessionError;
-use crate::session::{Audit, Outcome, ScopedClients, SessionSpec, run_session};
+use crate::session::{Audit, Outcome, ScopedClients, SessionSpec, run_session_with};
 
 /// Why a cluster scan could not start.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +169,13 @@ async fn gather_in_session(
     run: Run,
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
+    launch: Option<&crate::launch::Launch>,
 ) -> Result<Gathered, ScanError> {
     let mode = run.mode();
+    let extra = match launch {
+        Some(l) => Some(crate::launch::objects(&run, l)?),
+        None => None,
+    };
     let distroless = match (mode, &request.distroless) {
         (ScanMode::Distroless, Some(d)) => Some(d.clone()),
         (ScanMode::Distroless, None) => return Err(ScanError::ModeUnavailable(mode)),
@@ -187,11 +192,25 @@ async fn gather_in_session(
         let gathered = gathered.clone();
         let run = run.clone();
         let container = request.container.clone();
+        let launch = launch.cloned();
         Box::new(move |client: kube::Client| {
             Box::pin(async move {
                 let ns = run.namespace().to_string();
                 for pod in run.pods() {
-                    let (target, facts) = if mode == ScanMode::Sidecar {
+                    let (target, facts) = if let Some(l) = &launch {
+                        // The scan pod this run created: wait for the sidecar's first frame.
+                        let (facts, at) =
+                            crate::launch::wait_for_facts(&client, &ns, pod.as_str(), l)
+                                .await
+                                .map_err(work_error)?;
+                        tracing::info!(pod = %pod, gathered_at = %at, "launched scan pod's facts read");
+                        let target = ContainerTarget {
+                            namespace: ns.clone(),
+                            pod: pod.to_string(),
+                            container: crate::launch::TARGET_CONTAINER.to_string(),
+                        };
+                        (target, facts)
+                    } else if mode == ScanMode::Sidecar {
                         let (facts, at) = keyhole_workflows::read_sidecar(
                             &client,
                             &ns,
@@ -255,7 +274,8 @@ async fn gather_in_session(
         policy: request.session.policy,
     };
     let ephemeral = run_for_traces.object_name().to_string();
-    let session = run_session(user.clone(), spec, scoped, audit).await?;
+    let probe = keyhole_workflows::probe_container_name(&run_for_traces);
+    let session = run_session_with(user.clone(), spec, scoped, audit, extra).await?;
     let facts = std::mem::take(&mut *gathered.lock().unwrap_or_else(|p| p.into_inner()));
     // Whatever happened, an ephemeral container that was added stays in the pod spec: read the
     // pods back (with the user's credentials, after the access is gone) and report each.
@@ -263,14 +283,34 @@ async fn gather_in_session(
     if mode == ScanMode::Distroless {
         let ns = run_for_traces.namespace().as_str();
         let api: Api<Pod> = Api::namespaced(user.clone(), ns);
+        // Bounded like every other call of the user's outside the session: an API server
+        // that stops answering must not hold the command (the access is already gone).
+        let limit = request.session.policy.call_timeout;
         for pod in run_for_traces.pods() {
-            match api.get(pod.as_str()).await {
+            let read = tokio::time::timeout(limit, api.get(pod.as_str()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(kube::Error::Service(
+                        format!("no answer within {limit:?}").into(),
+                    ))
+                });
+            match read {
                 Ok(p) => {
-                    let added = p
+                    let added: Vec<String> = p
                         .spec
                         .and_then(|s| s.ephemeral_containers)
-                        .is_some_and(|v| v.iter().any(|c| c.name == ephemeral));
-                    if added {
+                        .into_iter()
+                        .flatten()
+                        .map(|c| c.name)
+                        .collect();
+                    // The UID probe first (when one ran), then the scanner.
+                    if added.contains(&probe) {
+                        traces.push(format!(
+                            "{ns}/{pod}: ephemeral container {probe} (the UID probe: the pod \
+                             spec did not settle the target's identity; --target-uid avoids it)"
+                        ));
+                    }
+                    if added.contains(&ephemeral) {
                         traces.push(format!("{ns}/{pod}: ephemeral container {ephemeral}"));
                     }
                 }
@@ -303,6 +343,37 @@ pub async fn scan_cluster(
     request: ScanRequest,
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
+) -> Result<ScanOutcome, ScanError> {
+    scan_cluster_with(user, request, scoped, audit, None).await
+}
+
+/// `keyhole scan --mode sidecar --launch IMAGE`: [`scan_cluster`] of a scan pod this run
+/// creates (see [`crate::launch`]) behind its verified NetworkPolicy, read through its log and
+/// deleted with the run's other objects. The request's run must be a sidecar run of one pod
+/// (the scan pod's name).
+pub async fn scan_cluster_launch(
+    user: kube::Client,
+    request: ScanRequest,
+    launch: crate::launch::Launch,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+) -> Result<ScanOutcome, ScanError> {
+    if request.run.mode() != ScanMode::Sidecar || request.run.pods().len() != 1 {
+        return Err(ScanError::Session(SessionError::Work(
+            "--launch creates one scan pod in sidecar mode: give exactly one TARGET name and \
+             --mode sidecar"
+                .into(),
+        )));
+    }
+    scan_cluster_with(user, request, scoped, audit, Some(launch)).await
+}
+
+async fn scan_cluster_with(
+    user: kube::Client,
+    request: ScanRequest,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+    launch: Option<crate::launch::Launch>,
 ) -> Result<ScanOutcome, ScanError> {
     let mut request = request;
     let requested = request.run.mode();
@@ -354,10 +425,22 @@ pub async fn scan_cluster(
     .map_err(|e| SessionError::Work(Box::new(e)))?;
     let mut run_ids = vec![first.id().clone()];
     let first_id = first.id().to_string();
+    let first_probe = keyhole_workflows::probe_container_name(&first);
     let first_ephemeral =
         (first_mode == ScanMode::Distroless).then(|| first.object_name().to_string());
-    let mut g = gather_in_session(&user, &request, first, scoped.clone(), audit.clone()).await?;
+    let mut g = gather_in_session(
+        &user,
+        &request,
+        first,
+        scoped.clone(),
+        audit.clone(),
+        launch.as_ref(),
+    )
+    .await?;
     evidence.add_run(&first_id, &g.session.cleanup, first_ephemeral.as_deref());
+    if first_mode == ScanMode::Distroless {
+        expect_probe(&mut evidence, &g.traces, &first_probe);
+    }
     let mut why = match first_mode {
         ScanMode::Distroless => {
             "distroless: one ephemeral container running keyhole-agent, facts read from its log"
@@ -381,8 +464,10 @@ pub async fn scan_cluster(
         tracing::info!("no shell in the target: the standard access is gone, trying distroless");
         let (second_id, second_ephemeral) =
             (second.id().to_string(), second.object_name().to_string());
-        g = gather_in_session(&user, &request, second, scoped, audit2).await?;
+        let second_probe = keyhole_workflows::probe_container_name(&second);
+        g = gather_in_session(&user, &request, second, scoped, audit2, None).await?;
         evidence.add_run(&second_id, &g.session.cleanup, Some(&second_ephemeral));
+        expect_probe(&mut evidence, &g.traces, &second_probe);
         mode = ScanMode::Distroless;
         why = "auto: the target has no shell, so after the standard access was deleted and \
                verified gone, one ephemeral container ran keyhole-agent with its own access"
@@ -433,6 +518,17 @@ pub async fn scan_cluster(
         run_ids,
         postscan: evidence,
     })
+}
+
+/// The distroless run's UID probe container, when the run reports one in `traces`, is expected
+/// in the target pods too: like the scanner, it stays in the pod spec, and the output names it.
+fn expect_probe(evidence: &mut crate::postscan::PostScanEvidence, traces: &[String], probe: &str) {
+    if !traces.iter().any(|t| t.contains(probe)) {
+        return;
+    }
+    for t in &mut evidence.targets {
+        t.expected_ephemeral.push(probe.to_owned());
+    }
 }
 
 fn work_error(e: WorkflowError) -> SessionError {

@@ -9,6 +9,7 @@
 pub mod cluster_scan;
 mod error;
 pub mod fleet;
+pub mod launch;
 pub mod postscan;
 pub mod prescan;
 pub mod session;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use keyhole_cleanup::CleanupAction;
-use keyhole_cli::cluster_scan::{ScanError, ScanRequest, decide_mode, resolve_selector};
+use keyhole_cli::cluster_scan::{
+    ScanError, ScanRequest, decide_mode, resolve_selector, scan_cluster_launch,
+};
 use keyhole_cli::prescan::scan_gated;
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
@@ -126,6 +128,24 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let precheck_policy = crate::gates::policy(a)?;
     let started = Timestamp::now();
     let (mode, why) = decide_mode(a.mode).map_err(Failure::bad_input)?;
+    // --launch: one scan pod, in sidecar mode, whose image's UID the user gives.
+    let launch_uid = match &a.launch {
+        None => 0,
+        Some(_) if mode != keyhole_core::ScanMode::Sidecar => {
+            return Err(Failure::bad_input("--launch needs --mode sidecar"));
+        }
+        Some(_) if a.targets.len() != 1 || a.selector.is_some() => {
+            return Err(Failure::bad_input(
+                "--launch creates one scan pod: give exactly one TARGET name (the pod's)",
+            ));
+        }
+        Some(_) => a.target_uid.ok_or_else(|| {
+            Failure::bad_input(
+                "--launch needs --target-uid N: the image runs as that UID in the scan pod, \
+                 and the sidecar with it",
+            )
+        })?,
+    };
     // A dry run with -n needs no kubeconfig at all.
     let user = match (a.dry_run, &a.namespace) {
         (true, Some(_)) => None,
@@ -188,20 +208,40 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
             cluster: user.cluster.clone(),
             namespace: ns.to_string(),
         });
-        // The pre-scan verification (your credentials, GETs only) runs first; an abort
-        // creates nothing.
-        let gated = scan_gated(
-            client.clone(),
-            request,
-            &precheck_policy,
-            scoped,
-            audit.clone(),
-        )
-        .await
-        .map_err(|e| match e {
-            ScanError::ChooseContainer(_) => Failure::bad_input(e),
-            _ => Failure::scan(e),
-        })?;
+        let gated = if let Some(image) = &a.launch {
+            // The scan pod does not exist yet (this run creates it, hardened): there is no
+            // pod to pre-check.
+            let launch = keyhole_cli::launch::Launch {
+                image: image.clone(),
+                scanner: a.image.clone(),
+                uid: launch_uid,
+                gid: a.target_gid,
+                poll: std::time::Duration::from_secs(1),
+                wait: std::time::Duration::from_secs(keyhole_scanners::scan_time_limit_secs(&run)),
+            };
+            let scan = scan_cluster_launch(client.clone(), request, launch, scoped, audit.clone())
+                .await
+                .map_err(Failure::scan)?;
+            keyhole_cli::prescan::GatedOutcome {
+                verdicts: Vec::new(),
+                scan: Some(scan),
+            }
+        } else {
+            // The pre-scan verification (your credentials, GETs only) runs first; an abort
+            // creates nothing.
+            scan_gated(
+                client.clone(),
+                request,
+                &precheck_policy,
+                scoped,
+                audit.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                ScanError::ChooseContainer(_) => Failure::bad_input(e),
+                _ => Failure::scan(e),
+            })?
+        };
         // After teardown: audit records, fresh GETs, credential artifacts, target unchanged.
         let postscan = match gated.scan.as_ref() {
             Some(outcome) => {
@@ -376,7 +416,7 @@ fn dry_run(
         if mode == keyhole_core::ScanMode::Sidecar {
             "read each pod's scanner sidecar log with pods/log get and take the newest complete facts (no exec, no new container) (scoped credentials)".to_string()
         } else if mode == keyhole_core::ScanMode::Distroless {
-            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities, wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
+            "read each pod, add ONE ephemeral container running the agent as the target's UID with no capabilities (a root target, with --scanner-as-target-root: exactly its capability set; a UID the pod spec does not say and --target-uid does not give: learned first by a short probe container reading /proc/1/status, which stays too), wait for it to terminate, read its facts from pods/log (scoped credentials); it stays in the pod spec, terminated".to_string()
         } else {
             "read each pod and open ONE exec session per pod into the container: /bin/sh -s, the fact script on stdin (scoped credentials)".to_string()
         },

@@ -121,7 +121,7 @@ impl Audit {
     }
 }
 
-fn object_ref(c: &Created) -> ObjectRef {
+pub(crate) fn object_ref(c: &Created) -> ObjectRef {
     ObjectRef {
         kind: c.kind.as_str().to_string(),
         namespace: c.namespace.clone(),
@@ -247,6 +247,37 @@ pub async fn run_session(
     scoped: Arc<dyn ScopedClients>,
     audit: Audit,
 ) -> Result<Outcome, SessionError> {
+    run_session_with(user, spec, scoped, audit, None).await
+}
+
+/// An object a session creates with the user's credentials besides the access (`--launch`).
+#[derive(Debug, Clone)]
+pub enum ExtraObject {
+    /// The NetworkPolicy of the run's pods; read back and checked to select them, default-deny.
+    NetworkPolicy(Box<k8s_openapi::api::networking::v1::NetworkPolicy>),
+    /// A pod of the run (the `--launch` scan pod).
+    Pod(Box<k8s_openapi::api::core::v1::Pod>),
+}
+
+/// Builds the extra objects of a session, in creation order, given the owner reference of the
+/// run's ServiceAccount (so the garbage collector removes them if the teardown cannot).
+pub type ExtraObjects = Box<
+    dyn FnOnce(k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> Vec<ExtraObject>
+        + Send,
+>;
+
+/// [`run_session`] that also creates `extra` with the user's credentials, after the access
+/// objects and before the scoped token (a NetworkPolicy first, so a pod never runs before the
+/// policy isolating it is in place and verified). Each is registered for the one teardown and
+/// recorded in the audit log like the access objects; a failure ends the session like any
+/// setup failure.
+pub async fn run_session_with(
+    user: Client,
+    spec: SessionSpec,
+    scoped: Arc<dyn ScopedClients>,
+    audit: Audit,
+    extra: Option<ExtraObjects>,
+) -> Result<Outcome, SessionError> {
     let run = spec.run.clone();
     let policy = spec.policy;
     let registry = Registry::new();
@@ -343,6 +374,21 @@ pub async fn run_session(
                     return result;
                 }
             };
+            if let Some(extra) = extra {
+                let owner = keyhole_rbac::owner_reference(&run, &applied.service_account_uid);
+                for object in extra(owner) {
+                    let created = bounded(
+                        call.saturating_mul(2),
+                        "creating the scan pod and its NetworkPolicy",
+                        crate::launch::create_extra(&user, &run, &registry, &audit, object),
+                    )
+                    .await;
+                    if let Err(e) = created {
+                        result.error = Some(e);
+                        return result;
+                    }
+                }
+            }
             let token = match bounded(
                 call,
                 "minting the scoped token",

@@ -16,7 +16,8 @@
 //! - **standard** ([`gather_standard`]): exactly one exec session running the engine's
 //!   [`ShellScript`](keyhole_engine::ShellScript) fed on stdin.
 //! - **distroless** ([`gather_distroless`]): one ephemeral container running `keyhole-agent`
-//!   with the fact plan, as the target's UID with nothing more; its one checksummed frame of
+//!   with the fact plan, as the target's UID with nothing more (learned by a first probe
+//!   container when neither the pod spec nor the caller says it; see [`identity`]); its one checksummed frame of
 //!   facts is read from `pods/log` after `pods` get reports it terminated.
 //! - **sidecar** ([`read_sidecar`]): the newest complete frame of an injected scanner
 //!   sidecar's log, with `pods/log` get only, refused when older than the caller allows.
@@ -24,11 +25,15 @@
 mod distroless;
 mod error;
 mod evaluate;
+pub mod identity;
 mod sidecar;
 mod standard;
 mod target;
 
-pub use distroless::{DistrolessOptions, distroless_container, gather_distroless};
+pub use distroless::{
+    DistrolessOptions, PROBE_UID, distroless_container, gather_distroless, probe_container,
+    probe_container_name,
+};
 pub use error::WorkflowError;
 pub use evaluate::{Evaluated, evaluate};
 pub use sidecar::read_sidecar;

@@ -711,7 +711,7 @@ fn agent_binary() -> PathBuf {
 }
 
 /// The target pod `prod/web-0` with container `app` running as `uid` (pod spec), Running.
-fn pod_running_as(uid: Option<i64>, share_pid: bool) -> FakeCluster {
+pub(crate) fn pod_running_as(uid: Option<i64>, share_pid: bool) -> FakeCluster {
     let c = FakeCluster::new();
     add_pod_running_as(&c, uid, share_pid);
     c
@@ -902,11 +902,11 @@ async fn distroless_scan_reads_the_agents_facts_and_gives_the_local_pid_scans_hd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distroless_refuses_root_targets_unknown_uids_and_shared_pid_pods_before_patching() {
+async fn distroless_refuses_root_targets_and_shared_pid_pods_before_patching() {
     let profile = Profile::builtin("container-baseline").unwrap();
     for (uid, share, want) in [
         (Some(0), false, "runs as root"),
-        (None, false, "--target-uid"),
+        // An unknown UID is probed first (`uid_probe.rs`).
         (Some(10001), true, "--allow-shared-pid"),
     ] {
         let cluster = pod_running_as(uid, share);

@@ -29,15 +29,15 @@ use crate::cluster_scan::{
 use crate::scenarios;
 use crate::support::{NS, POD};
 
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// The agent image the scan asks for (`distroless_options`); the node serves it from the
 /// agent tree whatever its tag and digest.
-const AGENT_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent";
+pub(crate) const AGENT_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent";
 
 /// The node's images: busybox (root), the true distroless `pause` tree, and the agent. Built
 /// once per test process: the agent tree is refreshed in place when the static agent changed,
 /// which parallel tests must not race on.
-fn images() -> Images {
+pub(crate) fn images() -> Images {
     static IMAGES: std::sync::OnceLock<Images> = std::sync::OnceLock::new();
     IMAGES.get_or_init(build_images).clone()
 }
@@ -61,7 +61,7 @@ fn build_images() -> Images {
 }
 
 /// A fake cluster with namespace `prod` and a node serving it.
-fn node() -> (FakeCluster, Node) {
+pub(crate) fn node() -> (FakeCluster, Node) {
     require_root();
     let cluster = FakeCluster::new();
     cluster.create_namespace(NS);
@@ -71,7 +71,7 @@ fn node() -> (FakeCluster, Node) {
 }
 
 /// Creates `prod/web-0` from `spec` and waits until its containers run on the node.
-async fn start_pod(cluster: &FakeCluster, node: &Node, spec: serde_json::Value) {
+pub(crate) async fn start_pod(cluster: &FakeCluster, node: &Node, spec: serde_json::Value) {
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": POD, "namespace": NS},
@@ -85,7 +85,7 @@ async fn start_pod(cluster: &FakeCluster, node: &Node, spec: serde_json::Value) 
 }
 
 /// The host PID of container `c` of `prod/web-0`.
-fn pid_of(node: &Node, c: &str) -> u32 {
+pub(crate) fn pid_of(node: &Node, c: &str) -> u32 {
     node.container_pid(NS, POD, c)
         .unwrap_or_else(|| panic!("container {c} has no process on the node"))
 }
@@ -143,7 +143,7 @@ pub(crate) fn root_state(pid: u32) -> Vec<String> {
 /// binary's `scan --pid` (the same local path, in a process that can drop privileges). A root
 /// reader sees more than the target's UID (`/root` is 0700): comparing with it would compare
 /// privileges, not workflows.
-fn local_facts(pid: u32, plan: &keyhole_engine::FactPlan, as_uid: Option<u32>) -> Facts {
+pub(crate) fn local_facts(pid: u32, plan: &keyhole_engine::FactPlan, as_uid: Option<u32>) -> Facts {
     let Some(uid) = as_uid else {
         return LocalRoot::process(pid)
             .expect("the local source opens")
@@ -221,7 +221,7 @@ pub(crate) fn assert_ok(s: &Scanned) {
 }
 
 /// The scoped identity's calls, as `verb path`.
-fn scoped_calls(cluster: &FakeCluster) -> Vec<String> {
+pub(crate) fn scoped_calls(cluster: &FakeCluster) -> Vec<String> {
     cluster
         .calls()
         .into_iter()
@@ -233,7 +233,7 @@ fn scoped_calls(cluster: &FakeCluster) -> Vec<String> {
 /// The OCI `config.json` runc ran container `name` of `prod/web-0` with. The node exposes
 /// the container's log path (`<pod dir>/logs/NAME.log`) but not its bundle, which it keeps
 /// beside it (`<pod dir>/containers/NAME/bundle`) until the pod is deleted.
-fn oci_config(node: &Node, name: &str) -> serde_json::Value {
+pub(crate) fn oci_config(node: &Node, name: &str) -> serde_json::Value {
     let log = node.container_log_path(NS, POD, name).expect("a log path");
     let pod_dir = log.parent().and_then(Path::parent).unwrap();
     let path = pod_dir
@@ -425,7 +425,7 @@ async fn sidecar_on_the_node_reads_the_real_sidecars_log_only_and_gives_the_loca
 
 /// Distroless options for the fault tests: a wait far below the product's (minutes), so a
 /// scan that waits for the deadline instead of noticing the failure shows as this message.
-fn fault_options() -> keyhole_workflows::DistrolessOptions {
+pub(crate) fn fault_options() -> keyhole_workflows::DistrolessOptions {
     keyhole_workflows::DistrolessOptions {
         wait: Duration::from_secs(20),
         ..distroless_options()
@@ -434,7 +434,7 @@ fn fault_options() -> keyhole_workflows::DistrolessOptions {
 
 /// A scan that failed: the documented setup-failure exit code, no result, every object
 /// deleted and verified, the audit chain valid and ending clean. Returns the error.
-fn assert_failed_clean(s: &Scanned, cluster: &FakeCluster) -> String {
+pub(crate) fn assert_failed_clean(s: &Scanned, cluster: &FakeCluster) -> String {
     let o = &s.outcome;
     assert_eq!(
         o.session.exit_code,
