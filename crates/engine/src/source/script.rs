@@ -1022,15 +1022,37 @@ kh_wdir() {
     done
     return 0
   fi
+  # The positional parameters (this call's own) become the children's depth, then the
+  # subdirectories: the globals are overwritten by the calls below.
+  kh_wp=$1
+  set -- $(($2 + 1))
   # An unmatched pattern stays as it is: it names nothing (or the entry it matched).
-  for kh_wf in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+  for kh_wf in "$kh_wp"/* "$kh_wp"/.[!.]* "$kh_wp"/..?*; do
     [ -z "$kh_wstop" ] || return 0
     if [ -L "$kh_wf" ]; then kh_wadd "$kh_wf"; continue; fi
     [ -e "$kh_wf" ] || continue
     kh_wadd "$kh_wf"
-    if [ -d "$kh_wf" ] && [ "$(stat -c %d -- "$kh_wf" 2>/dev/null)" = "$kh_wdev" ]; then
-      kh_wdir "$kh_wf" $(($2 + 1))
-    fi
+    [ ! -d "$kh_wf" ] || set -- "$@" "$kh_wf"
+  done
+  [ "$#" -gt 1 ] || return 0
+  # Only the subdirectories on kh_s's device are entered (-xdev). One stat for all of them
+  # when it prints a line for each (the lines hold no names); else one stat each.
+  kh_wl=$1
+  shift
+  kh_wds=$(stat -c %d -- "$@" 2>/dev/null; echo .)
+  kh_wt=$kh_wds kh_wc=0
+  while :; do case $kh_wt in *"$kh_nl"*) kh_wt=${kh_wt#*"$kh_nl"}; kh_wc=$((kh_wc + 1));; *) break;; esac; done
+  [ "$kh_wc" -eq "$#" ] || kh_wds=
+  kh_wfirst=1
+  for kh_wf do
+    if [ -n "$kh_wfirst" ]; then set -- "$kh_wl"; kh_wfirst=; fi
+    if [ -n "$kh_wds" ]; then kh_wv=${kh_wds%%"$kh_nl"*} kh_wds=${kh_wds#*"$kh_nl"}
+    else kh_wv=$(stat -c %d -- "$kh_wf" 2>/dev/null); fi
+    [ "$kh_wv" != "$kh_wdev" ] || set -- "$@" "$kh_wf"
+  done
+  # Every path here starts with "/"; the first parameter (the depth) does not.
+  for kh_wf do
+    case $kh_wf in /*) kh_wdir "$kh_wf" "$1";; esac
   done
 }
 
