@@ -4,7 +4,10 @@
 //! applets: `[`/`test` (with the string comparison `<`, which dash and busybox have), `printf`,
 //! `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with `-xdev`, `-maxdepth`, `-mindepth`,
 //! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum` (and, for RPM and
-//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …).
+//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …). RPM and apk
+//! integrity can do without `find` and `xargs` (UBI-minimal has no findutils): `sh` then walks
+//! the prefixes itself (globs, `[ -L ]`, `[ -d ]`, `stat -c %d` for `-xdev`) and hands the same
+//! entries to the same handler, so the facts are the same.
 //!
 //! Output framing (stdout), per request *i* of the plan (in plan order):
 //!
@@ -970,19 +973,111 @@ kh_mwalk() {
   printf '@S W\n'
   if ! { kh_resolve "$1" 1 && kh_isdir; }; then printf '@F %s\n' "$kh_E"; return; fi
   if [ ! -r "$kh_R" ] || [ ! -x "$kh_R" ]; then printf '@F PermissionDenied\n'; return; fi
-  for kh_t in find xargs stat od tr head; do
+  for kh_t in stat od tr head; do
     if ! command -v "$kh_t" >/dev/null 2>&1; then printf '@F Io:%s-not-available\n' "$kh_t"; return; fi
   done
+  # Without find or xargs (UBI-minimal has no findutils) sh walks the same entries itself.
+  kh_mfind=1
+  for kh_t in find xargs; do command -v "$kh_t" >/dev/null 2>&1 || kh_mfind=; done
   # A prefix that leads where an earlier one did (/bin/ -> /usr/bin/) is not walked twice.
   case "$kh_nl$kh_mseen" in *"$kh_nl$kh_R$kh_nl"*) printf '@F Io:walked-under-another-prefix\n'; return;; esac
   kh_mseen=$kh_mseen$kh_R$kh_nl
   kh_s=${kh_R%/}/.
   kh_now=$(date +%s 2>/dev/null)
   case $kh_now in ''|*[!0-9]*) kh_dl=-;; *) kh_dl=$((kh_now + $4));; esac
-  { if [ -n "$(find "$kh_s" -xdev -mindepth $(($2 + 1)) -maxdepth $(($2 + 1)) -print 2>/dev/null | head -c 1)" ]; then printf 'D\000'; fi
-    find "$kh_s" -xdev -maxdepth "$2" -print0 2>/dev/null | xargs -0 -s "$6" sh -c "$5" sh "$kh_s" "$kh_dl" 2>/dev/null
+  { if [ -z "$kh_mfind" ]; then kh_wtree "$2" "$3" "$5" "$6"
+    else
+      if [ -n "$(find "$kh_s" -xdev -mindepth $(($2 + 1)) -maxdepth $(($2 + 1)) -print 2>/dev/null | head -c 1)" ]; then printf 'D\000'; fi
+      find "$kh_s" -xdev -maxdepth "$2" -print0 2>/dev/null | xargs -0 -s "$6" sh -c "$5" sh "$kh_s" "$kh_dl" 2>/dev/null
+    fi
   } | tr '\n\000' '\000\n' | head -n "$3" | kh_hex
   printf '@F ok\n'
+}
+
+# kh_wtree MAXDEPTH LINES HANDLER BATCH: what "find kh_s -xdev -maxdepth MAXDEPTH -print0 |
+# xargs -0 -s BATCH sh -c HANDLER sh kh_s kh_dl" writes, and the "D" record before it, in sh
+# alone: kh_s and every entry below it to MAXDEPTH, not below a directory on another device than
+# kh_s (-xdev, by stat %d), handed to HANDLER in batches as arguments (any byte but NUL survives).
+# It stops when HANDLER does (exit 255: deadline, or head has read enough) or after LINES entries
+# (each gives at least one line: head has cut there). Runs in a pipeline's subshell.
+kh_wtree() {
+  kh_wmax=$1 kh_wlim=$2 kh_wh=$3 kh_wbs=$(($4 - ${#3})) kh_wn=0 kh_wk=0 kh_wsz=0 kh_wstop= kh_wdeep=
+  [ "$kh_wbs" -ge 4096 ] || kh_wbs=4096
+  kh_wadd "$kh_s"
+  kh_wdev=$(stat -c %d -- "$kh_s" 2>/dev/null)
+  case $kh_wdev in
+    ''|*[!0-9]*) printf 'T\000';;
+    *) set +f; kh_wdir "$kh_s" 0; set -f;;
+  esac
+  kh_wflush
+}
+
+# kh_wdir DIR DEPTH: the entries of DIR (at DEPTH below kh_s), depth first; "D" once if DIR is
+# at MAXDEPTH and holds an entry.
+kh_wdir() {
+  if [ "$2" -ge "$kh_wmax" ]; then
+    [ -z "$kh_wdeep" ] || return 0
+    for kh_wf in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+      if [ -L "$kh_wf" ] || [ -e "$kh_wf" ]; then kh_wdeep=1; printf 'D\000'; return 0; fi
+    done
+    return 0
+  fi
+  # The positional parameters (this call's own) become the children's depth, then the
+  # subdirectories: the globals are overwritten by the calls below.
+  kh_wp=$1
+  set -- $(($2 + 1))
+  # An unmatched pattern stays as it is: it names nothing (or the entry it matched).
+  for kh_wf in "$kh_wp"/* "$kh_wp"/.[!.]* "$kh_wp"/..?*; do
+    [ -z "$kh_wstop" ] || return 0
+    if [ -L "$kh_wf" ]; then kh_wadd "$kh_wf"; continue; fi
+    [ -e "$kh_wf" ] || continue
+    kh_wadd "$kh_wf"
+    [ ! -d "$kh_wf" ] || set -- "$@" "$kh_wf"
+  done
+  [ "$#" -gt 1 ] || return 0
+  # Only the subdirectories on kh_s's device are entered (-xdev). One stat for all of them
+  # when it prints a line for each (the lines hold no names); else one stat each.
+  kh_wl=$1
+  shift
+  kh_wds=$(stat -c %d -- "$@" 2>/dev/null; echo .)
+  kh_wt=$kh_wds kh_wc=0
+  while :; do case $kh_wt in *"$kh_nl"*) kh_wt=${kh_wt#*"$kh_nl"}; kh_wc=$((kh_wc + 1));; *) break;; esac; done
+  [ "$kh_wc" -eq "$#" ] || kh_wds=
+  kh_wfirst=1
+  for kh_wf do
+    if [ -n "$kh_wfirst" ]; then set -- "$kh_wl"; kh_wfirst=; fi
+    if [ -n "$kh_wds" ]; then kh_wv=${kh_wds%%"$kh_nl"*} kh_wds=${kh_wds#*"$kh_nl"}
+    else kh_wv=$(stat -c %d -- "$kh_wf" 2>/dev/null); fi
+    [ "$kh_wv" != "$kh_wdev" ] || set -- "$@" "$kh_wf"
+  done
+  # Every path here starts with "/"; the first parameter (the depth) does not.
+  for kh_wf do
+    case $kh_wf in /*) kh_wdir "$kh_wf" "$1";; esac
+  done
+}
+
+# kh_wadd PATH: PATH joins the batch (kh_wbN), which is handed on when full.
+kh_wadd() {
+  [ -z "$kh_wstop" ] || return 0
+  kh_wn=$((kh_wn + 1))
+  if [ "$kh_wn" -gt "$kh_wlim" ]; then kh_wstop=1; return 0; fi
+  eval "kh_wb$kh_wk=\$1"
+  kh_wk=$((kh_wk + 1)) kh_wsz=$((kh_wsz + ${#1} + 1))
+  if [ "$kh_wsz" -ge "$kh_wbs" ]; then kh_wflush; fi
+}
+
+# kh_wflush: HANDLER on the batch, as xargs runs it.
+kh_wflush() {
+  [ "$kh_wk" -gt 0 ] || return 0
+  kh_wa= kh_wj=0
+  while [ "$kh_wj" -lt "$kh_wk" ]; do
+    kh_wa="$kh_wa \"\$kh_wb$kh_wj\""
+    kh_wj=$((kh_wj + 1))
+  done
+  kh_wk=0 kh_wsz=0
+  eval "sh -c \"\$kh_wh\" sh \"\$kh_s\" \"\$kh_dl\" $kh_wa" 2>/dev/null || {
+    [ "$?" -ne 255 ] || kh_wstop=1
+  }
 }
 
 # kh_walk INDEX PATH MAXDEPTH LINES SECONDS XDEV HANDLER BATCH

@@ -16,7 +16,7 @@ use keyhole_hdf::ControlStatus;
 use sha1::Digest as _;
 
 use crate::eval_fixture::now;
-use crate::source_fixtures::{assert_same_facts, shells, within};
+use crate::source_fixtures::{assert_same_facts, shells, shells_without_find, within};
 
 const CONTROLS: &str = "  - id: APK
     impact: 0.7
@@ -191,6 +191,17 @@ fn apk_findings_are_the_tampering_and_the_script_gathers_the_same_facts() {
         let got: Facts = within(120, name, move || script.run_local(&fp, shell).unwrap());
         assert_same_facts(&format!("{name} vs LocalRoot"), &got, &facts);
     }
+    // Without findutils sh walks itself; the name with a newline is handed on whole.
+    for (name, shell) in shells_without_find() {
+        let script = ShellScript::in_container()
+            .with_root_prefix(root)
+            .unwrap()
+            .with_pid(None);
+        let fp = fact_plan.clone();
+        let got: Facts = within(120, name, move || script.run_local(&fp, shell).unwrap());
+        assert_same_facts(&format!("{name} without find vs LocalRoot"), &got, &facts);
+        assert_eq!(report(&got).0, want, "{name} without find");
+    }
 
     // No prefixes: nothing is verified, and the script (with nothing to walk) agrees.
     let empty = Profile::from_yaml_str(
@@ -285,22 +296,41 @@ fn an_apk_database_larger_than_read_is_an_error() {
 }
 
 #[test]
-fn without_find_the_script_verifies_nothing_and_says_why() {
+fn without_find_sh_walks_itself_and_without_stat_the_script_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     build(&root);
-    // dash with the GNU tools the script uses, `find` left out (as in an image without
+    // Tampered: other content of the same size.
+    std::fs::write(root.join("usr/bin/tool"), b"a TOOL").unwrap();
+    let p = profile();
+    let inputs = Inputs::defaults(&p);
+    let fact_plan = plan(&p, &inputs);
+    let local = LocalRoot::directory(&root).unwrap().gather(&fact_plan);
+    // dash with only the tools the script uses, `find` left out (as in an image without
     // findutils). (busybox sh would run its own `find` applet whatever PATH says.)
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let dash = crate::source_fixtures::require("dash", "dash");
-    std::os::unix::fs::symlink(&dash, bin.join("sh")).unwrap();
-    for tool in [
+    let run = |bin_name: &str, tools: &[&str]| {
+        let bin = dir.path().join(bin_name);
+        std::fs::create_dir(&bin).unwrap();
+        let dash = crate::source_fixtures::require("dash", "dash");
+        std::os::unix::fs::symlink(&dash, bin.join("sh")).unwrap();
+        for tool in tools {
+            let path = crate::source_fixtures::require(tool, "coreutils");
+            std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+        }
+        let mut sh = std::process::Command::new(dash);
+        sh.env("PATH", &bin);
+        let script = ShellScript::in_container()
+            .with_root_prefix(&root)
+            .unwrap()
+            .with_pid(None);
+        let fp = fact_plan.clone();
+        within(120, bin_name, move || script.run_local(&fp, sh).unwrap())
+    };
+    let tools = [
         "od",
         "head",
         "tr",
         "stat",
-        "xargs",
         "readlink",
         "date",
         "sha1sum",
@@ -308,33 +338,36 @@ fn without_find_the_script_verifies_nothing_and_says_why() {
         "md5sum",
         "grep",
         "cat",
-    ] {
-        let path = crate::source_fixtures::require(tool, "coreutils");
-        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
-    }
-    let mut sh = std::process::Command::new(dash);
-    sh.env("PATH", &bin);
-    let p = profile();
-    let inputs = Inputs::defaults(&p);
-    let fact_plan = plan(&p, &inputs);
-    let script = ShellScript::in_container()
-        .with_root_prefix(&root)
-        .unwrap()
-        .with_pid(None);
-    let facts = within(120, "busybox sh without find", move || {
-        script.run_local(&fact_plan, sh).unwrap()
-    });
+    ];
+    // sh walks the prefixes itself: the same facts, the tampering found, nothing unverified.
+    let facts = run("no-find", &tools);
+    assert_same_facts("dash without find vs LocalRoot", &facts, &local);
+    let (found, incomplete, checked) = report(&facts);
+    assert_eq!(checked, 6);
+    assert!(incomplete.is_empty(), "{incomplete:?}");
+    assert!(
+        !found.iter().any(|(_, w)| w.starts_with("unverified")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("/usr/bin/tool".to_string(), "digest".to_string())),
+        "{found:?}"
+    );
+
+    // Without `stat` either, nothing can be walked: every file unverified, and why.
+    let no_stat: Vec<&str> = tools.iter().copied().filter(|t| *t != "stat").collect();
+    let facts = run("no-find-no-stat", &no_stat);
     let (found, _, checked) = report(&facts);
     assert_eq!(checked, 6);
     assert!(
         found
             .iter()
-            .all(|(_, w)| w == "unverified: find not available"),
+            .all(|(_, w)| w == "unverified: stat not available"),
         "{found:?}"
     );
     let exec = evaluate(&p, &inputs, &facts, &Waivers::none(), now());
     let c = &exec.profiles[0].controls[0];
     let msg: Vec<String> = c.results.iter().filter_map(|r| r.message.clone()).collect();
     assert_eq!(c.status(), ControlStatus::ProfileError, "{msg:?}");
-    assert!(msg.join(" ").contains("find not available"), "{msg:?}");
+    assert!(msg.join(" ").contains("stat not available"), "{msg:?}");
 }

@@ -19,7 +19,7 @@ use keyhole_engine::{
 use keyhole_hdf::ControlStatus;
 
 use crate::eval_fixture::now;
-use crate::source_fixtures::{assert_same_facts, shells, within};
+use crate::source_fixtures::{assert_same_facts, shells, shells_without_find, within};
 
 const CONTROLS: &str = "  - id: BIN
     impact: 0.7
@@ -254,6 +254,22 @@ fn rpm_findings_equal_rpm_va_file_by_file_and_the_script_gathers_the_same_facts(
         let fp = fact_plan.clone();
         let got: Facts = within(600, name, move || script.run_local(&fp, shell).unwrap());
         assert_same_facts(&format!("{name} vs LocalRoot"), &got, &facts);
+    }
+    // Without findutils (UBI-minimal), sh walks the prefixes itself: the same facts, every
+    // file verified (`ours` fails on an unverified one, such as "find not available").
+    for (name, shell) in shells_without_find() {
+        let script = ShellScript::in_container()
+            .with_root_prefix(&root.root)
+            .unwrap()
+            .with_pid(None);
+        let fp = fact_plan.clone();
+        let got: Facts = within(600, name, move || script.run_local(&fp, shell).unwrap());
+        assert_same_facts(&format!("{name} without find vs LocalRoot"), &got, &facts);
+        assert_eq!(ours(&got), mine, "{name} without find");
+        assert!(
+            !format!("{got:?}").contains("not available"),
+            "{name} without find"
+        );
     }
 }
 

@@ -8,6 +8,7 @@ mod eval_waivers;
 mod integrity_apk;
 mod integrity_rpm;
 mod integrity_script;
+mod integrity_walk_nofind;
 mod read_dir;
 mod source_debian;
 mod source_fixtures;

@@ -83,6 +83,47 @@ pub(crate) fn shells() -> Vec<(&'static str, Command)> {
     vec![("dash", d), ("busybox sh", b)]
 }
 
+/// Shells as in an image without findutils (UBI-minimal: bash as `sh`, coreutils, no `find`, no
+/// `xargs`): dash and bash, each with a `PATH` of links to every program of the host's
+/// `/usr/sbin`, `/usr/bin`, `/sbin` and `/bin` but `find` and `xargs`, and `sh` that shell.
+/// (busybox sh is not among them: it runs its own `find` applet whatever `PATH` says.)
+pub(crate) fn shells_without_find() -> Vec<(&'static str, Command)> {
+    let mut out = Vec::new();
+    for (name, shell) in [("dash", "dash"), ("bash", "bash")] {
+        let shell = require(shell, shell);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("no-findutils-{name}"));
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        for from in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let Ok(entries) = std::fs::read_dir(from) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let n = e.file_name();
+                if n == "find" || n == "xargs" || n == "sh" {
+                    continue;
+                }
+                // The first directory in PATH order wins; an existing link is kept.
+                let _ = symlink(e.path(), dir.join(&n));
+            }
+        }
+        let sh = dir.join("sh");
+        let _ = std::fs::remove_file(&sh);
+        symlink(&shell, &sh).expect("sh link");
+        for gone in ["find", "xargs"] {
+            assert!(
+                std::fs::symlink_metadata(dir.join(gone)).is_err(),
+                "{gone} in {}",
+                dir.display()
+            );
+        }
+        assert!(dir.join("stat").exists(), "no stat in {}", dir.display());
+        let mut c = Command::new(&shell);
+        c.env("PATH", &dir);
+        out.push((name, c));
+    }
+    out
+}
+
 /// Facts with what legitimately differs between sources removed: the time taken and the OS's
 /// wording of I/O errors.
 pub(crate) fn normalise(facts: &Facts) -> Vec<(FactRequest, Result<FactValue, FactError>)> {

@@ -1,0 +1,261 @@
+//! The package-integrity walk of the `ShellScript` without `find` and `xargs` (UBI-minimal has
+//! no findutils): `sh` walks the prefixes itself, and its records must be exactly those the
+//! `find -xdev -maxdepth` walk writes, on a tree built to be hostile: hidden names (`.x`, `..x`,
+//! `...`), names with newlines, spaces, glob metacharacters and non-UTF-8 bytes, symlinks (to a
+//! directory, dangling), an empty directory, a FIFO, a mount point (`-xdev`) and entries deeper
+//! than the walk goes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use keyhole_engine::{
+    FactPlan, FactRequest, HashAlgo, ManagedSpec, PackageManager, ShellScript, TargetPath,
+};
+
+use crate::source_fixtures::{hostile_names, require, shells_without_find, within};
+
+/// The walk's depth bound (`managed::SCRIPT_WALK.max_depth`), written out here.
+const MAX_DEPTH: usize = 32;
+
+/// Unmounts the tmpfs on drop, whatever the test did.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn put(root: &Path, rel: &[u8], bytes: &[u8]) {
+    let p = root.join(std::ffi::OsStr::from_bytes(rel));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// The hostile tree; the returned guard holds the mount at `/usr/mnt`.
+fn build(root: &Path) -> Mount {
+    // apk's database only has to exist for the walk to run.
+    put(root, b"lib/apk/db/installed", b"");
+    put(root, b"usr/bin/tool", b"a tool");
+    put(root, b"usr/.hidden", b"h");
+    put(root, b"usr/..dots", b"d");
+    put(root, b"usr/...", b"three");
+    for (i, name) in hostile_names().iter().enumerate() {
+        let mut rel = b"usr/hostile/".to_vec();
+        rel.extend_from_slice(name);
+        put(root, &rel, format!("file {i}").as_bytes());
+        // The same name as a directory holding a file.
+        let mut dir = format!("usr/dirs/{i}-").into_bytes();
+        dir.extend_from_slice(name);
+        dir.extend_from_slice(b"/inside");
+        put(root, &dir, b"inside");
+    }
+    std::fs::create_dir_all(root.join("usr/empty")).unwrap();
+    symlink("bin", root.join("usr/link-to-dir")).unwrap();
+    symlink("/nowhere", root.join("usr/dangling")).unwrap();
+    let fifo = root.join("usr/fifo");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(ok.success(), "mkfifo");
+    // Entries down to MAX_DEPTH + 2 below /usr: the last levels are deeper than the walk.
+    let mut deep = String::from("usr");
+    for _ in 0..MAX_DEPTH + 1 {
+        deep.push_str("/d");
+    }
+    put(root, format!("{deep}/leaf").as_bytes(), b"deep");
+    // Another filesystem: the walk records the mount point, never what is inside.
+    let mnt = root.join("usr/mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs on {}", mnt.display());
+    let guard = Mount(mnt.clone());
+    std::fs::write(mnt.join("on-tmpfs"), b"other fs").unwrap();
+    guard
+}
+
+/// An entry's metadata (`mode:uid:gid:size:dev`) and link text.
+type Seen = (Vec<u8>, Option<Vec<u8>>);
+
+/// What one walk wrote, without its order: entries with their link text, digests per file,
+/// skips, and the markers (`D`, `T`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Walk {
+    entries: BTreeMap<Vec<u8>, Seen>,
+    digests: BTreeMap<Vec<u8>, Vec<Vec<u8>>>,
+    skips: BTreeSet<Vec<u8>>,
+    marks: BTreeSet<u8>,
+    examined: usize,
+}
+
+/// The `@S W` payloads of a script's stdout, decoded.
+fn walks(stdout: &[u8]) -> Vec<Walk> {
+    let text = String::from_utf8(stdout.to_vec()).expect("the script writes ASCII");
+    let mut out = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    for line in text.lines() {
+        if line == "@S W" {
+            cur = Some(Vec::new());
+        } else if let Some(status) = line.strip_prefix("@F ") {
+            if let Some(bytes) = cur.take() {
+                assert_eq!(status, "ok", "the walk failed");
+                out.push(parse(&bytes));
+            }
+        } else if let Some(bytes) = cur.as_mut() {
+            for h in line.split_whitespace() {
+                bytes.push(u8::from_str_radix(h, 16).expect("hex"));
+            }
+        }
+    }
+    out
+}
+
+fn parse(payload: &[u8]) -> Walk {
+    let mut w = Walk::default();
+    let mut last: Option<Vec<u8>> = None;
+    for record in payload.split(|&b| b == b'\n') {
+        let record: Vec<u8> = record
+            .iter()
+            .map(|&b| if b == 0 { b'\n' } else { b })
+            .collect();
+        let Some((&tag, rest)) = record.split_first() else {
+            continue;
+        };
+        match tag {
+            b'M' => {
+                w.examined += 1;
+                let mut parts = rest.splitn(6, |&b| b == b':');
+                let meta: Vec<&[u8]> = parts.by_ref().take(5).collect();
+                let rel = parts.next().expect("rel").to_vec();
+                let prev = w.entries.insert(rel.clone(), (meta.join(&b':'), None));
+                assert!(prev.is_none(), "{:?} twice", String::from_utf8_lossy(&rel));
+                last = Some(rel);
+            }
+            b'L' => {
+                let e = w.entries.get_mut(last.as_ref().unwrap()).unwrap();
+                e.1 = Some(rest.to_vec());
+            }
+            b'F' => {
+                w.digests.entry(rest.to_vec()).or_default();
+                last = Some(rest.to_vec());
+            }
+            b'H' | b'X' => w
+                .digests
+                .get_mut(last.as_ref().unwrap())
+                .expect("digest after F")
+                .push(record.clone()),
+            b'S' => {
+                w.skips.insert(rest.to_vec());
+            }
+            b'D' | b'T' => {
+                w.marks.insert(tag);
+            }
+            b'.' => {}
+            other => panic!("tag {other}"),
+        }
+    }
+    for d in w.digests.values_mut() {
+        d.sort();
+    }
+    w
+}
+
+fn run(script: &str, mut shell: Command) -> Vec<u8> {
+    let out = shell
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    out.stdout
+}
+
+#[test]
+fn without_find_sh_walks_exactly_what_find_walks() {
+    crate::source_runc::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let _mount = build(&root);
+    let mut plan = FactPlan::new();
+    plan.add(FactRequest::ManagedIntegrity(ManagedSpec {
+        manager: PackageManager::Apk,
+        prefixes: vec![TargetPath::new("/usr/").unwrap()],
+        max_files: 1000,
+        algorithms: vec![HashAlgo::Sha256, HashAlgo::Md5],
+    }));
+    let script = ShellScript::in_container()
+        .with_root_prefix(&root)
+        .unwrap()
+        .with_pid(None)
+        .render(&plan);
+
+    // The find path: dash with the host's GNU tools, find and xargs among them.
+    let mut dash = Command::new(require("dash", "dash"));
+    dash.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    require("find", "findutils");
+    let s = script.clone();
+    let by_find = within(120, "dash with find", move || walks(&run(&s, dash)));
+    assert_eq!(by_find.len(), 1);
+    let want = &by_find[0];
+    // The tree is what it was built to be, as find sees it (so the comparison means something).
+    let has = |rel: &[u8]| want.entries.contains_key(rel);
+    assert!(has(b""), "the start");
+    for rel in [
+        &b"/bin/tool"[..],
+        b"/.hidden",
+        b"/..dots",
+        b"/...",
+        b"/hostile/new\nline",
+        b"/hostile/*",
+        b"/empty",
+        b"/fifo",
+        b"/mnt",
+        b"/link-to-dir",
+        b"/dangling",
+    ] {
+        assert!(has(rel), "{:?} not walked", String::from_utf8_lossy(rel));
+    }
+    assert!(!has(b"/mnt/on-tmpfs"), "-xdev");
+    assert!(!has(b"/link-to-dir/tool"), "a symlink followed");
+    assert_eq!(want.marks, BTreeSet::from([b'D']), "deeper entries");
+    assert_eq!(
+        want.digests[&b"/bin/tool"[..]].len(),
+        2,
+        "{:?}",
+        want.digests
+    );
+    let hostile = hostile_names().len();
+    assert!(
+        want.examined > 2 * hostile + 40,
+        "{} entries",
+        want.examined
+    );
+
+    // Without findutils, dash and bash walk in sh: the very same records.
+    for (name, shell) in shells_without_find() {
+        let s = script.clone();
+        let got = within(120, name, move || walks(&run(&s, shell)));
+        assert_eq!(got.len(), 1, "{name}");
+        if got[0] != *want {
+            let only = |a: &Walk, b: &Walk| -> Vec<String> {
+                a.entries
+                    .keys()
+                    .filter(|k| !b.entries.contains_key(*k))
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect()
+            };
+            panic!(
+                "{name} without find walked differently: only find: {:?}, only sh: {:?}\nfind: {want:?}\nsh: {:?}",
+                only(want, &got[0]),
+                only(&got[0], want),
+                got[0]
+            );
+        }
+    }
+}
