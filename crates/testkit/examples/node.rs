@@ -6,7 +6,12 @@
 //! node --name NAME --kubeconfig NODE.kubeconfig [--scheduler-kubeconfig S.kubeconfig]
 //!      --serving-cert C --serving-key K --client-ca CA --apiserver-client-cert A
 //!      --ready-file F [--with-agent]
+//! node --images-only [--with-agent]
 //! ```
+//!
+//! `--images-only` makes the image trees (below) and exits: `cargo xtask cluster up`, not
+//! root, runs it as the user before it starts the node under `sudo -n`, so that the trees in
+//! `target/` are the user's.
 //!
 //! Images: `busybox:1.36` (the busybox tree, `CMD sh`), `registry.example/distroless` (the
 //! true distroless `pause` tree) and, with `--with-agent`, `ghcr.io/keyhole-scanner/keyhole-agent`
@@ -35,10 +40,12 @@ fn read(path: &str) -> Result<String, Error> {
 async fn main() -> Result<(), Error> {
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     let mut with_agent = false;
+    let mut images_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--with-agent" => with_agent = true,
+            "--images-only" => images_only = true,
             flag if flag.starts_with("--") => {
                 let v = it.next().ok_or(format!("{flag} needs a value"))?;
                 args.insert(flag.trim_start_matches("--").to_owned(), v);
@@ -51,6 +58,10 @@ async fn main() -> Result<(), Error> {
             .cloned()
             .ok_or_else(|| Error::from(format!("--{k} is required")))
     };
+    if images_only {
+        images(with_agent)?;
+        return Ok(());
+    }
     let scheduler = match args.get("scheduler-kubeconfig") {
         Some(p) => Some(config(p).await?),
         None => None,
@@ -63,20 +74,7 @@ async fn main() -> Result<(), Error> {
         client_ca_pem: read(&arg("client-ca")?)?,
         apiserver_client_cert_pem: read(&arg("apiserver-client-cert")?)?,
     };
-    let cache = rootfs::cache_dir();
-    let mut images = Images::new()
-        .with(
-            "busybox:1.36",
-            Image::new(rootfs::busybox(&cache.join("busybox"))?).cmd(["sh"]),
-        )
-        .with(
-            "registry.example/distroless",
-            Image::new(rootfs::distroless(&cache.join("distroless"))?).entrypoint(["/pause"]),
-        );
-    if with_agent {
-        let agent = rootfs::agent(&cache.join("agent"), &rootfs::static_agent()?)?;
-        images = images.with("ghcr.io/keyhole-scanner/keyhole-agent", Image::new(agent));
-    }
+    let images = images(with_agent)?;
     let options = NodeOptions {
         name: arg("name")?,
         poll: Duration::from_millis(100),
@@ -114,4 +112,23 @@ async fn main() -> Result<(), Error> {
     eprintln!("stopping the node");
     node.shutdown()?;
     Ok(())
+}
+
+/// The node's images, their trees made when missing.
+fn images(with_agent: bool) -> Result<Images, Error> {
+    let cache = rootfs::cache_dir();
+    let mut images = Images::new()
+        .with(
+            "busybox:1.36",
+            Image::new(rootfs::busybox(&cache.join("busybox"))?).cmd(["sh"]),
+        )
+        .with(
+            "registry.example/distroless",
+            Image::new(rootfs::distroless(&cache.join("distroless"))?).entrypoint(["/pause"]),
+        );
+    if with_agent {
+        let agent = rootfs::agent(&cache.join("agent"), &rootfs::static_agent()?)?;
+        images = images.with("ghcr.io/keyhole-scanner/keyhole-agent", Image::new(agent));
+    }
+    Ok(images)
 }
