@@ -36,9 +36,10 @@
 //! deletes its containers), then removes whatever a killed node left (`runc` containers with
 //! its id prefix, overlay mounts).
 //!
-//! Not root (the GitHub runner): the control plane runs as the user, and the node binary is
-//! built, and its images made (`node --images-only`), as the user too; then the node alone runs
-//! under `sudo -n` (said in the output). `down` signals it, removes its leftovers and its
+//! Not root (the GitHub runner): the control plane runs as the user, and the node binary and
+//! the static agent are built as the user too; then the node alone runs under `sudo -n` (said
+//! in the output), given the built agent (`--agent`), and makes its image trees in
+//! `target/rootfs` as root (they hold files of other owners, as the root-tier tests' do). `down` signals it, removes its leftovers and its
 //! root-owned work directory through `sudo -n`; `realapi` runs the test binary under `sudo -n`
 //! (the node tests ask `runc` about containers, which only root can). Without password-less
 //! sudo the control plane comes up without a node, and the tests that need one fail saying so.
@@ -1002,9 +1003,9 @@ fn start(state: &Path, kube: &Path, etcd: &Path, node: Option<&Path>) -> Result<
 }
 
 /// Builds the test node (`keyhole-testkit`'s `node` example), which runs runc containers, so
-/// as root or, not root, under `sudo -n` (then its images are made here, as the user, so that
-/// nothing in `target/` becomes root's); `None` when neither is possible, and the control plane
-/// comes up without it.
+/// as root or, not root, under `sudo -n` (then the static agent is built here, as the user:
+/// cargo need not be root's); `None` when neither is possible, and the control plane comes up
+/// without it.
 fn node_binary() -> Result<Option<PathBuf>> {
     if !is_root()
         && let Err(e) = crate::tools::Privilege::detect()
@@ -1026,11 +1027,7 @@ fn node_binary() -> Result<Option<PathBuf>> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    let bin = target.join("debug/examples/node");
-    if !is_root() {
-        run(Command::new(&bin).args(["--images-only", "--with-agent"]))?;
-    }
-    Ok(Some(bin))
+    Ok(Some(target.join("debug/examples/node")))
 }
 
 /// Starts the test node with its own identity and waits until it registered its Node object;
@@ -1054,33 +1051,36 @@ fn start_node(state: &Path, pki: &Pki, server: &str, bin: &Path, sudo: bool) -> 
     let ready = state.join("node.port");
     let workdir = state.join("node");
     let path = |p: &Path| p.display().to_string();
-    let start = if sudo { spawn_sudo } else { spawn };
-    let n = start(
-        state,
-        "node",
-        bin,
-        &[
-            "--name".into(),
-            NODE_NAME.into(),
-            "--kubeconfig".into(),
-            path(&node_config),
-            "--scheduler-kubeconfig".into(),
-            path(&sched_config),
-            "--serving-cert".into(),
-            path(&pki.path("kubelet-serving.crt")),
-            "--serving-key".into(),
-            path(&pki.path("kubelet-serving.key")),
-            "--client-ca".into(),
-            path(&pki.path("client-ca.crt")),
-            "--apiserver-client-cert".into(),
-            path(&pki.path("kubelet-client.crt")),
-            "--ready-file".into(),
-            path(&ready),
-            "--workdir".into(),
-            path(&workdir),
-            "--with-agent".into(),
-        ],
-    )?;
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        NODE_NAME.into(),
+        "--kubeconfig".into(),
+        path(&node_config),
+        "--scheduler-kubeconfig".into(),
+        path(&sched_config),
+        "--serving-cert".into(),
+        path(&pki.path("kubelet-serving.crt")),
+        "--serving-key".into(),
+        path(&pki.path("kubelet-serving.key")),
+        "--client-ca".into(),
+        path(&pki.path("client-ca.crt")),
+        "--apiserver-client-cert".into(),
+        path(&pki.path("kubelet-client.crt")),
+        "--ready-file".into(),
+        path(&ready),
+        "--workdir".into(),
+        path(&workdir),
+        "--with-agent".into(),
+    ];
+    let n = if sudo {
+        // Built as the user (as `cargo xtask ci` does): root may have no cargo.
+        crate::static_agent()?;
+        let agent = root().join("target/static/x86_64-unknown-linux-gnu/debug/keyhole-agent");
+        args.extend(["--agent".into(), path(&agent)]);
+        spawn_sudo(state, "node", bin, &args)?
+    } else {
+        spawn(state, "node", bin, &args)?
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     while !ready.exists() {
         if !alive(&n) {

@@ -5,13 +5,12 @@
 //! ```text
 //! node --name NAME --kubeconfig NODE.kubeconfig [--scheduler-kubeconfig S.kubeconfig]
 //!      --serving-cert C --serving-key K --client-ca CA --apiserver-client-cert A
-//!      --ready-file F [--with-agent]
-//! node --images-only [--with-agent]
+//!      --ready-file F [--with-agent [--agent STATIC-AGENT]]
 //! ```
 //!
-//! `--images-only` makes the image trees (below) and exits: `cargo xtask cluster up`, not
-//! root, runs it as the user before it starts the node under `sudo -n`, so that the trees in
-//! `target/` are the user's.
+//! `--agent` names a static agent already built: `cargo xtask cluster up`, not root, builds it
+//! as the user and starts the node under `sudo -n`, where cargo may not be on the PATH and
+//! would write root's files into `target/`.
 //!
 //! Images: `busybox:1.36` (the busybox tree, `CMD sh`), `registry.example/distroless` (the
 //! true distroless `pause` tree) and, with `--with-agent`, `ghcr.io/keyhole-scanner/keyhole-agent`
@@ -40,12 +39,12 @@ fn read(path: &str) -> Result<String, Error> {
 async fn main() -> Result<(), Error> {
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     let mut with_agent = false;
-    let mut images_only = false;
+
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--with-agent" => with_agent = true,
-            "--images-only" => images_only = true,
+
             flag if flag.starts_with("--") => {
                 let v = it.next().ok_or(format!("{flag} needs a value"))?;
                 args.insert(flag.trim_start_matches("--").to_owned(), v);
@@ -58,10 +57,6 @@ async fn main() -> Result<(), Error> {
             .cloned()
             .ok_or_else(|| Error::from(format!("--{k} is required")))
     };
-    if images_only {
-        images(with_agent)?;
-        return Ok(());
-    }
     let scheduler = match args.get("scheduler-kubeconfig") {
         Some(p) => Some(config(p).await?),
         None => None,
@@ -74,7 +69,12 @@ async fn main() -> Result<(), Error> {
         client_ca_pem: read(&arg("client-ca")?)?,
         apiserver_client_cert_pem: read(&arg("apiserver-client-cert")?)?,
     };
-    let images = images(with_agent)?;
+    let agent = match (with_agent, args.get("agent")) {
+        (false, _) => None,
+        (true, Some(prebuilt)) => Some(PathBuf::from(prebuilt)),
+        (true, None) => Some(rootfs::static_agent()?),
+    };
+    let images = images(agent.as_deref())?;
     let options = NodeOptions {
         name: arg("name")?,
         poll: Duration::from_millis(100),
@@ -115,7 +115,7 @@ async fn main() -> Result<(), Error> {
 }
 
 /// The node's images, their trees made when missing.
-fn images(with_agent: bool) -> Result<Images, Error> {
+fn images(agent: Option<&std::path::Path>) -> Result<Images, Error> {
     let cache = rootfs::cache_dir();
     let mut images = Images::new()
         .with(
@@ -126,8 +126,8 @@ fn images(with_agent: bool) -> Result<Images, Error> {
             "registry.example/distroless",
             Image::new(rootfs::distroless(&cache.join("distroless"))?).entrypoint(["/pause"]),
         );
-    if with_agent {
-        let agent = rootfs::agent(&cache.join("agent"), &rootfs::static_agent()?)?;
+    if let Some(agent) = agent {
+        let agent = rootfs::agent(&cache.join("agent"), agent)?;
         images = images.with("ghcr.io/keyhole-scanner/keyhole-agent", Image::new(agent));
     }
     Ok(images)
