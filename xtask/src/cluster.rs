@@ -729,11 +729,29 @@ fn spawn_sudo(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<S
     let log = File::create(state.join(format!("{name}.log")))?;
     let exe = exe.canonicalize()?;
     let pid_file = state.join(format!("{name}.pid"));
-    let mut env = Vec::new();
-    let target = std::env::var("CARGO_TARGET_DIR").ok();
-    if let Some(t) = &target {
-        env.push(("CARGO_TARGET_DIR", t.as_str()));
-    }
+    // sudo resets the environment: the node builds its pause binary with the user's rustc
+    // (through rustup, which finds its toolchains by RUSTUP_HOME, else by HOME).
+    let home = std::env::var("HOME").unwrap_or_default();
+    let kept: Vec<(&str, String)> = [
+        ("PATH", std::env::var("PATH").ok()),
+        ("CARGO_TARGET_DIR", std::env::var("CARGO_TARGET_DIR").ok()),
+        (
+            "RUSTUP_HOME",
+            std::env::var("RUSTUP_HOME")
+                .ok()
+                .or_else(|| Some(format!("{home}/.rustup"))),
+        ),
+        (
+            "CARGO_HOME",
+            std::env::var("CARGO_HOME")
+                .ok()
+                .or_else(|| Some(format!("{home}/.cargo"))),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
+    let env: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut cmd = crate::tools::Privilege::Sudo.command(&env, "sh");
     cmd.args(["-c", r#"echo $$ > "$0"; exec "$@""#])
         .arg(&pid_file)
