@@ -39,9 +39,10 @@
 //! Not root (the GitHub runner): the control plane runs as the user, and the node binary and
 //! the static agent are built as the user too; then the node alone runs under `sudo -n` (said
 //! in the output), given the built agent (`--agent`), and makes its image trees in
-//! `target/rootfs` as root (they hold files of other owners, as the root-tier tests' do). `down` signals it, removes its leftovers and its
-//! root-owned work directory through `sudo -n`; `realapi` runs the test binary under `sudo -n`
-//! (the node tests ask `runc` about containers, which only root can). Without password-less
+//! `target/rootfs` as root (they hold files of other owners, as the root-tier tests' do).
+//! `down` signals it, removes its leftovers and its root-owned work directory through
+//! `sudo -n`; `realapi` runs the test binary under `sudo -n` (the node tests ask `runc` about
+//! containers, which only root can). Without password-less
 //! sudo the control plane comes up without a node, and the tests that need one fail saying so.
 //! Its images are the testkit's trees (busybox, the
 //! distroless `pause` tree, the static agent), built into `target/rootfs` and `target/static`
@@ -220,15 +221,16 @@ pub(crate) fn realapi() -> Result<()> {
                     .envs(up.node.iter().map(|n| (NODE_ENV, n))))?,
                 Some((exe, dir)) => {
                     let kubeconfig = up.kubeconfig.display().to_string();
-                    let path = std::env::var("PATH").unwrap_or_default();
+                    let kept = sudo_env();
                     let dir_text = dir.display().to_string();
-                    let mut env = vec![
+                    let mut env: Vec<(&str, &str)> =
+                        kept.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    env.extend([
                         (KUBECONFIG_ENV, kubeconfig.as_str()),
                         (VERSION_ENV, k8s.version),
-                        ("PATH", path.as_str()),
                         ("CARGO_MANIFEST_DIR", dir_text.as_str()),
                         ("RUST_BACKTRACE", "1"),
-                    ];
+                    ]);
                     if let Some(n) = &up.node {
                         env.push((NODE_ENV, n.as_str()));
                     }
@@ -722,17 +724,12 @@ fn spawn(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<Starte
     Ok(started)
 }
 
-/// Starts `exe` as root through `sudo -n`, like [`spawn`]; what is recorded is the process
-/// of `exe` itself (a shell writes its pid, then execs it by its canonical path), so that
-/// `down` signals and checks the node rather than sudo.
-fn spawn_sudo(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<Started> {
-    let log = File::create(state.join(format!("{name}.log")))?;
-    let exe = exe.canonicalize()?;
-    let pid_file = state.join(format!("{name}.pid"));
-    // sudo resets the environment: the node builds its pause binary with the user's rustc
-    // (through rustup, which finds its toolchains by RUSTUP_HOME, else by HOME).
+/// What a process under `sudo -n` keeps of the user's environment (sudo resets it): the
+/// node, and tests, build small binaries with the user's rustc, through rustup, which finds its
+/// toolchains by RUSTUP_HOME, else by HOME (root's, under sudo).
+fn sudo_env() -> Vec<(&'static str, String)> {
     let home = std::env::var("HOME").unwrap_or_default();
-    let kept: Vec<(&str, String)> = [
+    [
         ("PATH", std::env::var("PATH").ok()),
         ("CARGO_TARGET_DIR", std::env::var("CARGO_TARGET_DIR").ok()),
         (
@@ -750,8 +747,19 @@ fn spawn_sudo(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<S
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k, v?)))
-    .collect();
+    .collect()
+}
+
+/// Starts `exe` as root through `sudo -n`, like [`spawn`]; what is recorded is the process
+/// of `exe` itself (a shell writes its pid, then execs it by its canonical path), so that
+/// `down` signals and checks the node rather than sudo.
+fn spawn_sudo(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<Started> {
+    let log = File::create(state.join(format!("{name}.log")))?;
+    let exe = exe.canonicalize()?;
+    let pid_file = state.join(format!("{name}.pid"));
+    let kept = sudo_env();
     let env: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
     let mut cmd = crate::tools::Privilege::Sudo.command(&env, "sh");
     cmd.args(["-c", r#"echo $$ > "$0"; exec "$@""#])
         .arg(&pid_file)
