@@ -34,8 +34,17 @@
 //! Exec reaches it as SPDY/3.1 (the API server's WebSocket-to-SPDY stream translator, on by
 //! default since 1.30) and logs as plain HTTPS. `down` stops it first (SIGTERM: it kills and
 //! deletes its containers), then removes whatever a killed node left (`runc` containers with
-//! its id prefix, overlay mounts). Not root: the control plane comes up without a node, and the
-//! tests that need one fail saying so. Its images are the testkit's trees (busybox, the
+//! its id prefix, overlay mounts).
+//!
+//! Not root (the GitHub runner): the control plane runs as the user, and the node binary and
+//! the static agent are built as the user too; then the node alone runs under `sudo -n` (said
+//! in the output), given the built agent (`--agent`), and makes its image trees in
+//! `target/rootfs` as root (they hold files of other owners, as the root-tier tests' do).
+//! `down` signals it, removes its leftovers and its root-owned work directory through
+//! `sudo -n`; `realapi` runs the test binary under `sudo -n` (the node tests ask `runc` about
+//! containers, which only root can). Without password-less
+//! sudo the control plane comes up without a node, and the tests that need one fail saying so.
+//! Its images are the testkit's trees (busybox, the
 //! distroless `pause` tree, the static agent), built into `target/rootfs` and `target/static`
 //! on first use (the static agent takes minutes once).
 
@@ -157,15 +166,39 @@ const SLOW_EXPIRY_TEST: &str = "realapi_bound_token_expires_when_kubernetes_says
 pub(crate) fn realapi() -> Result<()> {
     crate::tools::apt_install(&["curl"])?;
     // Build the test binary once, before any cluster runs, so its time is not in the runs.
-    run(cargo().args([
-        "test",
-        "--locked",
-        "-p",
-        "keyhole-cli",
-        "--test",
-        "it",
-        "--no-run",
-    ]))?;
+    // Not root, it is built as the user and run under `sudo -n` (see the module doc).
+    let sudo_test = if is_root() {
+        run(cargo().args([
+            "test",
+            "--locked",
+            "-p",
+            "keyhole-cli",
+            "--test",
+            "it",
+            "--no-run",
+        ]))?;
+        None
+    } else {
+        crate::tools::Privilege::detect()?;
+        let mut build = cargo();
+        build
+            .args(["test", "--locked", "-p", "keyhole-cli", "--test", "it"])
+            .args(["--no-run", "--message-format=json"])
+            .current_dir(root())
+            .stderr(Stdio::inherit());
+        eprintln!("$ {}", show(&build));
+        let out = build.output().context("cannot start cargo test --no-run")?;
+        ensure!(
+            out.status.success(),
+            "building keyhole-cli's it tests failed"
+        );
+        let mut binaries = crate::test_binaries(&String::from_utf8_lossy(&out.stdout));
+        ensure!(
+            binaries.len() == 1,
+            "expected one test binary for keyhole-cli --test it, cargo built {binaries:?}"
+        );
+        binaries.pop()
+    };
     for (i, k8s) in RELEASES.iter().enumerate() {
         let started = Instant::now();
         // The token-expiry test waits out a bound token's ten minutes; what it checks is the
@@ -178,13 +211,37 @@ pub(crate) fn realapi() -> Result<()> {
         };
         let result = up(*k8s).and_then(|up| {
             let tests = Instant::now();
-            run(cargo()
-                .args(["test", "--locked", "-p", "keyhole-cli", "--test", "it"])
-                .args(["realapi", "--", "--ignored"])
-                .args(skip)
-                .env(KUBECONFIG_ENV, &up.kubeconfig)
-                .env(VERSION_ENV, k8s.version)
-                .envs(up.node.iter().map(|n| (NODE_ENV, n))))?;
+            match &sudo_test {
+                None => run(cargo()
+                    .args(["test", "--locked", "-p", "keyhole-cli", "--test", "it"])
+                    .args(["realapi", "--", "--ignored"])
+                    .args(skip)
+                    .env(KUBECONFIG_ENV, &up.kubeconfig)
+                    .env(VERSION_ENV, k8s.version)
+                    .envs(up.node.iter().map(|n| (NODE_ENV, n))))?,
+                Some((exe, dir)) => {
+                    let kubeconfig = up.kubeconfig.display().to_string();
+                    let kept = sudo_env();
+                    let dir_text = dir.display().to_string();
+                    let mut env: Vec<(&str, &str)> =
+                        kept.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    env.extend([
+                        (KUBECONFIG_ENV, kubeconfig.as_str()),
+                        (VERSION_ENV, k8s.version),
+                        ("CARGO_MANIFEST_DIR", dir_text.as_str()),
+                        ("RUST_BACKTRACE", "1"),
+                    ]);
+                    if let Some(n) = &up.node {
+                        env.push((NODE_ENV, n.as_str()));
+                    }
+                    eprintln!("realapi: not root, so the test binary runs under `sudo -n`");
+                    run(crate::tools::Privilege::Sudo
+                        .command(&env, exe)
+                        .args(["realapi", "--ignored"])
+                        .args(skip)
+                        .current_dir(dir))?;
+                }
+            }
             Ok(tests.elapsed())
         });
         if result.is_err() {
@@ -606,8 +663,43 @@ fn alive(p: &Started) -> bool {
     let zombie = stat
         .rsplit_once(')')
         .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    let exe = std::fs::read_link(format!("/proc/{}/exe", p.pid)).ok();
+    let exe = match std::fs::read_link(format!("/proc/{}/exe", p.pid)) {
+        Ok(exe) => Some(exe),
+        // A process of root's (the node under sudo) seen by a user: its exe link is not
+        // readable, its command line is; the node is exec'd by its canonical path.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .ok()
+                .and_then(|c| {
+                    c.split(|b| *b == 0)
+                        .next()
+                        .map(|a| PathBuf::from(String::from_utf8_lossy(a).into_owned()))
+                })
+        }
+        Err(_) => None,
+    };
     !stat.is_empty() && !zombie && exe.as_deref() == Some(p.exe.as_path())
+}
+
+/// Whether xtask runs as root.
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Records a started process in `<state>/pids`.
+fn record(state: &Path, started: &Started) -> Result<()> {
+    let mut pids = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("pids"))?;
+    writeln!(
+        pids,
+        "{} {} {}",
+        started.name,
+        started.pid,
+        started.exe.display()
+    )?;
+    Ok(())
 }
 
 /// Starts `exe` in its own process group, logging to `<state>/<name>.log`, and records it.
@@ -628,17 +720,84 @@ fn spawn(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<Starte
         pid: i32::try_from(child.id())?,
         exe: exe.canonicalize()?,
     };
-    let mut pids = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.join("pids"))?;
-    writeln!(
-        pids,
-        "{} {} {}",
-        started.name,
-        started.pid,
-        started.exe.display()
-    )?;
+    record(state, &started)?;
+    Ok(started)
+}
+
+/// What a process under `sudo -n` keeps of the user's environment (sudo resets it): the
+/// node, and tests, build small binaries with the user's rustc, through rustup, which finds its
+/// toolchains by RUSTUP_HOME, else by HOME (root's, under sudo).
+fn sudo_env() -> Vec<(&'static str, String)> {
+    let home = std::env::var("HOME").unwrap_or_default();
+    [
+        ("PATH", std::env::var("PATH").ok()),
+        ("CARGO_TARGET_DIR", std::env::var("CARGO_TARGET_DIR").ok()),
+        (
+            "RUSTUP_HOME",
+            std::env::var("RUSTUP_HOME")
+                .ok()
+                .or_else(|| Some(format!("{home}/.rustup"))),
+        ),
+        (
+            "CARGO_HOME",
+            std::env::var("CARGO_HOME")
+                .ok()
+                .or_else(|| Some(format!("{home}/.cargo"))),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect()
+}
+
+/// Starts `exe` as root through `sudo -n`, like [`spawn`]; what is recorded is the process
+/// of `exe` itself (a shell writes its pid, then execs it by its canonical path), so that
+/// `down` signals and checks the node rather than sudo.
+fn spawn_sudo(state: &Path, name: &str, exe: &Path, args: &[String]) -> Result<Started> {
+    let log = File::create(state.join(format!("{name}.log")))?;
+    let exe = exe.canonicalize()?;
+    let pid_file = state.join(format!("{name}.pid"));
+    let kept = sudo_env();
+    let env: Vec<(&str, &str)> = kept.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let mut cmd = crate::tools::Privilege::Sudo.command(&env, "sh");
+    cmd.args(["-c", r#"echo $$ > "$0"; exec "$@""#])
+        .arg(&pid_file)
+        .arg(&exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    eprintln!("not root: {name} runs as root under `sudo -n`");
+    eprintln!("$ {} &", show(&cmd));
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start sudo for {}", exe.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if let Ok(pid) = text.trim().parse::<i32>() {
+            break pid;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "sudo -n for {name} exited ({status}); the end of its log:\n{}",
+                log_tail(state, name)
+            );
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{name} under sudo wrote no pid within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let started = Started {
+        name: name.to_string(),
+        pid,
+        exe,
+    };
+    record(state, &started)?;
     Ok(started)
 }
 
@@ -858,7 +1017,7 @@ fn start(state: &Path, kube: &Path, etcd: &Path, node: Option<&Path>) -> Result<
         Duration::from_secs(60),
     )?;
     let node = match node {
-        Some(bin) => Some(start_node(state, &pki, &server, bin)?),
+        Some(bin) => Some(start_node(state, &pki, &server, bin, !is_root())?),
         None => None,
     };
     eprintln!("control plane ready in {:.1?}", started.elapsed());
@@ -869,12 +1028,16 @@ fn start(state: &Path, kube: &Path, etcd: &Path, node: Option<&Path>) -> Result<
     })
 }
 
-/// Builds the test node (`keyhole-testkit`'s `node` example) when this runs as root (the node
-/// runs runc containers); `None` otherwise, and the control plane comes up without it.
+/// Builds the test node (`keyhole-testkit`'s `node` example), which runs runc containers, so
+/// as root or, not root, under `sudo -n` (then the static agent is built here, as the user:
+/// cargo need not be root's); `None` when neither is possible, and the control plane comes up
+/// without it.
 fn node_binary() -> Result<Option<PathBuf>> {
-    if !rustix::process::geteuid().is_root() {
+    if !is_root()
+        && let Err(e) = crate::tools::Privilege::detect()
+    {
         eprintln!(
-            "not root: the test node (runc containers) will not run; the tests that need it fail"
+            "the test node (runc containers) will not run; the tests that need it fail: {e:#}"
         );
         return Ok(None);
     }
@@ -895,7 +1058,7 @@ fn node_binary() -> Result<Option<PathBuf>> {
 
 /// Starts the test node with its own identity and waits until it registered its Node object;
 /// returns its name.
-fn start_node(state: &Path, pki: &Pki, server: &str, bin: &Path) -> Result<String> {
+fn start_node(state: &Path, pki: &Pki, server: &str, bin: &Path, sudo: bool) -> Result<String> {
     let node_config = state.join("node.kubeconfig");
     write_private(
         &node_config,
@@ -914,32 +1077,36 @@ fn start_node(state: &Path, pki: &Pki, server: &str, bin: &Path) -> Result<Strin
     let ready = state.join("node.port");
     let workdir = state.join("node");
     let path = |p: &Path| p.display().to_string();
-    let n = spawn(
-        state,
-        "node",
-        bin,
-        &[
-            "--name".into(),
-            NODE_NAME.into(),
-            "--kubeconfig".into(),
-            path(&node_config),
-            "--scheduler-kubeconfig".into(),
-            path(&sched_config),
-            "--serving-cert".into(),
-            path(&pki.path("kubelet-serving.crt")),
-            "--serving-key".into(),
-            path(&pki.path("kubelet-serving.key")),
-            "--client-ca".into(),
-            path(&pki.path("client-ca.crt")),
-            "--apiserver-client-cert".into(),
-            path(&pki.path("kubelet-client.crt")),
-            "--ready-file".into(),
-            path(&ready),
-            "--workdir".into(),
-            path(&workdir),
-            "--with-agent".into(),
-        ],
-    )?;
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        NODE_NAME.into(),
+        "--kubeconfig".into(),
+        path(&node_config),
+        "--scheduler-kubeconfig".into(),
+        path(&sched_config),
+        "--serving-cert".into(),
+        path(&pki.path("kubelet-serving.crt")),
+        "--serving-key".into(),
+        path(&pki.path("kubelet-serving.key")),
+        "--client-ca".into(),
+        path(&pki.path("client-ca.crt")),
+        "--apiserver-client-cert".into(),
+        path(&pki.path("kubelet-client.crt")),
+        "--ready-file".into(),
+        path(&ready),
+        "--workdir".into(),
+        path(&workdir),
+        "--with-agent".into(),
+    ];
+    let n = if sudo {
+        // Built as the user (as `cargo xtask ci` does): root may have no cargo.
+        crate::static_agent()?;
+        let agent = root().join("target/static/x86_64-unknown-linux-gnu/debug/keyhole-agent");
+        args.extend(["--agent".into(), path(&agent)]);
+        spawn_sudo(state, "node", bin, &args)?
+    } else {
+        spawn(state, "node", bin, &args)?
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     while !ready.exists() {
         if !alive(&n) {
@@ -984,8 +1151,31 @@ fn stop(state: &Path) -> Result<()> {
 }
 
 fn signal(p: &Started, sig: rustix::process::Signal) {
-    if let Some(pid) = rustix::process::Pid::from_raw(p.pid) {
-        let _ = rustix::process::kill_process(pid, sig);
+    if let Some(pid) = rustix::process::Pid::from_raw(p.pid)
+        && rustix::process::kill_process(pid, sig) == Err(rustix::io::Errno::PERM)
+    {
+        // Root's process (the node under sudo): signal it as root.
+        let name = if sig == rustix::process::Signal::KILL {
+            "KILL"
+        } else {
+            "TERM"
+        };
+        eprintln!(
+            "{} (pid {}) is root's: signalling it under `sudo -n`",
+            p.name, p.pid
+        );
+        let _ = root_command("kill")
+            .args(["-s", name, &p.pid.to_string()])
+            .status();
+    }
+}
+
+/// `program` run as root: directly when root, else through `sudo -n`.
+fn root_command(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        crate::tools::Privilege::Sudo.command(&[], program)
     }
 }
 
@@ -1001,9 +1191,23 @@ pub(crate) fn down() -> Result<()> {
     for pid in nodes {
         remove_node_leftovers(&state, pid)?;
     }
-    if state.exists() {
-        std::fs::remove_dir_all(&state)
-            .with_context(|| format!("cannot remove {}", state.display()))?;
+    if state.exists()
+        && let Err(e) = std::fs::remove_dir_all(&state)
+    {
+        ensure!(
+            e.kind() == std::io::ErrorKind::PermissionDenied && !is_root(),
+            "cannot remove {}: {e}",
+            state.display()
+        );
+        // The node's work directory under sudo is root's; its mounts are gone (above), and
+        // --one-file-system keeps rm from crossing into one that is not.
+        eprintln!(
+            "removing {} under `sudo -n` (the node's files are root's)",
+            state.display()
+        );
+        run(root_command("rm")
+            .args(["-rf", "--one-file-system"])
+            .arg(&state))?;
     }
     Ok(())
 }
@@ -1013,7 +1217,7 @@ pub(crate) fn down() -> Result<()> {
 /// node that stopped on SIGTERM left neither.
 fn remove_node_leftovers(state: &Path, pid: i32) -> Result<()> {
     let prefix = format!("khnode-{pid}-");
-    let out = Command::new("runc").args(["list", "-q"]).output();
+    let out = root_command("runc").args(["list", "-q"]).output();
     let Ok(out) = out else {
         return Ok(());
     };
@@ -1022,7 +1226,7 @@ fn remove_node_leftovers(state: &Path, pid: i32) -> Result<()> {
         .filter(|l| l.starts_with(&prefix))
     {
         eprintln!("removing the node's leftover runc container {id}");
-        let _ = Command::new("runc")
+        let _ = root_command("runc")
             .args(["delete", "--force", id])
             .status();
     }
@@ -1037,8 +1241,12 @@ fn remove_node_leftovers(state: &Path, pid: i32) -> Result<()> {
     points.sort_by_key(|m| std::cmp::Reverse(m.len()));
     for m in points {
         eprintln!("unmounting the node's leftover {m}");
-        rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH)
-            .with_context(|| format!("cannot unmount {m}"))?;
+        if is_root() {
+            rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH)
+                .with_context(|| format!("cannot unmount {m}"))?;
+        } else {
+            run(root_command("umount").args(["-l", m]))?;
+        }
     }
     Ok(())
 }

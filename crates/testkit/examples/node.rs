@@ -5,8 +5,12 @@
 //! ```text
 //! node --name NAME --kubeconfig NODE.kubeconfig [--scheduler-kubeconfig S.kubeconfig]
 //!      --serving-cert C --serving-key K --client-ca CA --apiserver-client-cert A
-//!      --ready-file F [--with-agent]
+//!      --ready-file F [--with-agent [--agent STATIC-AGENT]]
 //! ```
+//!
+//! `--agent` names a static agent already built: `cargo xtask cluster up`, not root, builds it
+//! as the user and starts the node under `sudo -n`, where cargo may not be on the PATH and
+//! would write root's files into `target/`.
 //!
 //! Images: `busybox:1.36` (the busybox tree, `CMD sh`), `registry.example/distroless` (the
 //! true distroless `pause` tree) and, with `--with-agent`, `ghcr.io/keyhole-scanner/keyhole-agent`
@@ -35,10 +39,12 @@ fn read(path: &str) -> Result<String, Error> {
 async fn main() -> Result<(), Error> {
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     let mut with_agent = false;
+
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--with-agent" => with_agent = true,
+
             flag if flag.starts_with("--") => {
                 let v = it.next().ok_or(format!("{flag} needs a value"))?;
                 args.insert(flag.trim_start_matches("--").to_owned(), v);
@@ -63,20 +69,12 @@ async fn main() -> Result<(), Error> {
         client_ca_pem: read(&arg("client-ca")?)?,
         apiserver_client_cert_pem: read(&arg("apiserver-client-cert")?)?,
     };
-    let cache = rootfs::cache_dir();
-    let mut images = Images::new()
-        .with(
-            "busybox:1.36",
-            Image::new(rootfs::busybox(&cache.join("busybox"))?).cmd(["sh"]),
-        )
-        .with(
-            "registry.example/distroless",
-            Image::new(rootfs::distroless(&cache.join("distroless"))?).entrypoint(["/pause"]),
-        );
-    if with_agent {
-        let agent = rootfs::agent(&cache.join("agent"), &rootfs::static_agent()?)?;
-        images = images.with("ghcr.io/keyhole-scanner/keyhole-agent", Image::new(agent));
-    }
+    let agent = match (with_agent, args.get("agent")) {
+        (false, _) => None,
+        (true, Some(prebuilt)) => Some(PathBuf::from(prebuilt)),
+        (true, None) => Some(rootfs::static_agent()?),
+    };
+    let images = images(agent.as_deref())?;
     let options = NodeOptions {
         name: arg("name")?,
         poll: Duration::from_millis(100),
@@ -114,4 +112,23 @@ async fn main() -> Result<(), Error> {
     eprintln!("stopping the node");
     node.shutdown()?;
     Ok(())
+}
+
+/// The node's images, their trees made when missing.
+fn images(agent: Option<&std::path::Path>) -> Result<Images, Error> {
+    let cache = rootfs::cache_dir();
+    let mut images = Images::new()
+        .with(
+            "busybox:1.36",
+            Image::new(rootfs::busybox(&cache.join("busybox"))?).cmd(["sh"]),
+        )
+        .with(
+            "registry.example/distroless",
+            Image::new(rootfs::distroless(&cache.join("distroless"))?).entrypoint(["/pause"]),
+        );
+    if let Some(agent) = agent {
+        let agent = rootfs::agent(&cache.join("agent"), agent)?;
+        images = images.with("ghcr.io/keyhole-scanner/keyhole-agent", Image::new(agent));
+    }
+    Ok(images)
 }

@@ -428,7 +428,7 @@ impl FakeCluster {
             let ephemeral: Vec<Value> = spec["ephemeralContainers"].as_array().into_iter().flatten().map(|c| status_of(c, false)).collect();
             let mut status = json!({
                 "phase": "Running",
-                "qosClass": "BestEffort",
+                "qosClass": pod["status"]["qosClass"].clone(),
                 "podIP": "10.244.0.10",
                 "hostIP": "172.18.0.2",
                 "startTime": started,

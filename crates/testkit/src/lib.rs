@@ -43,6 +43,7 @@ mod https;
 pub mod node;
 mod objects;
 mod patch;
+mod qos;
 mod resources;
 mod selector;
 mod service;

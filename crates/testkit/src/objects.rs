@@ -468,7 +468,9 @@ fn prepare_pod_create(st: &State, ns: &str, name: &str, pod: &mut Value) -> Resu
             ),
         ));
     }
-    pod["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+    // Computed at admission from requests and limits; immutable afterwards (see `update`).
+    let qos = crate::qos::pod_qos(&pod["spec"]);
+    pod["status"] = json!({"phase": "Pending", "qosClass": qos});
     Ok(())
 }
 
@@ -683,6 +685,9 @@ pub(crate) fn update(
         Part::Status => {
             let mut r = old.clone();
             r["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            if def.plural == "pods" {
+                pod_status_qos(&old, &mut r, name)?;
+            }
             r
         }
         Part::EphemeralContainers => {
@@ -746,6 +751,37 @@ pub(crate) fn update(
         st.store.objects.insert(key, result.clone());
     }
     Ok(result)
+}
+
+/// A pod's QoS class is set at admission and never changes: a status write without one keeps
+/// the old (old kubelets dropped it), one that changes it is refused, as the real server does.
+fn pod_status_qos(old: &Value, new: &mut Value, name: &str) -> Result<(), ApiError> {
+    let before = &old["status"]["qosClass"];
+    match new["status"].get("qosClass") {
+        None | Some(Value::Null) => {
+            if !new["status"].is_object() {
+                new["status"] = json!({});
+            }
+            new["status"]["qosClass"] = before.clone();
+        }
+        Some(Value::String(s)) if s.is_empty() => new["status"]["qosClass"] = before.clone(),
+        Some(now) if now == before => {}
+        Some(now) => {
+            let shown = now
+                .as_str()
+                .map_or_else(|| now.to_string(), |s| format!("{s:?}"));
+            return Err(ApiError::invalid(
+                "",
+                "Pod",
+                name,
+                &[
+                    FieldError::new("status.qosClass", K::Invalid, "field is immutable")
+                        .with_value(shown),
+                ],
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn prepare_update(

@@ -632,7 +632,8 @@ fn status_of(rt: &PodRt) -> PodStatus {
         "phase": phase,
         "hostIP": "127.0.0.1",
         "startTime": since,
-        "qosClass": "BestEffort",
+        // No qosClass: the API server computed it at admission and refuses a status that
+        // changes it; one that leaves it out keeps it.
         "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": since},
             {"type": "Initialized", "status": "True", "lastTransitionTime": since},

@@ -376,3 +376,129 @@ async fn pod_logs_per_container() {
     );
     assert_eq!(e.code, 400);
 }
+
+/// The API server computes `status.qosClass` at admission from requests and limits (the
+/// expectations are Kubernetes' documented classes, written out by hand) and refuses a status
+/// write that changes it; one that leaves it out keeps it.
+#[tokio::test]
+async fn pod_qos_class_is_computed_at_admission_and_immutable() {
+    let cluster = FakeCluster::new();
+    let pods: Api<Pod> = Api::namespaced(cluster.client_admin(), "default");
+    let pp = PostParams::default();
+    let make = |name: &str, resources: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27",
+                                     "resources": resources}]}
+        }))
+        .unwrap()
+    };
+    let cases = [
+        ("none", json!({}), "BestEffort"),
+        (
+            "requests-only",
+            json!({"requests": {"cpu": "100m"}}),
+            "Burstable",
+        ),
+        (
+            "unequal",
+            json!({"requests": {"cpu": "100m", "memory": "64Mi"},
+                   "limits": {"cpu": "200m", "memory": "64Mi"}}),
+            "Burstable",
+        ),
+        (
+            "cpu-only-equal",
+            json!({"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}),
+            "Burstable",
+        ),
+        // Equal in value though written differently; limits alone default the requests.
+        (
+            "equal",
+            json!({"requests": {"cpu": "0.5", "memory": "134217728"},
+                   "limits": {"cpu": "500m", "memory": "128Mi"}}),
+            "Guaranteed",
+        ),
+        (
+            "limits-only",
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}}),
+            "Guaranteed",
+        ),
+        (
+            "other-resource-only",
+            json!({"requests": {"ephemeral-storage": "1Gi"}}),
+            "BestEffort",
+        ),
+    ];
+    for (name, resources, want) in &cases {
+        let created = pods
+            .create(&pp, &make(name, resources.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            created.status.unwrap().qos_class.as_deref(),
+            Some(*want),
+            "{name}: {resources}"
+        );
+    }
+    // One Guaranteed container beside a BestEffort one makes the pod Burstable.
+    let mut mixed = make("mixed", json!({"limits": {"cpu": "1", "memory": "1Gi"}}));
+    let spec = mixed.spec.as_mut().unwrap();
+    spec.containers.push(Container {
+        name: "side".into(),
+        image: Some("busybox:1.36".into()),
+        ..Container::default()
+    });
+    let created = pods.create(&pp, &mixed).await.unwrap();
+    assert_eq!(
+        created.status.unwrap().qos_class.as_deref(),
+        Some("Burstable")
+    );
+
+    // A status write may not change it...
+    let mut changed = pods.get_status("equal").await.unwrap();
+    changed.status.as_mut().unwrap().qos_class = Some("BestEffort".into());
+    let e = status(pods.replace_status("equal", &pp, &changed).await);
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        e.message,
+        "Pod \"equal\" is invalid: status.qosClass: Invalid value: \"BestEffort\": field is immutable"
+    );
+    let ps = PatchParams::default();
+    let e = status(
+        pods.patch_status(
+            "equal",
+            &ps,
+            &Patch::Merge(json!({"status": {"qosClass": "Burstable"}})),
+        )
+        .await,
+    );
+    assert_eq!(e.code, 422, "{}", e.message);
+    // ...and one that leaves it out (or empties it) keeps it.
+    let mut without = pods.get_status("equal").await.unwrap();
+    without.status.as_mut().unwrap().qos_class = None;
+    without.status.as_mut().unwrap().phase = Some("Running".into());
+    let kept = pods.replace_status("equal", &pp, &without).await.unwrap();
+    let kept = kept.status.unwrap();
+    assert_eq!(
+        (kept.phase.as_deref(), kept.qos_class.as_deref()),
+        (Some("Running"), Some("Guaranteed"))
+    );
+    let kept = pods
+        .patch_status(
+            "equal",
+            &ps,
+            &Patch::Merge(json!({"status": {"qosClass": ""}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.status.unwrap().qos_class.as_deref(),
+        Some("Guaranteed")
+    );
+    // The simulated kubelet reports the class admission computed.
+    let running = cluster.set_pod_running("default", "limits-only").unwrap();
+    assert_eq!(
+        running.status.unwrap().qos_class.as_deref(),
+        Some("Guaranteed")
+    );
+}
