@@ -975,7 +975,7 @@ async fn sigint_tears_the_running_session_down_and_starts_no_other() {
     std::fs::write(&profile, PROFILE).unwrap();
     let child = served
         .keyhole(
-            &[
+            &served.as_user(&[
                 "scan",
                 "-l",
                 "scan=yes",
@@ -984,13 +984,9 @@ async fn sigint_tears_the_running_session_down_and_starts_no_other() {
                 "standard",
                 "--concurrency",
                 "1",
-                "--kubeconfig",
-                served.kubeconfig.to_str().unwrap(),
-                "--audit-log",
-                served.audit.to_str().unwrap(),
                 "--profile",
                 profile.to_str().unwrap(),
-            ],
+            ]),
             &[],
         )
         .spawn()
@@ -1149,24 +1145,20 @@ async fn a_target_changed_during_the_scan_is_its_namespaces_post_scan_finding_ex
     let f = finish(
         served
             .keyhole(
-                &[
+                &served.as_user(&[
                     "scan",
                     "-l",
                     "scan=yes",
                     "-A",
                     "--mode",
                     "standard",
-                    "--kubeconfig",
-                    served.kubeconfig.to_str().unwrap(),
-                    "--audit-log",
-                    served.audit.to_str().unwrap(),
                     "--profile",
                     profile.to_str().unwrap(),
                     "--out",
                     out.to_str().unwrap(),
                     "--format",
                     "json",
-                ],
+                ]),
                 &[],
             )
             .spawn()

@@ -341,24 +341,20 @@ async fn a_network_check_aborts_the_verdict_after_the_scan() {
         let _ = std::fs::remove_file(&out);
         let child = served
             .keyhole(
-                &[
+                &served.as_user(&[
                     "scan",
                     POD,
                     "-n",
                     NS,
                     "--mode",
                     "standard",
-                    "--kubeconfig",
-                    served.kubeconfig.to_str().unwrap(),
-                    "--audit-log",
-                    served.audit.to_str().unwrap(),
                     "--policy",
                     policy.to_str().unwrap(),
                     "--out",
                     out.to_str().unwrap(),
                     "--report",
                     report.to_str().unwrap(),
-                ],
+                ]),
                 &[("KEYHOLE_API_TIMEOUT", "20s")],
             )
             .spawn()
@@ -425,20 +421,16 @@ async fn the_binary_aborts_with_exit_5_and_writes_nothing_to_the_cluster() {
     let report = served.dir.join("report.json");
     let child = served
         .keyhole(
-            &[
+            &served.as_user(&[
                 "scan",
                 POD,
                 "-n",
                 NS,
-                "--kubeconfig",
-                served.kubeconfig.to_str().unwrap(),
-                "--audit-log",
-                served.audit.to_str().unwrap(),
                 "--out",
                 out.to_str().unwrap(),
                 "--report",
                 report.to_str().unwrap(),
-            ],
+            ]),
             &[],
         )
         .spawn()

@@ -312,6 +312,19 @@ impl Served {
     }
 
     /// `keyhole ARGS` with piped stdio and a private environment.
+    /// `args` followed by this fake's user kubeconfig and audit log, as every `keyhole scan`
+    /// of the tests passes them.
+    pub(crate) fn as_user<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend([
+            "--kubeconfig",
+            self.kubeconfig.to_str().unwrap(),
+            "--audit-log",
+            self.audit.to_str().unwrap(),
+        ]);
+        all
+    }
+
     pub(crate) fn keyhole(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyhole"));
         cmd.args(args)
