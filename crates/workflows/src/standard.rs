@@ -84,6 +84,8 @@ pub async fn gather_standard(
         None => None,
     };
     let _ = process.join().await;
+    // The runtime's word when the command did not succeed (a kill gives exit code 137).
+    let mut failure = None;
     if let Some(s) = &status
         && s.status.as_deref() != Some("Success")
     {
@@ -98,34 +100,36 @@ pub async fn gather_standard(
         if NOT_FOUND_EXITS.contains(&exit.as_str()) || looks_shell_less(&message) {
             return Err(no_shell(target, &message));
         }
-        if out.is_empty() {
-            return Err(exec_err(message));
-        }
         tracing::warn!(%target, %message, "the fact script ended with a failure status");
+        failure = Some(message);
     }
     if let Err(e) = written
         && out.is_empty()
+        && failure.is_none()
     {
         return Err(exec_err(format!("sending the script: {e}")));
     }
     let mut facts = ShellScript::parse(plan, &out);
     facts.elapsed = started.elapsed();
     // A stream cut short (a dropped session, a killed shell, output past the cap) leaves
-    // requests unanswered: that is a failed scan, never a result with holes in it.
+    // requests unanswered: that is a failed scan, never a result with holes in it. The error
+    // reads the same whether the kill landed before the first answer or after some (which
+    // one a runtime reports first is a race), with the runtime's status when it gave one.
     let unanswered = facts
         .iter()
         .filter(|(_, a)| matches!(a, Err(FactError::Io(m)) if m.starts_with(UNANSWERED)))
         .count();
-    if unanswered > 0 {
+    // A failed command with no output at all is never a result, even for an empty plan.
+    if unanswered > 0 || (out.is_empty() && failure.is_some()) {
+        let how = match (&failure, &status) {
+            (Some(m), _) => format!(" ({})", m.trim()),
+            (None, None) => " (no exit status: the connection was dropped)".to_owned(),
+            (None, Some(_)) => String::new(),
+        };
         return Err(exec_err(format!(
             "the session ended before the fact script finished: {unanswered} of {} requests \
-             unanswered{}",
+             unanswered{how}",
             plan.len(),
-            if status.is_none() {
-                " (no exit status: the connection was dropped)"
-            } else {
-                ""
-            }
         )));
     }
     Ok(facts)

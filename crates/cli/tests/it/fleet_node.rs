@@ -2,8 +2,8 @@
 //! namespaces run as real runc containers (`sleep` as PID 1), scanned in standard mode with a
 //! bounded concurrency through the library entry point (`keyhole_cli::fleet::scan_fleet`), so
 //! every exec is a real `runc exec` of the fact script. One pod is killed MID-SCAN: a watcher
-//! waits until the exec's shell runs inside that container's PID namespace, then kills the
-//! container. Expected: 49 results with their HDF, one clear error naming the killed pod, every
+//! waits until the exec's shell runs inside that container's PID namespace, stops it there
+//! (so the script cannot finish first on a fast machine), then kills the container. Expected: 49 results with their HDF, one clear error naming the killed pod, every
 //! session torn down and verified (the audit log says so too), nothing keyhole manages left,
 //! each namespace's Role pinning exactly that namespace's pods (written out by hand below), and
 //! no runc container of the node left once it stops.
@@ -11,7 +11,6 @@
 //! Needs root, `runc` and `busybox-static` (the node's tree); a missing tool fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +27,7 @@ use keyhole_testkit::node::{Image, Images, Node, NodeOptions, rootfs};
 
 use crate::cluster_scan::require_root;
 use crate::fleet::every_run_cleaned_up;
+use crate::node_scan::{freeze_exec, slow_tree};
 use crate::support::{FakeScoped, audit_records, endpoint, fast_policy, scratch};
 
 /// The targets, by namespace, written out by hand (sorted): what each namespace's Role must
@@ -55,44 +55,32 @@ fn targets() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([("ops", &OPS[..]), ("pay", &PAY[..]), ("shop", &SHOP[..])])
 }
 
-/// The node's only image: the busybox tree.
+/// The node's images: the busybox tree, and for the pod killed mid-scan the same tree with
+/// 20 000 more files, so its gather lasts long enough for the watcher to see it on any machine
+/// (the plain tree's script can finish within one of the watcher's polls).
 fn images() -> Images {
     let busybox = rootfs::busybox(&rootfs::cache_dir().join("busybox")).expect("the busybox tree");
-    Images::new().with("busybox:1.36", Image::new(busybox).cmd(["sh"]))
+    Images::new()
+        .with("busybox:1.36", Image::new(busybox).cmd(["sh"]))
+        .with("busybox-slow:1.36", Image::new(slow_tree()).cmd(["sh"]))
 }
 
 /// Creates `ns/name`, a busybox container whose PID 1 is `sleep` (the node binds it).
 fn add_pod(c: &FakeCluster, ns: &str, name: &str) {
+    let image = if (ns, name) == FAILING {
+        "busybox-slow:1.36"
+    } else {
+        "busybox:1.36"
+    };
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": {"scan": "yes"}},
         "spec": {"automountServiceAccountToken": false,
-                 "containers": [{"name": "app", "image": "busybox:1.36",
+                 "containers": [{"name": "app", "image": image,
                                  "command": ["sleep", "3600"]}]},
     }))
     .unwrap();
     c.insert(&pod).unwrap();
-}
-
-/// The PID namespace of host process `pid` (`pid:[INODE]`).
-fn pid_ns(pid: u32) -> Option<PathBuf> {
-    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
-}
-
-/// True when a shell other than `init` runs in PID namespace `ns`: the exec's `/bin/sh -s`
-/// (runc's own init shows as `runc:[2:INIT]` until it becomes the shell).
-fn exec_shell_runs(ns: &Path, init: u32) -> bool {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    dir.flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            return false;
-        };
-        pid != init
-            && pid_ns(pid).as_deref() == Some(ns)
-            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sh")
-    })
 }
 
 /// One Role's grants: (resource, verb, resourceNames).
@@ -160,7 +148,6 @@ async fn fleet_on_the_node_fifty_pods_one_killed_mid_scan_forty_nine_results_not
     let init = node
         .container_pid(FAILING.0, FAILING.1, "app")
         .expect("the failing pod's container runs");
-    let failing_ns = pid_ns(init).expect("its PID namespace");
 
     // The watcher: records every keyhole Role while the fleet runs, and kills the failing
     // pod's container once its exec's shell runs in it (the fact script is then mid-way).
@@ -172,12 +159,12 @@ async fn fleet_on_the_node_fifty_pods_one_killed_mid_scan_forty_nine_results_not
             let mut killed = false;
             while !stop.load(Ordering::SeqCst) {
                 record_roles(&c, &roles);
-                if !killed && exec_shell_runs(&failing_ns, init) {
+                if !killed && freeze_exec(init) {
                     node.kill_container(FAILING.0, FAILING.1, "app")
                         .expect("the failing pod still runs when its exec begins");
                     killed = true;
                 }
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(Duration::from_micros(500));
             }
             killed
         })

@@ -16,57 +16,14 @@ use std::time::Instant;
 use keyhole_core::ScanMode;
 use keyhole_engine::Profile;
 use keyhole_testkit::FakeCluster;
-use keyhole_testkit::node::{Image, Node, rootfs};
+use keyhole_testkit::node::{Image, Node};
 use serde_json::json;
 
 use crate::cluster_scan::scan_in;
-use crate::node_scan::{WAIT, assert_failed_clean, node, pid_of, start_pod};
+use crate::node_scan::{
+    WAIT, assert_failed_clean, freeze_exec, node, pid_of, slow_tree, start_pod,
+};
 use crate::support::{NS, POD};
-
-/// True when a shell other than `target`, in `target`'s PID namespace, runs: the exec's.
-fn exec_shell_runs(target: u32) -> bool {
-    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-    let Some(want) = ns(&target.to_string()) else {
-        return false;
-    };
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| *p != target)
-        .any(|p| {
-            ns(&p.to_string()).as_ref() == Some(&want)
-                && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.starts_with("/bin/sh\0-s"))
-        })
-}
-
-/// A busybox tree with 20 000 more files (built once): a gather long enough that a kill lands
-/// while it runs, on a loaded machine too.
-fn slow_tree() -> std::path::PathBuf {
-    static TREE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    TREE.get_or_init(|| {
-        let tree = crate::support::scratch("slow").join("tree");
-        let busybox = rootfs::busybox(&rootfs::cache_dir().join("busybox")).unwrap();
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(busybox)
-            .arg(&tree)
-            .status()
-            .unwrap();
-        assert!(copied.success());
-        for d in 0..200 {
-            let dir = tree.join(format!("usr/share/bulk/{d}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            for f in 0..100 {
-                std::fs::write(dir.join(format!("f{f}")), b"x").unwrap();
-            }
-        }
-        tree
-    })
-    .clone()
-}
 
 /// `prod/web-0` running the slow tree's busybox `sleep`, as `uid` when given.
 async fn busybox_target(cluster: &FakeCluster, node: &Node, uid: Option<u32>) {
@@ -109,8 +66,9 @@ async fn standard_on_the_node_with_the_target_killed_during_the_exec_fails_and_l
         let node = node.clone();
         std::thread::spawn(move || {
             let deadline = Instant::now() + WAIT;
-            // The exec's shell is running inside the target's PID namespace: kill then.
-            while !exec_shell_runs(target_pid) {
+            // The exec's shell is running inside the target's PID namespace: stop it there,
+            // then kill the container.
+            while !freeze_exec(target_pid) {
                 assert!(Instant::now() < deadline, "no exec started");
                 std::thread::yield_now();
             }

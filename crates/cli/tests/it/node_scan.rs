@@ -90,6 +90,69 @@ pub(crate) fn pid_of(node: &Node, c: &str) -> u32 {
         .unwrap_or_else(|| panic!("container {c} has no process on the node"))
 }
 
+/// A busybox tree with 20 000 more files (built once): a gather long enough that a kill lands
+/// while it runs, on a loaded machine too.
+pub(crate) fn slow_tree() -> std::path::PathBuf {
+    static TREE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| {
+        let tree = crate::support::scratch("slow").join("tree");
+        let busybox = rootfs::busybox(&rootfs::cache_dir().join("busybox")).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(busybox)
+            .arg(&tree)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        for d in 0..200 {
+            let dir = tree.join(format!("usr/share/bulk/{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..100 {
+                std::fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+            }
+        }
+        tree
+    })
+    .clone()
+}
+
+/// The exec's shells (`/bin/sh -s`) running in the PID namespace of host process `init`, a
+/// container's init.
+pub(crate) fn exec_shells(init: u32) -> Vec<u32> {
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(want) = ns(init) else {
+        return Vec::new();
+    };
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            p != init
+                && ns(p).as_ref() == Some(&want)
+                && std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.starts_with("/bin/sh\0-s"))
+        })
+        .collect()
+}
+
+/// Stops the exec's shells in `init`'s PID namespace where they are, and says whether there
+/// were any. Why: a kill is `runc kill`, a process of its own, and on a fast machine the fact
+/// script could finish before it lands; a stopped shell cannot finish its script, so the kill
+/// that follows is mid-scan however long `runc kill` takes (SIGKILL still ends a stopped
+/// process).
+pub(crate) fn freeze_exec(init: u32) -> bool {
+    let shells = exec_shells(init);
+    for pid in &shells {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(*pid).expect("a pid"))
+            .expect("a non-zero pid");
+        // A shell that has just exited: the scan's own outcome tells (the callers assert it).
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
+    }
+    !shells.is_empty()
+}
+
 /// Every entry of the container's root as its process sees it (`/proc/PID/root`: the overlay's
 /// merged view, so a write anywhere shows), with type, mode, owner, size, mtime and a content
 /// hash; the kernel's filesystems (`/proc`, `/sys`, `/dev`) are skipped.
