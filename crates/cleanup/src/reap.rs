@@ -111,10 +111,10 @@ where
             match tokio::time::timeout(policy.call_timeout, api.list(&lp)).await {
                 Ok(Ok(l)) => Break(Ok(l)),
                 // Refusals do not go away by asking again.
-                Ok(Err(kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 404) => {
-                    Break(Err(ListFailure::Refused(s.to_string())))
-                }
-                Ok(Err(e)) => Continue(e.to_string()),
+                Ok(Err(kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 404) => Break(Err(
+                    ListFailure::Refused(keyhole_core::kube_error(&kube::Error::Api(s))),
+                )),
+                Ok(Err(e)) => Continue(keyhole_core::kube_error(&e)),
                 Err(_) => Continue(format!("no answer within {:?}", policy.call_timeout)),
             }
         })

@@ -168,7 +168,7 @@ where
         Ok(_) => Ok(Answer::Done),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Answer::NotFound),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(Answer::Conflict),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(keyhole_core::kube_error(&e)),
     }
 }
 
@@ -194,7 +194,7 @@ where
             })
         }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Answer::NotFound),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(keyhole_core::kube_error(&e)),
     }
 }
 

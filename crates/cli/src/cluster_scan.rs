@@ -126,7 +126,7 @@ pub async fn resolve_selector(
         .await
         .map_err(|e| ScanError::List {
             namespace: namespace.to_string(),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
     let mut names: Vec<PodName> = list
         .items

@@ -184,7 +184,7 @@ pub async fn wait_for_facts(
     loop {
         let p = api.get(pod).await.map_err(|e| WorkflowError::Api {
             action: format!("reading the scan pod {namespace}/{pod}"),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
         let statuses = p
             .status

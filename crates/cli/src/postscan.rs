@@ -139,7 +139,7 @@ pub async fn snapshot_pods(
         let read = match tokio::time::timeout(CALL_TIMEOUT, api.get(pod)).await {
             Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(keyhole_core::kube_error(&e)),
             Ok(Ok(p)) => serde_json::to_value(&p)
                 .map_err(|e| e.to_string())
                 .and_then(|v| PodSnapshot::from_json(&v).map_err(|e| e.to_string()))
@@ -189,7 +189,7 @@ where
     match tokio::time::timeout(CALL_TIMEOUT, api.get(&o.name)).await {
         Err(_) => Fresh::Failed(format!("no answer within {CALL_TIMEOUT:?}")),
         Ok(Err(kube::Error::Api(s))) if s.code == 404 => Fresh::Gone,
-        Ok(Err(e)) => Fresh::Failed(e.to_string()),
+        Ok(Err(e)) => Fresh::Failed(keyhole_core::kube_error(&e)),
         Ok(Ok(obj)) => {
             let meta = obj.meta();
             Fresh::Present {

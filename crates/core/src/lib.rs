@@ -8,6 +8,8 @@
 
 mod duration;
 mod error;
+#[cfg(feature = "kube")]
+mod kube_error;
 mod meta;
 mod mode;
 mod names;
@@ -19,6 +21,8 @@ mod ttl;
 
 pub use duration::parse_duration;
 pub use error::CoreError;
+#[cfg(feature = "kube")]
+pub use kube_error::kube_error;
 pub use meta::{
     EXPIRES_AT_ANNOTATION, Expiry, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RUN_ID_LABEL,
     TARGET_ANNOTATION, run_labels,

@@ -78,7 +78,7 @@ pub async fn mint(
         .await
         .map_err(|e| CredentialsError::Api {
             action: format!("creating a token for serviceaccount {}", run.object_name()),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
     let token = answer
         .status
@@ -122,7 +122,7 @@ pub fn scoped_client(
     let config = scoped_config(cluster, namespace, token)?;
     kube::Client::try_from(config).map_err(|e| CredentialsError::Api {
         action: "building the scoped client".into(),
-        message: e.to_string(),
+        message: keyhole_core::kube_error(&e),
     })
 }
 

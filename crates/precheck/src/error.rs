@@ -37,7 +37,8 @@ pub enum PrecheckError {
     },
     /// Reading the target pod failed for another reason than its absence.
     #[error(
-        "cannot read pod {namespace}/{name} with your credentials: {source} (check that you may `get pods` there)"
+        "cannot read pod {namespace}/{name} with your credentials: {} (check that you may `get pods` there)",
+        keyhole_core::kube_error(source)
     )]
     Fetch {
         /// The namespace.

@@ -83,7 +83,7 @@ impl Creator for ApiCreator<'_> {
                     "{} already exists (another run with the same id?); run `keyhole reap -n {ns}` and retry",
                     s.message
                 ),
-                _ => e.to_string(),
+                _ => keyhole_core::kube_error(&e),
             };
             RbacError::Api {
                 action: format!("creating {} {ns}/{name}", kind.as_str()),
@@ -299,7 +299,7 @@ async fn rules_in(scoped: &Client, namespace: &str) -> Result<Vec<PolicyRule>, R
         .await
         .map_err(|e| RbacError::Api {
             action: format!("reviewing the scoped identity's rules in namespace {namespace}"),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
     let status = answer.status.ok_or_else(|| RbacError::Api {
         action: format!("reviewing the scoped identity's rules in namespace {namespace}"),

@@ -129,6 +129,7 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: Incoming) -> Outcome {
             set_call(inner, index, None, fault);
             return Outcome::Drop;
         }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::DropAfterApply) | None => {}
     }
     let result = if identity == Identity::Unauthenticated {
@@ -161,7 +162,9 @@ pub(crate) async fn handle(inner: &Arc<Inner>, req: Incoming) -> Outcome {
         Outcome::Exec(_) => Some(101),
         Outcome::Hang | Outcome::Drop => None,
     };
-    set_call(inner, index, status, None);
+    // A delayed call was answered: the record still says it was delayed.
+    let delayed = fault.filter(|f| matches!(f, Fault::Delay(_)));
+    set_call(inner, index, status, delayed);
     outcome
 }
 

@@ -22,6 +22,10 @@ pub enum Fault {
     /// Perform the call (state changes happen) but drop the connection instead of answering:
     /// the client cannot know whether its create/delete took effect.
     DropAfterApply,
+    /// Wait this long, then handle the call as usual: one slow call (an exec the kubelet is
+    /// slow to start, say), where [`Faults::set_latency`] slows every call. A tokio sleep, so
+    /// paused test time skips it.
+    Delay(Duration),
 }
 
 /// A rule that injects a fault into every call it matches.

@@ -174,7 +174,7 @@ pub async fn gather_distroless(
     let api_err = |action: String| {
         move |e: kube::Error| WorkflowError::Api {
             action,
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         }
     };
     let pod = api.get(&target.pod).await.map_err(api_err(format!(
@@ -327,7 +327,7 @@ async fn run_agent(
     let api_err = |action: String| {
         move |e: kube::Error| WorkflowError::Api {
             action,
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         }
     };
     let name = debug.name.clone();

@@ -27,7 +27,7 @@ pub async fn read_sidecar(
     let api: Api<Pod> = Api::namespaced(scoped.clone(), namespace);
     let p = api.get(pod).await.map_err(|e| WorkflowError::Api {
         action: format!("reading pod {namespace}/{pod}"),
-        message: e.to_string(),
+        message: keyhole_core::kube_error(&e),
     })?;
     let has_sidecar = p
         .spec
@@ -50,7 +50,7 @@ pub async fn read_sidecar(
         .await
         .map_err(|e| WorkflowError::Api {
             action: format!("reading the log of {sidecar} in {namespace}/{pod}"),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
     let read = keyhole_engine::read_facts_frames(&log);
     if read.damaged > 0 {

@@ -53,7 +53,7 @@ pub async fn gather_standard(
         .await
         .map_err(|e| match &e {
             kube::Error::Api(s) if looks_shell_less(&s.message) => no_shell(target, &s.message),
-            _ => exec_err(e.to_string()),
+            _ => exec_err(keyhole_core::kube_error(&e)),
         })?;
     let status = process.take_status();
     let mut stdin = process

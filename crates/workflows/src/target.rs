@@ -38,7 +38,7 @@ pub async fn resolve_container(
     let api: Api<Pod> = Api::namespaced(scoped.clone(), namespace);
     let p = api.get(pod).await.map_err(|e| WorkflowError::Api {
         action: format!("reading pod {namespace}/{pod} with the scoped identity"),
-        message: e.to_string(),
+        message: keyhole_core::kube_error(&e),
     })?;
     let names: Vec<String> = p
         .spec

@@ -89,7 +89,7 @@ pub async fn resolve_fleet(
         .await
         .map_err(|e| ScanError::List {
             namespace: ns.clone(),
-            message: e.to_string(),
+            message: keyhole_core::kube_error(&e),
         })?;
     let mut out: BTreeMap<Namespace, Vec<PodName>> = BTreeMap::new();
     for p in &list.items {

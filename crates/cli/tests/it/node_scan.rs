@@ -601,17 +601,20 @@ async fn standard_on_the_node_with_the_target_killed_before_the_exec_fails_and_l
     )
     .await;
     let node = std::sync::Arc::new(node);
+    // The exec is held for 5 s once it reaches the API server: the kill below lands first on
+    // any machine, so the exec always meets a dead container.
+    cluster.faults().fail_matching(
+        keyhole_testkit::FaultRule::new(keyhole_testkit::Fault::Delay(Duration::from_secs(5)))
+            .path("/api/v1/namespaces/*/pods/*/exec")
+            .times(1),
+    );
     let killer = {
         let (cluster, node) = (cluster.clone(), node.clone());
         std::thread::spawn(move || {
             let deadline = std::time::Instant::now() + WAIT;
-            // The RoleBinding is the last object before the scoped identity may exec.
-            while !cluster
-                .calls()
-                .iter()
-                .any(|c| c.method == "POST" && c.path.ends_with("/rolebindings"))
-            {
-                assert!(std::time::Instant::now() < deadline, "no access was set up");
+            // The call is recorded as it arrives, before its delay.
+            while !cluster.calls().iter().any(|c| c.path.ends_with("/exec")) {
+                assert!(std::time::Instant::now() < deadline, "no exec was sent");
                 std::thread::sleep(Duration::from_millis(1));
             }
             node.kill_container(NS, POD, "app")
@@ -624,6 +627,15 @@ async fn standard_on_the_node_with_the_target_killed_before_the_exec_fails_and_l
     let e = assert_failed_clean(&s, &cluster);
     eprintln!("target killed: {e}");
     assert!(!e.contains("no shell"), "misdiagnosed as distroless: {e}");
+    // Kubernetes' own words (pkg/registry/core/pod), once, without kube's Debug dump.
+    assert!(
+        e.contains("cannot exec into a container in a completed pod"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("Status {"),
+        "a Debug dump in a user's error: {e}"
+    );
     assert!(
         cluster.execs().len() <= 1,
         "no retry: {:?}",

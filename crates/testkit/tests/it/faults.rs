@@ -113,6 +113,39 @@ async fn latency_applies_to_every_call() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_delay_slows_only_the_calls_it_matches_then_answers_them() {
+    let cluster = FakeCluster::new();
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client_admin(), "default");
+    let pp = PostParams::default();
+    cluster.faults().fail_matching(
+        FaultRule::new(Fault::Delay(Duration::from_secs(7)))
+            .method("post")
+            .times(1),
+    );
+    let start = tokio::time::Instant::now();
+    cms.get("kube-root-ca.crt").await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "a GET is not delayed"
+    );
+    let start = tokio::time::Instant::now();
+    cms.create(&pp, &configmap("x", &[])).await.unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(7) && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    assert!(
+        cluster.object::<ConfigMap>("default", "x").is_some(),
+        "then performed"
+    );
+    let calls = cluster.calls();
+    assert_eq!(calls[1].status, Some(201));
+    assert_eq!(calls[1].fault, Some(Fault::Delay(Duration::from_secs(7))));
+    assert_eq!(calls[0].fault, None);
+}
+
 #[tokio::test]
 async fn the_recorder_keeps_method_path_query_identity_status_and_time() {
     let cluster = FakeCluster::new();
