@@ -543,6 +543,7 @@ fn walk(
         skipped: Vec::new(),
     };
     let mut timed_out = false;
+    let mut deeper = frame.deeper;
     // Records are newline-terminated here; newlines inside them travel as NULs (`tr` swapped them).
     for record in frame.payload.split(|&b| b == b'\n') {
         let record: Vec<u8> = record
@@ -586,13 +587,16 @@ fn walk(
                     .push((path_of(rel)?, status_error(&text(code), &request)));
             }
             b'T' => timed_out = true,
+            // Entries lie below max_depth: said within the entries by the walk `sh` does
+            // itself when the target has no find (`@D` then says 0).
+            b'D' => deeper = true,
             _ => return Err(bad("tag")),
         }
     }
     if out.truncated.is_none() {
         out.truncated = if timed_out {
             Some(Bound::Time)
-        } else if frame.deeper {
+        } else if deeper {
             Some(Bound::Depth)
         } else {
             None

@@ -4,10 +4,10 @@
 //! applets: `[`/`test` (with the string comparison `<`, which dash and busybox have), `printf`,
 //! `stat -c`, `readlink`, `head -c`, `od`, `tr`, `find` (with `-xdev`, `-maxdepth`, `-mindepth`,
 //! `-print0`), `xargs -0 -s`, `grep -F`, `date +%s`, `sha256sum` and `md5sum` (and, for RPM and
-//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …). RPM and apk
-//! integrity can do without `find` and `xargs` (UBI-minimal has no findutils): `sh` then walks
-//! the prefixes itself (globs, `[ -L ]`, `[ -d ]`, `stat -c %d` for `-xdev`) and hands the same
-//! entries to the same handler, so the facts are the same.
+//! apk integrity, `<algorithm>sum` of each digest asked: `sha1sum`, `sha512sum`, …). Walks (the
+//! `files:` resource) and RPM and apk integrity can do without `find` and `xargs` (UBI-minimal
+//! has no findutils): `sh` then walks the tree itself (globs, `[ -L ]`, `[ -d ]`, `stat -c %d`
+//! for `-xdev`) and hands the same entries to the same handler, so the facts are the same.
 //!
 //! Output framing (stdout), per request *i* of the plan (in plan order):
 //!
@@ -15,7 +15,8 @@
 //! @B i                      begin
 //! @M <mode hex>:<uid>:<gid>:<size>   Stat: `stat -c %f:%u:%g:%s`
 //! @H <hex digest>           Sha256 / Md5
-//! @D 0|1                    Walk: an entry exists below max_depth
+//! @D 0|1                    Walk: an entry exists below max_depth (without find: 0, and a
+//!                           `D` record among the entries says it)
 //!  2f 65 74 63 …            payload: bytes as `od -An -v -tx1` prints them
 //! @E i <status>             end: `ok`, or an error code
 //! ```
@@ -994,14 +995,16 @@ kh_mwalk() {
   printf '@F ok\n'
 }
 
-# kh_wtree MAXDEPTH LINES HANDLER BATCH: what "find kh_s -xdev -maxdepth MAXDEPTH -print0 |
-# xargs -0 -s BATCH sh -c HANDLER sh kh_s kh_dl" writes, and the "D" record before it, in sh
-# alone: kh_s and every entry below it to MAXDEPTH, not below a directory on another device than
-# kh_s (-xdev, by stat %d), handed to HANDLER in batches as arguments (any byte but NUL survives).
-# It stops when HANDLER does (exit 255: deadline, or head has read enough) or after LINES entries
-# (each gives at least one line: head has cut there). Runs in a pipeline's subshell.
+# kh_wtree MAXDEPTH LINES HANDLER BATCH [ANYDEV]: what "find kh_s -xdev -maxdepth MAXDEPTH
+# -print0 | xargs -0 -s BATCH sh -c HANDLER sh kh_s kh_dl" writes, and a "D" record when entries
+# lie deeper, in sh alone: kh_s and every entry below it to MAXDEPTH, not below a directory on
+# another device than kh_s (-xdev, by stat %d; with ANYDEV non-empty, on every device), handed
+# to HANDLER in batches as arguments (any byte but NUL survives). It stops when HANDLER does
+# (exit 255: deadline, or head has read enough) or after LINES entries (each gives at least one
+# line: head has cut there). Runs in a pipeline's subshell.
 kh_wtree() {
   kh_wmax=$1 kh_wlim=$2 kh_wh=$3 kh_wbs=$(($4 - ${#3})) kh_wn=0 kh_wk=0 kh_wsz=0 kh_wstop= kh_wdeep=
+  kh_wany=${5-}
   [ "$kh_wbs" -ge 4096 ] || kh_wbs=4096
   kh_wadd "$kh_s"
   kh_wdev=$(stat -c %d -- "$kh_s" 2>/dev/null)
@@ -1035,6 +1038,12 @@ kh_wdir() {
     [ ! -d "$kh_wf" ] || set -- "$@" "$kh_wf"
   done
   [ "$#" -gt 1 ] || return 0
+  if [ -n "$kh_wany" ]; then
+    for kh_wf do
+      case $kh_wf in /*) kh_wdir "$kh_wf" "$1";; esac
+    done
+    return 0
+  fi
   # Only the subdirectories on kh_s's device are entered (-xdev). One stat for all of them
   # when it prints a line for each (the lines hold no names); else one stat each.
   kh_wl=$1
@@ -1085,12 +1094,24 @@ kh_walk() {
   kh_b "$1"
   if ! { kh_resolve "$2" 1 && kh_isdir; }; then kh_e "$1" "$kh_E"; return; fi
   if [ ! -r "$kh_R" ] || [ ! -x "$kh_R" ]; then kh_e "$1" PermissionDenied; return; fi
-  for kh_t in find xargs stat od tr head; do
+  for kh_t in stat od tr head; do
     if ! command -v "$kh_t" >/dev/null 2>&1; then kh_e "$1" "Io:$kh_t-not-available"; return; fi
   done
   kh_s=${kh_R%/}/.
   kh_now=$(date +%s 2>/dev/null)
   case $kh_now in ''|*[!0-9]*) kh_dl=-;; *) kh_dl=$((kh_now + $5));; esac
+  # Without find or xargs (UBI-minimal has no findutils) sh walks the same entries itself; its
+  # "D" record comes within the entries, so the header says nothing of depth.
+  kh_mfind=1
+  for kh_t in find xargs; do command -v "$kh_t" >/dev/null 2>&1 || kh_mfind=; done
+  if [ -z "$kh_mfind" ]; then
+    printf '@D 0\n'
+    kh_wany=
+    [ "x$6" = x-xdev ] || kh_wany=1
+    kh_wtree "$3" "$4" "$7" "$8" "$kh_wany" | tr '\n\000' '\000\n' | head -n "$4" | kh_hex
+    kh_e "$1" ok
+    return
+  fi
   if [ -n "$(find "$kh_s" $6 -mindepth $(($3 + 1)) -maxdepth $(($3 + 1)) -print 2>/dev/null | head -c 1)" ]; then
     printf '@D 1\n'
   else

@@ -259,3 +259,123 @@ fn without_find_sh_walks_exactly_what_find_walks() {
         }
     }
 }
+
+/// The facts of the `files:` walks (`FactRequest::Walk`, every query, with and without `-xdev`,
+/// bounded by depth and by entries) on the hostile tree, without findutils, are the facts the
+/// `find` walk gives (the same normalisation as every script-against-source comparison).
+#[test]
+fn without_find_the_files_walks_give_the_facts_find_gives() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use keyhole_engine::{Bound, FactValue, WalkLimits, WalkQuery};
+
+    crate::source_runc::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let _mount = build(&root);
+    let mode = |rel: &str, m: u32| {
+        std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    put(&root, b"usr/bin/su", b"setuid");
+    mode("usr/bin/su", 0o4755);
+    put(&root, b"usr/bin/wall", b"setgid");
+    mode("usr/bin/wall", 0o2755);
+    put(&root, b"usr/share/open", b"writable");
+    mode("usr/share/open", 0o666);
+    std::fs::create_dir_all(root.join("usr/share/tmp")).unwrap();
+    mode("usr/share/tmp", 0o1777);
+    put(&root, b"usr/etc/app.env", b"A=1\nSECRET=hunter2\n");
+    std::fs::write(root.join("usr/mnt/SECRET.env"), b"SECRET=on another fs").unwrap();
+
+    let usr = TargetPath::new("/usr").unwrap();
+    let walk = |query: WalkQuery, limits: WalkLimits| FactRequest::Walk {
+        root: usr.clone(),
+        query,
+        limits,
+    };
+    let every_fs = WalkLimits {
+        same_filesystem: false,
+        ..WalkLimits::default()
+    };
+    let shallow = WalkLimits {
+        max_depth: 1,
+        ..WalkLimits::default()
+    };
+    let few = WalkLimits {
+        max_entries: 5,
+        ..WalkLimits::default()
+    };
+    let contains = WalkQuery::Contains {
+        pattern: b"SECRET=".to_vec(),
+        max_bytes: 4096,
+        max_file_size: 1 << 20,
+    };
+    let named = WalkQuery::Named(BTreeSet::from([b"SECRET.env".to_vec(), b"leaf".to_vec()]));
+    let requests = [
+        walk(WalkQuery::Setuid, WalkLimits::default()),
+        walk(WalkQuery::Setgid, WalkLimits::default()),
+        walk(WalkQuery::WorldWritable, WalkLimits::default()),
+        walk(contains.clone(), WalkLimits::default()),
+        walk(contains, every_fs),
+        walk(named.clone(), WalkLimits::default()),
+        walk(named, every_fs),
+        walk(WalkQuery::Setuid, shallow),
+        walk(WalkQuery::WorldWritable, few),
+    ];
+    let mut plan = FactPlan::new();
+    for r in &requests {
+        plan.add(r.clone());
+    }
+    let script = ShellScript::in_container()
+        .with_root_prefix(&root)
+        .unwrap()
+        .with_pid(None)
+        .render(&plan);
+
+    let mut dash = Command::new(require("dash", "dash"));
+    dash.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    require("find", "findutils");
+    let s = script.clone();
+    let by_find = within(120, "dash with find", move || run(&s, dash));
+    let want = ShellScript::parse(&plan, &by_find);
+
+    // What find gives is what the tree was built to hold (so the comparison means something).
+    let found = |i: usize| -> (Vec<String>, Option<Bound>) {
+        let answer = want.get(&requests[i]).expect("answered");
+        let Ok(FactValue::Walk(w)) = answer else {
+            panic!("walk {i}: {answer:?}");
+        };
+        let mut names: Vec<String> = w
+            .matches
+            .iter()
+            .map(|(p, _)| String::from_utf8_lossy(p.as_bytes()).into_owned())
+            .collect();
+        names.sort();
+        (names, w.truncated)
+    };
+    assert_eq!(found(0), (vec!["/usr/bin/su".into()], Some(Bound::Depth)));
+    assert_eq!(found(1).0, ["/usr/bin/wall"]);
+    assert!(
+        found(2).0.contains(&"/usr/share/open".to_owned()),
+        "{:?}",
+        found(2)
+    );
+    assert!(!found(2).0.contains(&"/usr/share/tmp".to_owned()), "sticky");
+    assert_eq!(found(3).0, ["/usr/etc/app.env"], "-xdev");
+    assert_eq!(found(4).0, ["/usr/etc/app.env", "/usr/mnt/SECRET.env"]);
+    assert_eq!(
+        found(5).0,
+        Vec::<String>::new(),
+        "-xdev, and the leaf is too deep"
+    );
+    assert_eq!(found(6).0, ["/usr/mnt/SECRET.env"]);
+    assert_eq!(found(7), (vec![], Some(Bound::Depth)));
+    assert_eq!(found(8).1, Some(Bound::Entries));
+
+    for (name, shell) in shells_without_find() {
+        let s = script.clone();
+        let out = within(120, name, move || run(&s, shell));
+        let got = ShellScript::parse(&plan, &out);
+        crate::source_fixtures::assert_same_facts(&format!("{name} without find"), &want, &got);
+    }
+}
