@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 
 use jiff::Timestamp;
-use keyhole_hdf::{
-    Control, ControlResult, Execution, Group, Platform, ResultStatus, SourceLocation,
-};
+use keyhole_hdf::{Control, ControlResult, Execution, ResultStatus, SourceLocation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
@@ -338,48 +336,31 @@ impl PostScanReport {
     #[must_use]
     pub fn to_hdf(&self, target_id: &str, now: Timestamp) -> Execution {
         let start = now.to_string();
-        let platform = Platform {
-            name: "kubernetes".into(),
-            release: "unknown".into(),
-            target_id: Some(target_id.to_owned()),
-            ..Default::default()
-        };
-        let mut exec = Execution::new(platform, env!("CARGO_PKG_VERSION"));
-        let mut p = keyhole_hdf::Profile::new(PROFILE_NAME, profile_sha256());
-        p.version = Some(env!("CARGO_PKG_VERSION").into());
-        p.title = Some("Keyhole post-scan audit".into());
-        p.summary = Some(
-            "After teardown: audit records, cleanup re-verified with fresh GETs, no credential artifact, no side effect on the target"
-                .into(),
+        let mut p = keyhole_hdf::Profile::keyhole_checks(
+            PROFILE_NAME,
+            profile_sha256(),
+            env!("CARGO_PKG_VERSION"),
+            "Keyhole post-scan audit",
+            "After teardown: audit records, cleanup re-verified with fresh GETs, no credential artifact, no side effect on the target",
         );
-        p.license = Some("Apache-2.0".into());
-        p.status = Some("loaded".into());
         for (group, title) in [
             (CheckGroup::AuditLog, "Audit log"),
             (CheckGroup::Cleanup, "Cleanup"),
             (CheckGroup::Credentials, "Credential artifacts"),
             (CheckGroup::Target, "Side effects on the target"),
         ] {
-            let controls: Vec<String> = self
+            let controls = self
                 .checks
                 .iter()
                 .filter(|c| c.check.group() == group)
                 .map(|c| control_id(c.check))
                 .collect();
-            if !controls.is_empty() {
-                p.groups.push(Group {
-                    id: group_name(group).into(),
-                    title: Some(title.into()),
-                    controls,
-                    ..Default::default()
-                });
-            }
+            p.push_group(group_name(group), title, controls);
         }
         for c in &self.checks {
             p.controls.push(hdf_control(c, &start));
         }
-        exec.profiles.push(p);
-        exec
+        Execution::kubernetes_checks(target_id, env!("CARGO_PKG_VERSION"), p)
     }
 }
 

@@ -459,6 +459,26 @@ impl Execution {
         }
     }
 
+    /// An execution of one of Keyhole's own check profiles (the pre-scan verification, the
+    /// post-scan audit) against a Kubernetes object: platform `kubernetes`, release `unknown`
+    /// (the checks read the API, not the node), `target_id` such as `pod/NS/POD/CONTAINER`.
+    #[must_use]
+    pub fn kubernetes_checks(
+        target_id: impl Into<String>,
+        version: impl Into<String>,
+        profile: Profile,
+    ) -> Self {
+        let platform = Platform {
+            name: "kubernetes".into(),
+            release: "unknown".into(),
+            target_id: Some(target_id.into()),
+            ..Platform::default()
+        };
+        let mut exec = Self::new(platform, version);
+        exec.profiles.push(profile);
+        exec
+    }
+
     /// Reads HDF exec JSON (also InSpec/CINC `--reporter json` output).
     ///
     /// # Errors
@@ -549,6 +569,44 @@ impl Profile {
             name: name.into(),
             sha256: sha256.into(),
             ..Self::default()
+        }
+    }
+
+    /// One of Keyhole's own check profiles: `name` at `version`, with its `title` and
+    /// `summary`, licensed Apache-2.0 and `loaded`; its groups and controls are added after.
+    #[must_use]
+    pub fn keyhole_checks(
+        name: impl Into<String>,
+        sha256: impl Into<String>,
+        version: impl Into<String>,
+        title: impl Into<String>,
+        summary: impl Into<String>,
+    ) -> Self {
+        Self {
+            version: Some(version.into()),
+            title: Some(title.into()),
+            summary: Some(summary.into()),
+            license: Some("Apache-2.0".into()),
+            status: Some("loaded".into()),
+            ..Self::new(name, sha256)
+        }
+    }
+
+    /// Adds the group `id` (titled `title`) of these control ids, unless there are none: an
+    /// empty group would only say nothing ran.
+    pub fn push_group(
+        &mut self,
+        id: impl Into<String>,
+        title: impl Into<String>,
+        controls: Vec<String>,
+    ) {
+        if !controls.is_empty() {
+            self.groups.push(Group {
+                id: id.into(),
+                title: Some(title.into()),
+                controls,
+                ..Group::default()
+            });
         }
     }
 

@@ -1,9 +1,7 @@
 //! The verdict: every check's outcome with its evidence, the decision, and the HDF profile.
 
 use jiff::Timestamp;
-use keyhole_hdf::{
-    Control, ControlResult, Execution, Group, Platform, ResultStatus, SourceLocation,
-};
+use keyhole_hdf::{Control, ControlResult, Execution, ResultStatus, SourceLocation};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -208,51 +206,41 @@ impl Verdict {
     pub fn to_hdf(&self, now: Timestamp) -> Execution {
         let start = now.to_string();
         let t = &self.target;
-        let platform = Platform {
-            name: "kubernetes".into(),
-            release: "unknown".into(),
-            target_id: Some(format!("pod/{}/{}/{}", t.namespace, t.pod, t.container)),
-            ..Default::default()
+        let decision = match self.decision {
+            Decision::Proceed => "proceed",
+            Decision::Abort => "abort",
         };
-        let mut exec = Execution::new(platform, env!("CARGO_PKG_VERSION"));
-        let mut p = keyhole_hdf::Profile::new(PROFILE_NAME, self.policy_sha256.clone());
-        p.version = Some(env!("CARGO_PKG_VERSION").into());
-        p.title = Some("Keyhole pre-scan verification".into());
-        p.summary = Some(format!(
-            "Target integrity, privileged status, image source and network connections; decision: {}",
-            match self.decision {
-                Decision::Proceed => "proceed",
-                Decision::Abort => "abort",
-            }
-        ));
-        p.license = Some("Apache-2.0".into());
-        p.status = Some("loaded".into());
+        let mut p = keyhole_hdf::Profile::keyhole_checks(
+            PROFILE_NAME,
+            self.policy_sha256.clone(),
+            env!("CARGO_PKG_VERSION"),
+            "Keyhole pre-scan verification",
+            format!(
+                "Target integrity, privileged status, image source and network connections; decision: {decision}"
+            ),
+        );
         for group in [
             CheckGroup::Integrity,
             CheckGroup::Privilege,
             CheckGroup::Image,
             CheckGroup::Network,
         ] {
-            let ids: Vec<String> = self
+            let ids = self
                 .checks
                 .iter()
                 .filter(|c| c.check.group() == group)
                 .map(|c| control_id(c.check))
                 .collect();
-            if !ids.is_empty() {
-                p.groups.push(Group {
-                    id: group_name(group).into(),
-                    title: Some(group_title(group).into()),
-                    controls: ids,
-                    ..Default::default()
-                });
-            }
+            p.push_group(group_name(group), group_title(group), ids);
         }
         for c in &self.checks {
             p.controls.push(hdf_control(c, &start));
         }
-        exec.profiles.push(p);
-        exec
+        Execution::kubernetes_checks(
+            format!("pod/{}/{}/{}", t.namespace, t.pod, t.container),
+            env!("CARGO_PKG_VERSION"),
+            p,
+        )
     }
 }
 

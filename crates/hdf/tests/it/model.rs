@@ -168,3 +168,35 @@ fn built_executions_are_schema_valid() {
     ]);
     assert_schema_valid(&exec.to_json_pretty().unwrap());
 }
+
+/// Keyhole's own check profiles (pre-scan, post-scan) are built by one constructor: loaded,
+/// licensed, versioned, on a `kubernetes` platform naming the target; a group with no control
+/// is left out; the whole is schema-valid.
+#[test]
+fn keyhole_check_profiles_are_whole_and_skip_empty_groups() {
+    let mut p = keyhole_hdf::Profile::keyhole_checks("keyhole-x", "ab", "1.2.3", "X", "sum");
+    p.push_group("one", "One", vec!["x-1".into()]);
+    p.push_group("none", "None", Vec::new());
+    p.controls
+        .push(control("x-1", 0.5, &[ResultStatus::Passed]));
+    let exec = Execution::kubernetes_checks("pod/ns/web-0/app", "1.2.3", p);
+    let text = exec.to_json_pretty().unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["platform"]["name"], "kubernetes");
+    assert_eq!(v["platform"]["target_id"], "pod/ns/web-0/app");
+    let p = &v["profiles"][0];
+    assert_eq!(
+        (&p["name"], &p["version"], &p["status"], &p["license"]),
+        (
+            &json!("keyhole-x"),
+            &json!("1.2.3"),
+            &json!("loaded"),
+            &json!("Apache-2.0")
+        )
+    );
+    assert_eq!(
+        p["groups"],
+        json!([{"id": "one", "title": "One", "controls": ["x-1"]}])
+    );
+    assert_schema_valid(&text);
+}
