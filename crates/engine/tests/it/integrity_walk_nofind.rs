@@ -176,6 +176,22 @@ fn run(script: &str, mut shell: Command) -> Vec<u8> {
     out.stdout
 }
 
+/// The plan's script over `root`, and what dash with the host's GNU tools (find and xargs
+/// among them) writes running it: the reference the runs without findutils must equal.
+fn by_find(root: &Path, plan: &FactPlan) -> (String, Vec<u8>) {
+    let script = ShellScript::in_container()
+        .with_root_prefix(root)
+        .unwrap()
+        .with_pid(None)
+        .render(plan);
+    let mut dash = Command::new(require("dash", "dash"));
+    dash.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    require("find", "findutils");
+    let s = script.clone();
+    let out = within(120, "dash with find", move || run(&s, dash));
+    (script, out)
+}
+
 #[test]
 fn without_find_sh_walks_exactly_what_find_walks() {
     crate::source_runc::require_root();
@@ -189,18 +205,8 @@ fn without_find_sh_walks_exactly_what_find_walks() {
         max_files: 1000,
         algorithms: vec![HashAlgo::Sha256, HashAlgo::Md5],
     }));
-    let script = ShellScript::in_container()
-        .with_root_prefix(&root)
-        .unwrap()
-        .with_pid(None)
-        .render(&plan);
-
-    // The find path: dash with the host's GNU tools, find and xargs among them.
-    let mut dash = Command::new(require("dash", "dash"));
-    dash.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    require("find", "findutils");
-    let s = script.clone();
-    let by_find = within(120, "dash with find", move || walks(&run(&s, dash)));
+    let (script, out) = by_find(&root, &plan);
+    let by_find = walks(&out);
     assert_eq!(by_find.len(), 1);
     let want = &by_find[0];
     // The tree is what it was built to be, as find sees it (so the comparison means something).
@@ -326,18 +332,8 @@ fn without_find_the_files_walks_give_the_facts_find_gives() {
     for r in &requests {
         plan.add(r.clone());
     }
-    let script = ShellScript::in_container()
-        .with_root_prefix(&root)
-        .unwrap()
-        .with_pid(None)
-        .render(&plan);
-
-    let mut dash = Command::new(require("dash", "dash"));
-    dash.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-    require("find", "findutils");
-    let s = script.clone();
-    let by_find = within(120, "dash with find", move || run(&s, dash));
-    let want = ShellScript::parse(&plan, &by_find);
+    let (script, out) = by_find(&root, &plan);
+    let want = ShellScript::parse(&plan, &out);
 
     // What find gives is what the tree was built to hold (so the comparison means something).
     let found = |i: usize| -> (Vec<String>, Option<Bound>) {
