@@ -396,11 +396,20 @@ async fn run_agent(
             .clone()
             .or_else(|| log.lines().last().map(str::to_string))
             .unwrap_or_default();
-        return Err(agent_err(format!(
-            "the agent exited with {}: {}",
-            terminated.exit_code,
-            why.trim()
-        )));
+        // 128 + N is signal N (137: SIGKILL, an OOM kill or a kill from outside).
+        let code = terminated.exit_code;
+        let signal = match (code, terminated.reason.as_deref()) {
+            (_, Some("OOMKilled")) => " (OOMKilled: the scanner ran out of memory)",
+            (137, _) => " (killed: SIGKILL, e.g. out of memory or killed from outside)",
+            (143, _) => " (terminated: SIGTERM)",
+            _ => "",
+        };
+        let why = why.trim();
+        return Err(agent_err(if why.is_empty() {
+            format!("the agent exited with {code}{signal}")
+        } else {
+            format!("the agent exited with {code}{signal}: {why}")
+        }));
     }
     let read = keyhole_engine::read_facts_frames(&log);
     match (read.frames.as_slice(), read.damaged) {

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::cluster_scan::scan_in;
 use crate::node_scan::{
-    WAIT, assert_failed_clean, freeze_exec, node, pid_of, slow_tree, start_pod,
+    WAIT, assert_failed_clean, freeze_exec, node, pid_of, slow_tree, start_pod, stop_process,
 };
 use crate::support::{NS, POD};
 
@@ -107,8 +107,11 @@ async fn distroless_on_the_node_with_the_scanner_killed_fails_and_leaves_nothing
                     .and_then(|v| v.into_iter().next())
                     .map(|c| c.name);
                 if let Some(name) = name
-                    && node.container_pid(NS, POD, &name).is_some()
+                    && let Some(pid) = node.container_pid(NS, POD, &name)
                 {
+                    // Stopped where it is first, so a fast agent cannot finish before
+                    // `runc kill` lands (SIGKILL still ends a stopped process).
+                    stop_process(pid);
                     return node.kill_container(NS, POD, &name).is_ok();
                 }
                 assert!(Instant::now() < deadline, "the scanner never ran");
@@ -131,7 +134,11 @@ async fn distroless_on_the_node_with_the_scanner_killed_fails_and_leaves_nothing
     );
     let e = assert_failed_clean(&s, &cluster);
     eprintln!("scanner killed: {e}");
-    assert!(e.contains("exited with 137"), "SIGKILL's exit code: {e}");
+    assert!(
+        e.contains("exited with 137 (killed: SIGKILL"),
+        "SIGKILL's exit code: {e}"
+    );
+    assert!(!e.ends_with(": "), "an empty reason: {e}");
     assert_eq!(s.outcome.traces.len(), 1, "{:?}", s.outcome.traces);
     Arc::try_unwrap(node)
         .expect("the killer is done")

@@ -144,13 +144,16 @@ pub(crate) fn exec_shells(init: u32) -> Vec<u32> {
 /// process).
 pub(crate) fn freeze_exec(init: u32) -> bool {
     let shells = exec_shells(init);
-    for pid in &shells {
-        let pid = rustix::process::Pid::from_raw(i32::try_from(*pid).expect("a pid"))
-            .expect("a non-zero pid");
-        // A shell that has just exited: the scan's own outcome tells (the callers assert it).
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
-    }
+    shells.iter().copied().for_each(stop_process);
     !shells.is_empty()
+}
+
+/// SIGSTOP to host process `pid`. One that has just exited is no error: the scan's own outcome
+/// tells (the callers assert it).
+pub(crate) fn stop_process(pid: u32) {
+    let pid =
+        rustix::process::Pid::from_raw(i32::try_from(pid).expect("a pid")).expect("a non-zero pid");
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::STOP);
 }
 
 /// Every entry of the container's root as its process sees it (`/proc/PID/root`: the overlay's
