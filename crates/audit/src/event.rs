@@ -64,4 +64,17 @@ pub enum Event {
         /// A one-line outcome.
         outcome: String,
     },
+    /// The post-scan audit ran, after the run ended (its checks of the run's records, of
+    /// cleanup with fresh GETs, of credential artifacts and of the target). Recorded after
+    /// `run_ended` because it can change the process's exit code, which the log then says.
+    PostScanAudited {
+        /// How many checks ran (not-applicable ones included).
+        checks: u32,
+        /// Each failed check, `post-scan CHECK: what, and where` (paths, names and token
+        /// fingerprints, never a credential).
+        findings: Vec<String>,
+        /// The audit's own code: 0 when every check passed, 4 for leftovers, 6 for other
+        /// findings. The process exits with the worse of it and the run's code.
+        exit_code: i32,
+    },
 }

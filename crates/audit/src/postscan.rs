@@ -331,6 +331,16 @@ impl PostScanReport {
         }
     }
 
+    /// The audit log's record of this report ([`crate::Event::PostScanAudited`]).
+    #[must_use]
+    pub fn to_event(&self) -> crate::Event {
+        crate::Event::PostScanAudited {
+            checks: u32::try_from(self.checks.len()).unwrap_or(u32::MAX),
+            findings: self.findings().iter().map(ToString::to_string).collect(),
+            exit_code: self.exit_code().unwrap_or(0),
+        }
+    }
+
     /// The result as an HDF execution with one profile, `keyhole-postscan`, one control per
     /// check (`postscan-<check>`). `target_id` names the target (`pod/NS/NAME`).
     #[must_use]

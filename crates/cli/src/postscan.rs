@@ -239,6 +239,11 @@ pub async fn audit_scan(
     for f in report.findings() {
         tracing::info!(%f, "post-scan finding");
     }
+    // After its checks (the audit-log check read the log as the run left it): the log then
+    // says what the audit found, and the code it gives the process.
+    for run in &evidence.run_ids {
+        audit.for_run(run).record(report.to_event());
+    }
     report
 }
 

@@ -240,6 +240,14 @@ pub(crate) fn every_run_cleaned_up(records: &[Record]) -> BTreeMap<String, i32> 
             objects(false),
             "run {run}: every created object deleted"
         );
+        // The post-scan audit's record, when it ran, follows run_ended.
+        let mut rs = rs;
+        if rs
+            .last()
+            .is_some_and(|r| matches!(r.event, Event::PostScanAudited { .. }))
+        {
+            rs.pop();
+        }
         let n = rs.len();
         match &rs[n - 2].event {
             Event::CleanupVerified { remaining } => {

@@ -236,6 +236,27 @@ async fn a_leftover_rolebinding_is_found_by_a_fresh_get_and_exits_4() {
     );
     assert_eq!(exit_after(&r, 0), 4);
     assert_eq!(exit_after(&r, 3), 4, "leftovers win over every other code");
+    // The audit log says it too, after the run's end (which said 0: teardown had verified).
+    let records = crate::support::audit_records(&dir.join("audit.jsonl"));
+    let (rest, last) = crate::support::split_postscan(&records);
+    assert_eq!(crate::support::clean_ending(rest).0, 0);
+    match last {
+        Some(keyhole_audit::Event::PostScanAudited {
+            checks,
+            findings,
+            exit_code,
+        }) => {
+            assert_eq!((*checks, *exit_code), (11, 4));
+            assert_eq!(findings.len(), 1, "{findings:?}");
+            assert!(
+                findings[0].starts_with(&format!(
+                    "post-scan cleanup: RoleBinding {NS}/keyhole-{run_id} is still present"
+                )),
+                "{findings:?}"
+            );
+        }
+        other => panic!("no post-scan record after run_ended: {other:?}"),
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -398,6 +419,45 @@ async fn the_binary_prints_post_scan_findings_and_exits_6_on_a_restart() {
     assert!(!searched.contains(" 0 variable(s) searched"), "{searched}");
     let restarted = crate::support::finish(scan(true)).await;
     assert_eq!(restarted.code, Some(6), "stderr {}", restarted.stderr);
+    // Each run's records end with what its post-scan audit found and the code it gave: the
+    // log agrees with the exit codes (0, then 6 where run_ended said 0).
+    let records = crate::support::audit_records(&served.audit);
+    let mut runs: Vec<&str> = Vec::new();
+    for r in &records {
+        if !runs.contains(&r.run_id.as_str()) {
+            runs.push(&r.run_id);
+        }
+    }
+    assert_eq!(runs.len(), 2, "two scans");
+    let postscan: Vec<(i32, Vec<String>)> = runs
+        .iter()
+        .map(|run| {
+            let mine: Vec<keyhole_audit::Record> = records
+                .iter()
+                .filter(|r| r.run_id == *run)
+                .cloned()
+                .collect();
+            assert_eq!(crate::support::clean_ending(&mine).0, 0, "{run}");
+            match crate::support::split_postscan(&mine).1 {
+                Some(keyhole_audit::Event::PostScanAudited {
+                    exit_code,
+                    findings,
+                    ..
+                }) => (*exit_code, findings.clone()),
+                other => panic!("{run}: no post-scan record: {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(postscan[0], (0, vec![]));
+    assert_eq!(postscan[1].0, 6);
+    assert!(
+        postscan[1]
+            .1
+            .iter()
+            .any(|f| f.starts_with("post-scan target-restarts: prod/web-0")),
+        "{:?}",
+        postscan[1].1
+    );
     assert!(
         restarted
             .stderr

@@ -186,9 +186,22 @@ pub(crate) fn audited_objects(records: &[Record], created: bool) -> Vec<String> 
     v
 }
 
-/// The last record's event must be `RunEnded` and the one before `CleanupVerified` with
-/// nothing remaining; returns the recorded exit code and outcome text.
+/// The records without the post-scan audit's, which follows `RunEnded` when the post-scan
+/// audit ran (a scan through `keyhole scan`, not a bare session), and that record.
+pub(crate) fn split_postscan(records: &[Record]) -> (&[Record], Option<&Event>) {
+    match records.split_last() {
+        Some((last, rest)) if matches!(last.event, Event::PostScanAudited { .. }) => {
+            (rest, Some(&last.event))
+        }
+        _ => (records, None),
+    }
+}
+
+/// The last record's event must be `RunEnded` (then, if it ran, the post-scan audit's) and the
+/// one before `CleanupVerified` with nothing remaining; returns the recorded exit code and
+/// outcome text.
 pub(crate) fn clean_ending(records: &[Record]) -> (i32, String) {
+    let (records, _) = split_postscan(records);
     let n = records.len();
     assert!(n >= 2, "{records:?}");
     match &records[n - 2].event {
