@@ -164,7 +164,8 @@ pub(crate) enum ScanFormat {
     Summary,
     /// The HDF document (to stdout unless --out is given).
     Json,
-    /// A SARIF 2.1.0 log for code-scanning dashboards (to stdout).
+    /// A SARIF 2.1.0 log for code-scanning dashboards (to stdout): one document for all the
+    /// targets (several pods, a fleet).
     Sarif,
 }
 

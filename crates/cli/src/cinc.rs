@@ -340,6 +340,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 report_target.as_ref(),
                 a.out.as_deref(),
                 Timestamp::now(),
+                None,
             )?;
             out.warnings = crate::gates::verdict_warnings(&verdict);
             out.warnings.push(format!(
@@ -417,7 +418,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     summary.targets = crate::gates::target(ns_of(&run), &pod_of(&run), &verdict.target.container)
         .into_iter()
         .collect();
-    let sarif = crate::gates::reports(a, &exec, &summary, report_target.as_ref(), false)?;
+    let sarif = crate::gates::reports(a, &exec, &summary, report_target.as_ref(), false, None)?;
     let mut out = judge(a, &exec, threshold.as_ref(), sarif)?;
     out.warnings.splice(0..0, warnings);
     if leftover {

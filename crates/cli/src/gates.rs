@@ -10,11 +10,33 @@ use jiff::Timestamp;
 use keyhole_core::{ContainerName, Created, Namespace, ObjectKind, PodName, RunId, ScanMode};
 use keyhole_hdf::Execution;
 use keyhole_precheck::{Action, CheckResult, Policy, Verdict};
-use keyhole_report::{ObjectRecord, Report, RunSummary, Target, ThresholdSpec, TokenLifetime};
+use keyhole_report::{
+    ObjectRecord, Report, RunSummary, Target, TargetFailure, ThresholdSpec, TokenLifetime,
+};
 
 use crate::args::{ReportFormat, ScanArgs, ScanFormat};
 use crate::scan::Judging;
 use crate::{Failure, Output};
+
+/// The SARIF reports of several targets, gathered to be rendered as one log at the end
+/// ([`keyhole_report::sarif_log`]): a code-scanning upload takes one document, so several
+/// targets cannot each print their own.
+#[derive(Debug, Default)]
+pub(crate) struct SarifSink(std::cell::RefCell<Vec<Report>>);
+
+impl SarifSink {
+    /// The one SARIF log (with a newline) of every report gathered and of `failures`, the
+    /// targets that gave none.
+    pub(crate) fn render(&self, failures: &[TargetFailure]) -> Result<String, Failure> {
+        let reports = self.0.borrow();
+        let mut log = keyhole_report::sarif_log(&reports, failures).map_err(Failure::scan)?;
+        log.push('\n');
+        Ok(log)
+    }
+}
+
+/// The objects a run created and its token's lifetime, read back from the audit log.
+pub(crate) type RunRecord = (Vec<ObjectRecord>, Option<TokenLifetime>);
 
 /// Where `--report` goes and in which format.
 #[derive(Debug, Clone)]
@@ -174,10 +196,7 @@ pub(crate) fn local_summary(
 /// sessions): every object created with its creation time and confirmed deletion time, and the
 /// token's lifetime (revoked when its ServiceAccount or anchor Secret was confirmed deleted).
 /// The log is the record the report ties to; an unreadable log gives no objects and a warning.
-pub(crate) fn run_record(
-    log: &Path,
-    run_ids: &[RunId],
-) -> Result<(Vec<ObjectRecord>, Option<TokenLifetime>), String> {
+pub(crate) fn run_record(log: &Path, run_ids: &[RunId]) -> Result<RunRecord, String> {
     let text = std::fs::read_to_string(log)
         .map_err(|e| format!("cannot read the audit log {}: {e}", log.display()))?;
     let mut objects: Vec<ObjectRecord> = Vec::new();
@@ -288,13 +307,15 @@ fn render(
 }
 
 /// Writes `--report` (when given) and returns the SARIF log when `--format sarif` asks for it
-/// on stdout. `local`: a `--root`/`--pid` scan.
+/// on stdout, or gathers its report into `sink` (then the text is empty). `local`: a
+/// `--root`/`--pid` scan.
 pub(crate) fn reports(
     a: &ScanArgs,
     exec: &Execution,
     summary: &RunSummary,
     report: Option<&ReportTarget>,
     local: bool,
+    sink: Option<&SarifSink>,
 ) -> Result<Option<String>, Failure> {
     if let Some(t) = report {
         let text = render(exec, summary, t.format, local)?;
@@ -302,6 +323,12 @@ pub(crate) fn reports(
             .map_err(|e| Failure::scan(format!("cannot write {}: {e}", t.path.display())))?;
     }
     if a.format == ScanFormat::Sarif {
+        if let Some(sink) = sink {
+            sink.0
+                .borrow_mut()
+                .push(Report::build(exec, summary).map_err(Failure::scan)?);
+            return Ok(Some(String::new()));
+        }
         let mut sarif = render(exec, summary, ReportFormat::Sarif, local)?;
         sarif.push('\n');
         return Ok(Some(sarif));
@@ -319,6 +346,7 @@ pub(crate) fn aborted_output(
     report: Option<&ReportTarget>,
     out_path: Option<&Path>,
     now: Timestamp,
+    sink: Option<&SarifSink>,
 ) -> Result<Output, Failure> {
     let exec = verdict.to_hdf(now);
     let mut summary = summary.clone();
@@ -331,7 +359,7 @@ pub(crate) fn aborted_output(
         std::fs::write(out, &json)
             .map_err(|e| Failure::scan(format!("cannot write {}: {e}", out.display())))?;
     }
-    let sarif = reports(a, &exec, summary, report, false)?;
+    let sarif = reports(a, &exec, summary, report, false, sink)?;
     let stdout = match a.format {
         ScanFormat::Json if out_path.is_none() => json + "\n",
         ScanFormat::Json => String::new(),
@@ -408,6 +436,8 @@ pub(crate) fn prescan_aborted(
     let several = verdicts.len() > 1;
     let mut stdout = String::new();
     let mut warnings: Vec<String> = verdicts.iter().flat_map(verdict_warnings).collect();
+    // Several pods' SARIF is one log, printed after the loop.
+    let sink = (several && a.format == ScanFormat::Sarif).then(SarifSink::default);
     for v in verdicts {
         let summary = RunSummary {
             run_id: run.id().clone(),
@@ -440,11 +470,15 @@ pub(crate) fn prescan_aborted(
             to.as_ref(),
             out.as_deref(),
             Timestamp::now(),
+            sink.as_ref(),
         )?;
         if several && !o.stdout.is_empty() && a.format == ScanFormat::Summary {
             let _ = writeln!(stdout, "== {}/{}", v.target.namespace, v.target.pod);
         }
         stdout.push_str(&o.stdout);
+    }
+    if let Some(sink) = &sink {
+        stdout = sink.render(&[])?;
     }
     warnings.push(format!(
         "run {}: the pre-scan verification aborted the scan (exit {}): nothing was created and nothing was written to the cluster; audit log {}",

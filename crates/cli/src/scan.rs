@@ -94,6 +94,8 @@ pub(crate) struct Extras<'a> {
     /// The run's post-scan audit (`keyhole-postscan`): joins the HDF after the pre-scan
     /// profile, and so the report.
     pub(crate) postscan: Option<keyhole_hdf::Profile>,
+    /// Where `--format sarif` gathers this target's report when several targets make one log.
+    pub(crate) sarif: Option<&'a crate::gates::SarifSink>,
 }
 
 /// The HDF written to `--out`, the summary or JSON for stdout, the waiver warnings and the
@@ -151,10 +153,12 @@ pub(crate) fn report_with(
         None => None,
     };
     let sarif = match (&extras.summary, a.format, &extras.report) {
-        (Some(s), _, _) => crate::gates::reports(a, &full, s, extras.report.as_ref(), false)?,
+        (Some(s), _, _) => {
+            crate::gates::reports(a, &full, s, extras.report.as_ref(), false, extras.sarif)?
+        }
         (None, ScanFormat::Sarif, _) | (None, _, Some(_)) => {
             let s = crate::gates::local_summary(a, j, now)?;
-            crate::gates::reports(a, &full, &s, extras.report.as_ref(), true)?
+            crate::gates::reports(a, &full, &s, extras.report.as_ref(), true, extras.sarif)?
         }
         (None, _, None) => None,
     };

@@ -15,7 +15,7 @@ use keyhole_cli::prescan::scan_gated;
 use keyhole_cli::session::{Audit, SessionSpec, TlsScopedClients};
 use keyhole_core::{Expiry, Namespace, PodName, Run, RunId, ScanTarget};
 
-use crate::args::ScanArgs;
+use crate::args::{ScanArgs, ScanFormat};
 use crate::cluster::{init_tracing, load, open_audit, retry_policy, runtime, user_client};
 use crate::scan::{Extras, judging, report_with};
 use crate::{Failure, Output};
@@ -292,6 +292,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let mut stdout = String::new();
     let mut exit = outcome.session.exit_code;
     let several = outcome.results.len() > 1;
+    // Several pods' SARIF is one log, printed after the loop; so is a failed run's.
+    let sink = (a.format == ScanFormat::Sarif && (several || outcome.session.error.is_some()))
+        .then(crate::gates::SarifSink::default);
     for r in &outcome.results {
         if r.evaluated.unanswered > 0 {
             warnings.push(format!(
@@ -315,6 +318,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 report_to.as_ref(),
                 out.as_deref(),
                 Timestamp::now(),
+                sink.as_ref(),
             )?,
             _ => report_with(
                 a,
@@ -327,6 +331,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                     summary: Some(summary),
                     report: report_to,
                     postscan: postscan_profile.clone(),
+                    sarif: sink.as_ref(),
                 },
             )?,
         };
@@ -341,6 +346,22 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     }
     if let Some(e) = &outcome.session.error {
         warnings.push(format!("run {} failed: {e}", run.id()));
+    }
+    if let Some(sink) = &sink {
+        // The pods without a result, with the run's error: notifications of the one log.
+        let failures: Vec<keyhole_report::TargetFailure> = match &outcome.session.error {
+            Some(e) => run
+                .pods()
+                .iter()
+                .filter(|p| !outcome.results.iter().any(|r| r.target.pod == p.as_str()))
+                .map(|p| keyhole_report::TargetFailure {
+                    target: format!("{ns}/{p}"),
+                    message: e.to_string(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        stdout = sink.render(&failures)?;
     }
     if gated.aborted() {
         warnings.push(format!(

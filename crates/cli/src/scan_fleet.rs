@@ -60,10 +60,11 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     let Some(selector) = a.selector.clone() else {
         return Err(Failure::bad_input("a fleet scan needs -l SELECTOR"));
     };
-    // The single scan's report and SARIF log describe one run; a fleet has its own report.
-    if a.report.is_some() || a.format == ScanFormat::Sarif {
+    // The single scan's report describes one run; a fleet has its own report. (SARIF is one
+    // log for the whole fleet.)
+    if a.report.is_some() {
         return Err(Failure::bad_input(
-            "with -l, use --fleet-report FILE.json|FILE.md (--report and --format sarif describe a single scan)",
+            "with -l, use --fleet-report FILE.json|FILE.md (--report describes a single scan); --format sarif gives one SARIF log for the whole fleet",
         ));
     }
     let precheck = crate::gates::policy(a)?;
@@ -228,17 +229,7 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
         for (t, row) in outcome.targets.iter().zip(summary.targets.iter_mut()) {
             let Some(r) = &t.result else { continue };
             let path = out_for(out, t.namespace.as_str(), t.pod.as_str());
-            // The scan's profile first, then `keyhole-precheck`, then its namespace's
-            // `keyhole-postscan`.
-            let mut full =
-                crate::gates::with_precheck(&r.evaluated.execution, t.precheck.as_ref(), now);
-            if let Some(report) = postscan.get(&t.namespace) {
-                full.profiles.extend(
-                    report
-                        .to_hdf(&format!("namespace/{}", t.namespace), now)
-                        .profiles,
-                );
-            }
+            let full = full_hdf(t, &r.evaluated.execution, &postscan, now);
             let json = full.to_json_pretty().map_err(Failure::scan)?;
             std::fs::write(&path, json)
                 .map_err(|e| Failure::scan(format!("cannot write {}: {e}", path.display())))?;
@@ -283,13 +274,134 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     }
     let stdout = match a.format {
         ScanFormat::Json => summary.to_json().map_err(Failure::scan)? + "\n",
-        _ => summary.to_text(),
+        ScanFormat::Sarif => {
+            fleet_sarif(a, &j, &outcome, &postscan, &log_path, now, &mut warnings)?
+        }
+        ScanFormat::Summary => summary.to_text(),
     };
     Ok(Output {
         stdout,
         warnings,
         exit: summary.exit_code,
     })
+}
+
+/// When the fleet's first session started (from the audit log's view: its sessions' post-scan
+/// evidence), else `now`.
+fn outcome_started(outcome: &keyhole_cli::fleet::FleetOutcome, now: Timestamp) -> Timestamp {
+    outcome
+        .postscan
+        .values()
+        .filter_map(|e| e.started)
+        .min()
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .unwrap_or(now)
+}
+
+/// A target's HDF: the scan's profile first, then `keyhole-precheck`, then its namespace's
+/// `keyhole-postscan`.
+fn full_hdf(
+    t: &keyhole_cli::fleet::TargetOutcome,
+    exec: &keyhole_hdf::Execution,
+    postscan: &BTreeMap<Namespace, keyhole_audit::PostScanReport>,
+    now: Timestamp,
+) -> keyhole_hdf::Execution {
+    let mut full = crate::gates::with_precheck(exec, t.precheck.as_ref(), now);
+    if let Some(report) = postscan.get(&t.namespace) {
+        full.profiles.extend(
+            report
+                .to_hdf(&format!("namespace/{}", t.namespace), now)
+                .profiles,
+        );
+    }
+    full
+}
+
+/// The fleet's one SARIF log: a report per target with a result (its session's objects and
+/// token read back from the audit log), the pre-scan verdict alone for a target it aborted,
+/// and an error notification for each target without either.
+fn fleet_sarif(
+    a: &ScanArgs,
+    j: &crate::scan::Judging,
+    outcome: &keyhole_cli::fleet::FleetOutcome,
+    postscan: &BTreeMap<Namespace, keyhole_audit::PostScanReport>,
+    log: &Path,
+    now: Timestamp,
+    warnings: &mut Vec<String>,
+) -> Result<String, Failure> {
+    let sink = crate::gates::SarifSink::default();
+    let mut failures = Vec::new();
+    let mut records: BTreeMap<String, crate::gates::RunRecord> = BTreeMap::new();
+    let started = outcome_started(outcome, now);
+    for t in &outcome.targets {
+        let container = t
+            .result
+            .as_ref()
+            .map(|r| r.target.container.clone())
+            .or_else(|| t.precheck.as_ref().map(|v| v.target.container.clone()))
+            .unwrap_or_default();
+        let shown = crate::gates::target(t.namespace.as_str(), t.pod.as_str(), &container);
+        let aborted = t.precheck.as_ref().filter(|v| v.aborts());
+        let failure = |message: String| keyhole_report::TargetFailure {
+            target: format!("{}/{}", t.namespace, t.pod),
+            message,
+        };
+        let Some(run_id) = t
+            .run_id
+            .as_ref()
+            .filter(|_| t.result.is_some() || aborted.is_some())
+        else {
+            // No session ran for it (its verdict aborted before one, or the fleet was
+            // stopped), or its gathering failed: a notification, with why.
+            let why = match aborted {
+                Some(v) => keyhole_cli::prescan::abort_reason(std::slice::from_ref(v))
+                    .unwrap_or_else(|| "the pre-scan verification aborted".to_owned()),
+                None => t
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| format!("no result (exit {})", t.exit_code)),
+            };
+            failures.push(failure(why));
+            continue;
+        };
+        let (objects, token) = records
+            .entry(run_id.to_string())
+            .or_insert_with(|| {
+                crate::gates::run_record(log, std::slice::from_ref(run_id)).unwrap_or_else(|e| {
+                    warnings.push(format!(
+                        "the SARIF log lists no objects of run {run_id}: {e}"
+                    ));
+                    (Vec::new(), None)
+                })
+            })
+            .clone();
+        let summary = keyhole_report::RunSummary {
+            run_id: run_id.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            targets: shown.into_iter().collect(),
+            mode: t.mode,
+            started_at: started,
+            finished_at: now,
+            threshold: crate::gates::threshold_spec(a, j),
+            aborted: None,
+            objects,
+            token,
+            precheck: None,
+            postscan: None,
+        };
+        match (aborted, &t.result) {
+            (Some(v), _) => {
+                crate::gates::aborted_output(a, v, &summary, None, None, now, Some(&sink))?;
+            }
+            (None, Some(r)) => {
+                let full = full_hdf(t, &r.evaluated.execution, postscan, now);
+                crate::gates::reports(a, &full, &summary, None, false, Some(&sink))?;
+            }
+            // Filtered out above: a notification.
+            (None, None) => {}
+        }
+    }
+    sink.render(&failures)
 }
 
 fn dry_run(

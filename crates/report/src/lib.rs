@@ -23,7 +23,7 @@ pub use report::{
     ControlView, Evidence, FindingsView, ObjectView, Outcome, REPORT_FORMAT_VERSION, Report,
     SeverityRow, TokenView, VerdictView, ViolationView,
 };
-pub use sarif::SARIF_SCHEMA_URI;
+pub use sarif::{SARIF_SCHEMA_URI, TargetFailure};
 pub use summary::{
     ObjectRecord, POSTSCAN_PROFILE, PRECHECK_PROFILE, RunSummary, Target, ThresholdSpec,
     TokenLifetime,
@@ -49,8 +49,20 @@ impl Report {
     /// # Errors
     /// [`ReportError::Json`] if serialisation fails (it does not for these types).
     pub fn to_sarif(&self) -> Result<String, ReportError> {
-        sarif::render(self)
+        sarif::render(std::slice::from_ref(self), &[])
     }
+}
+
+/// One SARIF 2.1.0 log for several targets (a scan of several pods, a fleet): one run, each
+/// rule once, each report's failures located at its targets, and each target in `failures`
+/// (no report: its scan failed) an error notification of the invocation, which is then not
+/// successful. Code-scanning uploads take one document, so several targets need this rather
+/// than one [`Report::to_sarif`] each.
+///
+/// # Errors
+/// [`ReportError::Json`] if serialisation fails (it does not for these types).
+pub fn sarif_log(reports: &[Report], failures: &[TargetFailure]) -> Result<String, ReportError> {
+    sarif::render(reports, failures)
 }
 
 /// The README's example, compiled and run by `cargo test --doc` so it never goes stale.

@@ -106,66 +106,112 @@ fn result(id: &str, index: usize, c: &ControlView, locations: &[Value]) -> Value
     r
 }
 
-/// Renders `report` as a SARIF 2.1.0 log.
-pub(crate) fn render(report: &Report) -> Result<String, ReportError> {
-    // One location per scanned container; the HDF's own target id when the summary has none.
-    let targets: Vec<&str> = if report.targets.is_empty() {
+/// A target that gave no report (its scan failed): a notification of the SARIF invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetFailure {
+    /// The target, `namespace/pod[/container]`.
+    pub target: String,
+    /// Why it gave no report.
+    pub message: String,
+}
+
+fn location(target: &str) -> Value {
+    json!({
+        "logicalLocations": [{
+            "name": target.rsplit('/').next().unwrap_or(target),
+            "fullyQualifiedName": target,
+            "kind": "resource",
+        }]
+    })
+}
+
+/// One location per scanned container; the HDF's own target id when the summary has none.
+fn targets_of(report: &Report) -> Vec<&str> {
+    if report.targets.is_empty() {
         report.platform_target.iter().map(String::as_str).collect()
     } else {
         report.targets.iter().map(String::as_str).collect()
-    };
-    let locations: Vec<Value> = targets
+    }
+}
+
+/// How bad an outcome is, for the one a run of several reports shows.
+fn rank(o: crate::Outcome) -> u8 {
+    match o {
+        crate::Outcome::Passed => 0,
+        crate::Outcome::NotJudged => 1,
+        crate::Outcome::Aborted => 2,
+        crate::Outcome::Failed => 3,
+    }
+}
+
+/// Renders `reports` (one per target; one for a single scan) and the targets that gave none as
+/// one SARIF 2.1.0 log with one run: each rule once, in first-seen order, each report's
+/// failures located at its own targets. One SARIF document whatever the number of targets,
+/// since code-scanning uploads take exactly one.
+pub(crate) fn render(
+    reports: &[Report],
+    failures: &[TargetFailure],
+) -> Result<String, ReportError> {
+    let mut rules = Vec::new();
+    let mut index: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut results = Vec::new();
+    for report in reports {
+        let locations: Vec<Value> = targets_of(report).into_iter().map(location).collect();
+        let scan = report.controls.iter().map(|c| (c.id.clone(), c));
+        let extra = [&report.precheck, &report.postscan]
+            .into_iter()
+            .flatten()
+            .flat_map(|f| {
+                f.checks
+                    .iter()
+                    .map(move |c| (format!("{}/{}", f.profile, c.id), c))
+            });
+        for (id, c) in scan.chain(extra) {
+            let at = *index.entry(id.clone()).or_insert_with(|| {
+                rules.push(rule(&id, c));
+                rules.len() - 1
+            });
+            if c.is_failed() {
+                results.push(result(&id, at, c, &locations));
+            }
+        }
+    }
+    let notifications: Vec<Value> = failures
         .iter()
-        .map(|t| {
+        .map(|f| {
             json!({
-                "logicalLocations": [{
-                    "name": t.rsplit('/').next().unwrap_or(t),
-                    "fullyQualifiedName": t,
-                    "kind": "resource",
-                }]
+                "level": "error",
+                "message": text(&format!("{}: {}", f.target, f.message)),
+                "locations": [location(&f.target)],
             })
         })
         .collect();
 
-    let mut rules = Vec::new();
-    let mut results = Vec::new();
-    let scan = report.controls.iter().map(|c| (c.id.clone(), c));
-    let extra = [&report.precheck, &report.postscan]
-        .into_iter()
-        .flatten()
-        .flat_map(|f| {
-            f.checks
-                .iter()
-                .map(move |c| (format!("{}/{}", f.profile, c.id), c))
-        });
-    for (id, c) in scan.chain(extra) {
-        if c.is_failed() {
-            results.push(result(&id, rules.len(), c, &locations));
+    let mut run_ids: Vec<&str> = Vec::new();
+    for r in reports {
+        if !run_ids.contains(&r.run_id.as_str()) {
+            run_ids.push(&r.run_id);
         }
-        rules.push(rule(&id, c));
     }
-
-    let t = report.totals();
-    let log = json!({
-        "$schema": SARIF_SCHEMA_URI,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {
-                "driver": {
-                    "name": "keyhole",
-                    "version": report.tool_version,
-                    "informationUri": INFORMATION_URI,
-                    "rules": rules,
-                }
-            },
-            "automationDetails": { "id": format!("keyhole/{}", report.run_id) },
-            "invocations": [{
-                "executionSuccessful": report.verdict.outcome != crate::Outcome::Aborted,
-                "startTimeUtc": report.started_at,
-                "endTimeUtc": report.finished_at,
-            }],
-            "results": results,
-            "properties": {
+    let first = reports.first();
+    let mut invocation = json!({
+        "executionSuccessful": failures.is_empty()
+            && reports.iter().all(|r| r.verdict.outcome != crate::Outcome::Aborted),
+    });
+    // RFC 3339 in UTC throughout, so the text order is the time order.
+    if let Some(start) = reports.iter().map(|r| r.started_at.as_str()).min() {
+        invocation["startTimeUtc"] = json!(start);
+    }
+    if let Some(end) = reports.iter().map(|r| r.finished_at.as_str()).max() {
+        invocation["endTimeUtc"] = json!(end);
+    }
+    if !notifications.is_empty() {
+        invocation["toolExecutionNotifications"] = Value::Array(notifications);
+    }
+    let properties = match (reports, failures) {
+        ([report], []) => {
+            let t = report.totals();
+            json!({
                 "runId": report.run_id,
                 "mode": report.mode,
                 "targets": report.targets,
@@ -173,7 +219,58 @@ pub(crate) fn render(report: &Report) -> Result<String, ReportError> {
                 "compliance": report.compliance,
                 "passed": t.passed,
                 "failed": t.failed,
+            })
+        }
+        _ => {
+            let worst = reports
+                .iter()
+                .map(|r| r.verdict.outcome)
+                .max_by_key(|o| rank(*o));
+            let outcome = match (failures.is_empty(), worst) {
+                (false, _) => "error",
+                (true, Some(o)) => o.as_str(),
+                (true, None) => "not_judged",
+            };
+            let per_target: Vec<Value> = reports
+                .iter()
+                .map(|r| {
+                    let t = r.totals();
+                    json!({
+                        "targets": targets_of(r),
+                        "runId": r.run_id,
+                        "mode": r.mode,
+                        "outcome": r.verdict.outcome.as_str(),
+                        "compliance": r.compliance,
+                        "passed": t.passed,
+                        "failed": t.failed,
+                    })
+                })
+                .collect();
+            json!({
+                "runIds": run_ids,
+                "targets": reports.iter().flat_map(targets_of).chain(failures.iter().map(|f| f.target.as_str())).collect::<Vec<_>>(),
+                "outcome": outcome,
+                "reports": per_target,
+                "failedTargets": failures.len(),
+            })
+        }
+    };
+    let log = json!({
+        "$schema": SARIF_SCHEMA_URI,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {
+                "driver": {
+                    "name": "keyhole",
+                    "version": first.map_or(env!("CARGO_PKG_VERSION"), |r| r.tool_version.as_str()),
+                    "informationUri": INFORMATION_URI,
+                    "rules": rules,
+                }
             },
+            "automationDetails": { "id": format!("keyhole/{}", run_ids.join("+")) },
+            "invocations": [invocation],
+            "results": results,
+            "properties": properties,
         }],
     });
     serde_json::to_string_pretty(&log).map_err(|source| ReportError::Json { source })

@@ -1216,3 +1216,104 @@ async fn a_target_changed_during_the_scan_is_its_namespaces_post_scan_finding_ex
     );
     assert!(c.managed_objects().is_empty());
 }
+
+/// `--format sarif` with several targets is ONE SARIF document (a code-scanning upload takes
+/// one): for a fleet, one run with each rule once, the scanned targets' failures located at
+/// them, the failed pod an error notification; for a scan of several pods in one namespace,
+/// the same. `--report` with `-l` stays refused (the fleet report is `--fleet-report`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_targets_give_one_sarif_log() {
+    use crate::precheck_gate::{assert_valid, sarif_schema};
+
+    let c = FakeCluster::new();
+    add_pod(&c, "pay", "api-7", "yes");
+    add_pod(&c, "pay", "api-1", "yes");
+    add_pod(&c, "shop", "web-0", "yes");
+    let seen = Arc::new(Seen::default());
+    c.set_exec_handler(handler(&c, seen));
+    let served = Served::with("fleet-sarif", c.clone(), |s| s.kubeconfig_yaml_admin()).await;
+    let profile = served.dir.join("profile.yaml");
+    std::fs::write(&profile, PROFILE).unwrap();
+    let run = async |targets: &[&str]| {
+        let mut a: Vec<&str> = vec!["scan"];
+        a.extend(targets);
+        a.extend([
+            "--mode",
+            "standard",
+            "--format",
+            "sarif",
+            "--kubeconfig",
+            served.kubeconfig.to_str().unwrap(),
+            "--audit-log",
+            served.audit.to_str().unwrap(),
+            "--profile",
+            profile.to_str().unwrap(),
+        ]);
+        finish(served.keyhole(&a, &[]).spawn().unwrap()).await
+    };
+
+    let f = run(&["-l", "scan=yes", "-A"]).await;
+    assert_eq!(f.code, Some(3), "stderr:\n{}", f.stderr);
+    let log: serde_json::Value = serde_json::from_str(&f.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", f.stdout));
+    assert_valid(sarif_schema(), &log, "the fleet's SARIF log");
+    assert_eq!(log["runs"].as_array().unwrap().len(), 1);
+    let r = &log["runs"][0];
+    let rules: Vec<&str> = r["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = rules.iter().copied().collect();
+    assert_eq!(unique.len(), rules.len(), "each rule once: {rules:?}");
+    assert_eq!(
+        r["properties"]["targets"],
+        serde_json::json!(["pay/api-1/app", "shop/web-0/app", "pay/api-7"])
+    );
+    // One run per namespace, each in the audit log.
+    let run_ids: Vec<String> = r["properties"]["runIds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(run_ids.len(), 2, "{run_ids:?}");
+    let logged: BTreeSet<String> = audit_records(&served.audit)
+        .into_iter()
+        .map(|x| x.run_id)
+        .collect();
+    assert!(run_ids.iter().all(|id| logged.contains(id)), "{run_ids:?}");
+    let inv = &r["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false);
+    let notes = inv["toolExecutionNotifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["level"], "error");
+    let text = notes[0]["message"]["text"].as_str().unwrap();
+    assert!(text.starts_with("pay/api-7: "), "{text}");
+    // Every result is located at a scanned target, never at the failed one.
+    for res in r["results"].as_array().unwrap() {
+        let at = res["locations"][0]["logicalLocations"][0]["fullyQualifiedName"]
+            .as_str()
+            .unwrap();
+        assert!(["pay/api-1/app", "shop/web-0/app"].contains(&at), "{at}");
+    }
+    assert!(c.managed_objects().is_empty());
+
+    // Two pods of one namespace in one scan: one document too.
+    let f = run(&["api-1", "api-7", "-n", "pay"]).await;
+    assert_eq!(f.code, Some(3), "stderr:\n{}", f.stderr);
+    let log: serde_json::Value = serde_json::from_str(&f.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", f.stdout));
+    assert_valid(sarif_schema(), &log, "the two pods' SARIF log");
+    assert!(!f.stdout.contains("== "), "{}", f.stdout);
+    let r = &log["runs"][0];
+    assert_eq!(r["invocations"][0]["executionSuccessful"], false);
+    assert!(c.managed_objects().is_empty());
+
+    // --report stays a single scan's.
+    let report = served.dir.join("r.md");
+    let f = run(&["-l", "scan=yes", "-A", "--report", report.to_str().unwrap()]).await;
+    assert_eq!(f.code, Some(2), "{}", f.stderr);
+    assert!(f.stderr.contains("--fleet-report"), "{}", f.stderr);
+}

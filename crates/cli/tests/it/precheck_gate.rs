@@ -99,7 +99,7 @@ fn exec_schema() -> &'static jsonschema::Validator {
     })
 }
 
-fn sarif_schema() -> &'static jsonschema::Validator {
+pub(crate) fn sarif_schema() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
         let path = concat!(
@@ -122,7 +122,7 @@ fn sarif_schema() -> &'static jsonschema::Validator {
     })
 }
 
-fn assert_valid(schema: &jsonschema::Validator, doc: &Value, what: &str) {
+pub(crate) fn assert_valid(schema: &jsonschema::Validator, doc: &Value, what: &str) {
     let errors: Vec<String> = schema
         .iter_errors(doc)
         .map(|e| format!("{e} at {}", e.instance_path()))

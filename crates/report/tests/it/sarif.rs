@@ -177,3 +177,94 @@ fn result_levels_follow_severity() {
         ]
     );
 }
+
+/// Several targets make one SARIF document (code-scanning uploads take one): one run, each rule
+/// once, each target's failures at its own location, a target without a report an error
+/// notification, and the whole schema-valid. The rule and result counts are written out.
+#[test]
+fn several_targets_are_one_log_with_each_rule_once_and_failures_notified() {
+    use keyhole_core::{ContainerName, Namespace, PodName, RunId};
+    use keyhole_report::{Target, TargetFailure, sarif_log};
+
+    let target = |pod: &str| Target {
+        namespace: Namespace::new("shop").unwrap(),
+        pod: PodName::new(pod).unwrap(),
+        container: Some(ContainerName::new("app").unwrap()),
+    };
+    let mut web0 = summary();
+    web0.targets = vec![target("web-0")];
+    let mut web1 = summary();
+    web1.targets = vec![target("web-1")];
+    web1.run_id = RunId::parse("b2c3d4e5f6").unwrap();
+    web1.finished_at = "2026-11-26T13:05:00Z".parse().unwrap();
+    let reports = [
+        Report::build(&sample_exec(), &web0).unwrap(),
+        Report::build(&sample_exec(), &web1).unwrap(),
+    ];
+    let failures = [TargetFailure {
+        target: "shop/web-2".into(),
+        message: "the exec session failed".into(),
+    }];
+    let log: Value = serde_json::from_str(&sarif_log(&reports, &failures).unwrap()).unwrap();
+    assert_eq!(schema_errors(&log), Vec::<String>::new());
+    assert_eq!(log["runs"].as_array().unwrap().len(), 1);
+    let run = &log["runs"][0];
+    // The fixture has 6 controls, 2 pre-scan and 2 post-scan checks: 10 rules, not 20.
+    assert_eq!(run["tool"]["driver"]["rules"].as_array().unwrap().len(), 10);
+    let located: Vec<(&str, u64, &str)> = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ruleId"].as_str().unwrap(),
+                r["ruleIndex"].as_u64().unwrap(),
+                r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"]
+                    .as_str()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        located,
+        [
+            ("C2", 1, "shop/web-0/app"),
+            ("keyhole-precheck/capabilities-added", 7, "shop/web-0/app"),
+            ("C2", 1, "shop/web-1/app"),
+            ("keyhole-precheck/capabilities-added", 7, "shop/web-1/app"),
+        ]
+    );
+    let inv = &run["invocations"][0];
+    assert_eq!(inv["executionSuccessful"], false);
+    assert_eq!(inv["startTimeUtc"], "2026-11-26T12:59:50Z");
+    assert_eq!(inv["endTimeUtc"], "2026-11-26T13:05:00Z");
+    assert_eq!(
+        inv["toolExecutionNotifications"],
+        json!([{
+            "level": "error",
+            "message": {"text": "shop/web-2: the exec session failed"},
+            "locations": [{"logicalLocations": [{
+                "name": "web-2", "fullyQualifiedName": "shop/web-2", "kind": "resource",
+            }]}],
+        }])
+    );
+    assert_eq!(
+        run["automationDetails"]["id"],
+        "keyhole/kx7q2m9d4a+b2c3d4e5f6"
+    );
+    assert_eq!(run["properties"]["outcome"], "error");
+    assert_eq!(
+        run["properties"]["targets"],
+        json!(["shop/web-0/app", "shop/web-1/app", "shop/web-2"])
+    );
+    // Without the failure the run succeeded, and its outcome is the worst report's.
+    let log: Value = serde_json::from_str(&sarif_log(&reports, &[]).unwrap()).unwrap();
+    assert_eq!(
+        log["runs"][0]["invocations"][0]["executionSuccessful"],
+        true
+    );
+    assert_eq!(
+        log["runs"][0]["properties"]["outcome"],
+        reports[0].verdict.outcome.as_str()
+    );
+}
