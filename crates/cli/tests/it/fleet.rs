@@ -749,12 +749,9 @@ async fn pre_scan_aborts_are_per_pod_left_out_of_every_role_and_exit_5() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The binary: `keyhole scan -l scan=yes -A --out DIR/hdf.json --fleet-report DIR/fleet.json`
-/// over HTTPS (stderr is not a terminal: no progress bar), on a small fleet with one failing
-/// pod: one HDF per scanned target named with its namespace, the summary on stdout, the report
-/// file, exit 3; and a threshold makes the healthy-only fleet exit 1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_worst_code() {
+/// The binary's small fleet over HTTPS: `pay/api-7` (fails mid-scan), `pay/api-1` and
+/// `shop/web-0` labelled `scan=yes`, `shop/db-0` not; the profile file beside it.
+async fn small_fleet(name: &str) -> (FakeCluster, Served, std::path::PathBuf) {
     let c = FakeCluster::new();
     add_pod(&c, "pay", "api-7", "yes");
     add_pod(&c, "pay", "api-1", "yes");
@@ -762,9 +759,19 @@ async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_w
     add_pod(&c, "shop", "db-0", "no");
     let seen = Arc::new(Seen::default());
     c.set_exec_handler(handler(&c, seen));
-    let served = Served::with("fleet-bin", c.clone(), |s| s.kubeconfig_yaml_admin()).await;
+    let served = Served::with(name, c.clone(), |s| s.kubeconfig_yaml_admin()).await;
     let profile = served.dir.join("profile.yaml");
     std::fs::write(&profile, PROFILE).unwrap();
+    (c, served, profile)
+}
+
+/// The binary: `keyhole scan -l scan=yes -A --out DIR/hdf.json --fleet-report DIR/fleet.json`
+/// over HTTPS (stderr is not a terminal: no progress bar), on a small fleet with one failing
+/// pod: one HDF per scanned target named with its namespace, the summary on stdout, the report
+/// file, exit 3; and a threshold makes the healthy-only fleet exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_scans_a_fleet_writes_one_hdf_per_target_and_exits_with_the_worst_code() {
+    let (c, served, profile) = small_fleet("fleet-bin").await;
     let out = served.dir.join("hdf.json");
     let report = served.dir.join("fleet.json");
     let markdown = served.dir.join("fleet.md");
@@ -1225,15 +1232,7 @@ async fn a_target_changed_during_the_scan_is_its_namespaces_post_scan_finding_ex
 async fn several_targets_give_one_sarif_log() {
     use crate::precheck_gate::{assert_valid, sarif_schema};
 
-    let c = FakeCluster::new();
-    add_pod(&c, "pay", "api-7", "yes");
-    add_pod(&c, "pay", "api-1", "yes");
-    add_pod(&c, "shop", "web-0", "yes");
-    let seen = Arc::new(Seen::default());
-    c.set_exec_handler(handler(&c, seen));
-    let served = Served::with("fleet-sarif", c.clone(), |s| s.kubeconfig_yaml_admin()).await;
-    let profile = served.dir.join("profile.yaml");
-    std::fs::write(&profile, PROFILE).unwrap();
+    let (c, served, profile) = small_fleet("fleet-sarif").await;
     let run = async |targets: &[&str]| {
         let mut a: Vec<&str> = vec!["scan"];
         a.extend(targets);
