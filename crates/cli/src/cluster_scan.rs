@@ -494,6 +494,7 @@ async fn scan_cluster_with(
             .into_iter()
             .map(|(target, facts)| {
                 let evaluated = keyhole_workflows::evaluate(
+                    &target,
                     &request.profile,
                     &request.inputs,
                     &request.waivers,

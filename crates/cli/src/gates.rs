@@ -35,6 +35,18 @@ impl SarifSink {
     }
 }
 
+/// Several JSON documents (each a whole document, as `--format json` prints one target's HDF)
+/// as one JSON array with a newline, so stdout stays one document; `None` when there is none
+/// (they went to `--out` files).
+pub(crate) fn json_array(docs: Vec<String>) -> Option<String> {
+    let docs: Vec<String> = docs
+        .into_iter()
+        .map(|d| d.trim_end().to_owned())
+        .filter(|d| !d.is_empty())
+        .collect();
+    (!docs.is_empty()).then(|| format!("[\n{}\n]\n", docs.join(",\n")))
+}
+
 /// The objects a run created and its token's lifetime, read back from the audit log.
 pub(crate) type RunRecord = (Vec<ObjectRecord>, Option<TokenLifetime>);
 
@@ -438,6 +450,8 @@ pub(crate) fn prescan_aborted(
     let mut warnings: Vec<String> = verdicts.iter().flat_map(verdict_warnings).collect();
     // Several pods' SARIF is one log, printed after the loop.
     let sink = (several && a.format == ScanFormat::Sarif).then(SarifSink::default);
+    // Several pods' HDF on stdout is one JSON array.
+    let mut docs: Vec<String> = Vec::new();
     for v in verdicts {
         let summary = RunSummary {
             run_id: run.id().clone(),
@@ -472,10 +486,17 @@ pub(crate) fn prescan_aborted(
             Timestamp::now(),
             sink.as_ref(),
         )?;
+        if several && a.format == ScanFormat::Json {
+            docs.push(o.stdout);
+            continue;
+        }
         if several && !o.stdout.is_empty() && a.format == ScanFormat::Summary {
             let _ = writeln!(stdout, "== {}/{}", v.target.namespace, v.target.pod);
         }
         stdout.push_str(&o.stdout);
+    }
+    if let Some(array) = json_array(docs) {
+        stdout = array;
     }
     if let Some(sink) = &sink {
         stdout = sink.render(&[])?;

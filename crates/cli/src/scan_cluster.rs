@@ -295,6 +295,8 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     // Several pods' SARIF is one log, printed after the loop; so is a failed run's.
     let sink = (a.format == ScanFormat::Sarif && (several || outcome.session.error.is_some()))
         .then(crate::gates::SarifSink::default);
+    // Several pods' HDF on stdout is one JSON array, in pod order (not one document each).
+    let mut docs: Vec<String> = Vec::new();
     for r in &outcome.results {
         if r.evaluated.unanswered > 0 {
             warnings.push(format!(
@@ -335,10 +337,14 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
                 },
             )?,
         };
-        if several && !o.stdout.is_empty() {
-            let _ = writeln!(stdout, "== {}", r.target);
+        if several && a.format == ScanFormat::Json {
+            docs.push(o.stdout);
+        } else {
+            if several && !o.stdout.is_empty() {
+                let _ = writeln!(stdout, "== {}", r.target);
+            }
+            stdout.push_str(&o.stdout);
         }
-        stdout.push_str(&o.stdout);
         warnings.extend(o.warnings);
         if exit == 0 {
             exit = exit.max(o.exit);
@@ -346,6 +352,9 @@ pub(crate) fn scan(a: &ScanArgs) -> Result<Output, Failure> {
     }
     if let Some(e) = &outcome.session.error {
         warnings.push(format!("run {} failed: {e}", run.id()));
+    }
+    if let Some(array) = crate::gates::json_array(docs) {
+        stdout = array;
     }
     if let Some(sink) = &sink {
         // The pods without a result, with the run's error: notifications of the one log.

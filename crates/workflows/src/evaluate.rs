@@ -5,6 +5,8 @@ use jiff::Timestamp;
 use keyhole_engine::{Facts, Inputs, Profile, Waivers};
 use keyhole_hdf::Execution;
 
+use crate::ContainerTarget;
+
 /// One container's evaluated results.
 #[derive(Debug)]
 pub struct Evaluated {
@@ -15,8 +17,11 @@ pub struct Evaluated {
     pub unanswered: usize,
 }
 
-/// Evaluates `facts` with the user's `profile`, `inputs` and `waivers` at `now`.
+/// Evaluates `facts` of `target` with the user's `profile`, `inputs` and `waivers` at `now`.
+/// The HDF's platform names the target (`target_id`, [`ContainerTarget::hdf_id`]), so a
+/// result read on its own (Heimdall, a file of a fleet) still says what was scanned.
 pub fn evaluate(
+    target: &ContainerTarget,
     profile: &Profile,
     inputs: &Inputs,
     waivers: &Waivers,
@@ -31,8 +36,10 @@ pub fn evaluate(
             "the gathered facts do not answer every request of the plan"
         );
     }
+    let mut execution = keyhole_engine::evaluate(profile, inputs, facts, waivers, now);
+    execution.platform.target_id = Some(target.hdf_id());
     Evaluated {
-        execution: keyhole_engine::evaluate(profile, inputs, facts, waivers, now),
+        execution,
         unanswered,
     }
 }

@@ -17,6 +17,15 @@ pub struct ContainerTarget {
     pub container: String,
 }
 
+impl ContainerTarget {
+    /// The target as HDF names it (`platform.target_id`, and the pre-scan and post-scan
+    /// profiles' platform): `pod/NAMESPACE/POD/CONTAINER`.
+    #[must_use]
+    pub fn hdf_id(&self) -> String {
+        format!("pod/{}/{}/{}", self.namespace, self.pod, self.container)
+    }
+}
+
 impl std::fmt::Display for ContainerTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{} ({})", self.namespace, self.pod, self.container)

@@ -830,8 +830,9 @@ fn settle(
                     (None, Some(e.clone()), code)
                 }
                 (None, Some(Ok((target, facts)))) => {
-                    let evaluated =
-                        keyhole_workflows::evaluate(&r.profile, &r.inputs, &r.waivers, &facts, now);
+                    let evaluated = keyhole_workflows::evaluate(
+                        &target, &r.profile, &r.inputs, &r.waivers, &facts, now,
+                    );
                     let result = ContainerResult {
                         target,
                         facts,

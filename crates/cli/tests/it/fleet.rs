@@ -1229,7 +1229,7 @@ async fn a_target_changed_during_the_scan_is_its_namespaces_post_scan_finding_ex
 /// them, the failed pod an error notification; for a scan of several pods in one namespace,
 /// the same. `--report` with `-l` stays refused (the fleet report is `--fleet-report`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_targets_give_one_sarif_log() {
+async fn several_targets_give_one_sarif_log_and_one_json_array() {
     use crate::precheck_gate::{assert_valid, sarif_schema};
 
     let (c, served, profile) = small_fleet("fleet-sarif").await;
@@ -1308,6 +1308,42 @@ async fn several_targets_give_one_sarif_log() {
     assert!(!f.stdout.contains("== "), "{}", f.stdout);
     let r = &log["runs"][0];
     assert_eq!(r["invocations"][0]["executionSuccessful"], false);
+    assert!(c.managed_objects().is_empty());
+
+    // And `--format json` with several pods and no --out: one JSON array of their HDF, in pod
+    // order.
+    add_pod(&c, "pay", "api-2", "yes");
+    let mut a: Vec<&str> = vec!["scan", "api-2", "api-1", "-n", "pay"];
+    a.extend([
+        "--mode",
+        "standard",
+        "--format",
+        "json",
+        "--kubeconfig",
+        served.kubeconfig.to_str().unwrap(),
+        "--audit-log",
+        served.audit.to_str().unwrap(),
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    let f = finish(served.keyhole(&a, &[]).spawn().unwrap()).await;
+    assert_eq!(f.code, Some(0), "stderr:\n{}", f.stderr);
+    let docs: Vec<keyhole_hdf::Execution> = serde_json::from_str(&f.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON array ({e}):\n{}\nstderr:\n{}",
+            f.stdout, f.stderr
+        )
+    });
+    let ids: Vec<Option<&str>> = docs
+        .iter()
+        .map(|d| d.platform.target_id.as_deref())
+        .collect();
+    assert_eq!(
+        ids,
+        [Some("pod/pay/api-1/app"), Some("pod/pay/api-2/app")],
+        "{}",
+        f.stdout
+    );
     assert!(c.managed_objects().is_empty());
 
     // --report stays a single scan's.

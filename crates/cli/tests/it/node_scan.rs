@@ -268,7 +268,7 @@ pub(crate) fn same_as_local_pid_scan(
     );
     // The HDF the scan itself produced is that one too.
     assert_eq!(
-        timeless(serde_json::to_value(&evaluated.execution).unwrap()),
+        crate::cluster_scan::scanned_hdf(&evaluated.execution),
         local_hdf
     );
 }
