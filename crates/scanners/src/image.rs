@@ -8,7 +8,7 @@ use crate::ScannerError;
 /// `cargo xtask image` builds reproducibly from this source (static release agent,
 /// `SOURCE_DATE_EPOCH` 0). `cargo xtask ci` rebuilds it and fails, naming the new digest, when
 /// the agent, its dependencies or the toolchain changed it.
-pub const DEFAULT_SCANNER_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0@sha256:1f451d9678e0ed6569e0af830d8665eabc2ba68d6d666fa3905a0c53944e7b2e";
+pub const DEFAULT_SCANNER_IMAGE: &str = "ghcr.io/keyhole-scanner/keyhole-agent:0.1.0@sha256:01417bb7ac611e9d0af97f2b8d913636942f5eeedfefe99ca0806d220c5eb1b8";
 
 /// Longest repository name (registry and path) that registries accept.
 const NAME_MAX: usize = 255;
