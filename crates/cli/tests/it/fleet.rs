@@ -65,8 +65,22 @@ controls:
         exists: true
 "#;
 
-fn targets() -> BTreeMap<&'static str, &'static [&'static str]> {
+/// The 50 targets, by namespace (also the node fleet's, `fleet_node.rs`).
+pub(crate) fn targets() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([("ops", &OPS[..]), ("pay", &PAY[..]), ("shop", &SHOP[..])])
+}
+
+/// Each session's namespace and the pods its Role pinned, in session order.
+fn session_pods(o: &keyhole_cli::fleet::FleetOutcome) -> Vec<(String, Vec<String>)> {
+    o.sessions
+        .iter()
+        .map(|s| {
+            (
+                s.namespace.to_string(),
+                s.pods.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect()
 }
 
 fn add_pod(c: &FakeCluster, ns: &str, name: &str, scan: &str) {
@@ -309,16 +323,7 @@ async fn fifty_pods_over_three_namespaces_one_failing_forty_nine_results_nothing
     let o = scan_fleet(user, request(&c, resolved), scoped, audit, Some(on_event)).await;
 
     // One session per namespace, pinning exactly that namespace's targets; all torn down.
-    let sessions: BTreeMap<String, Vec<String>> = o
-        .sessions
-        .iter()
-        .map(|s| {
-            (
-                s.namespace.to_string(),
-                s.pods.iter().map(ToString::to_string).collect(),
-            )
-        })
-        .collect();
+    let sessions: BTreeMap<String, Vec<String>> = session_pods(&o).into_iter().collect();
     let expected: BTreeMap<String, Vec<String>> = targets()
         .into_iter()
         .map(|(ns, pods)| {
@@ -681,16 +686,7 @@ async fn pre_scan_aborts_are_per_pod_left_out_of_every_role_and_exit_5() {
     assert!(web.precheck.as_ref().is_some_and(|v| !v.aborts()));
     assert_eq!(o.exit_code(), 5);
     // One session, in shop, pinning web-0 only; nothing ever written in lab.
-    let sessions: Vec<(String, Vec<String>)> = o
-        .sessions
-        .iter()
-        .map(|s| {
-            (
-                s.namespace.to_string(),
-                s.pods.iter().map(ToString::to_string).collect(),
-            )
-        })
-        .collect();
+    let sessions = session_pods(&o);
     assert_eq!(sessions, [("shop".to_string(), vec!["web-0".to_string()])]);
     let roles = seen.roles.lock().unwrap().clone();
     let names: Vec<&Vec<String>> = roles["shop"]

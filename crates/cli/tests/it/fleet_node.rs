@@ -26,34 +26,15 @@ use keyhole_testkit::FakeCluster;
 use keyhole_testkit::node::{Image, Images, Node, NodeOptions, rootfs};
 
 use crate::cluster_scan::require_root;
-use crate::fleet::every_run_cleaned_up;
+use crate::fleet::{every_run_cleaned_up, targets};
 use crate::node_scan::{freeze_exec, slow_tree};
 use crate::support::{FakeScoped, audit_records, endpoint, fast_policy, scratch};
 
-/// The targets, by namespace, written out by hand (sorted): what each namespace's Role must
-/// pin.
-const SHOP: [&str; 20] = [
-    "web-0", "web-1", "web-10", "web-11", "web-12", "web-13", "web-14", "web-15", "web-16",
-    "web-17", "web-18", "web-19", "web-2", "web-3", "web-4", "web-5", "web-6", "web-7", "web-8",
-    "web-9",
-];
-const PAY: [&str; 15] = [
-    "api-0", "api-1", "api-10", "api-11", "api-12", "api-13", "api-14", "api-2", "api-3", "api-4",
-    "api-5", "api-6", "api-7", "api-8", "api-9",
-];
-const OPS: [&str; 15] = [
-    "job-0", "job-1", "job-10", "job-11", "job-12", "job-13", "job-14", "job-2", "job-3", "job-4",
-    "job-5", "job-6", "job-7", "job-8", "job-9",
-];
 /// The pod killed mid-scan.
 const FAILING: (&str, &str) = ("pay", "api-7");
 /// Sessions and pods gathered at once: bounded, and below the 50 pods (2 shared cores).
 const CONCURRENCY: usize = 3;
 const WAIT: Duration = Duration::from_secs(120);
-
-fn targets() -> BTreeMap<&'static str, &'static [&'static str]> {
-    BTreeMap::from([("ops", &OPS[..]), ("pay", &PAY[..]), ("shop", &SHOP[..])])
-}
 
 /// The node's images: the busybox tree, and for the pod killed mid-scan the same tree with
 /// 20 000 more files, so its gather lasts long enough for the watcher to see it on any machine
