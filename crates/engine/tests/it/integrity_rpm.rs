@@ -8,8 +8,6 @@
 mod rpmroot;
 
 use std::collections::BTreeSet;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use keyhole_engine::{
@@ -122,43 +120,6 @@ fn theirs(root: &rpmroot::RpmRoot) -> BTreeSet<Line> {
         .collect()
 }
 
-/// The tampering of the rpmdb crate's differential test: content, size, mode, owner, group,
-/// removed, retargeted symlink, config edited and removed, ghosts appearing, a directory's mode,
-/// a file turned into a directory and into a symlink, a non-UTF-8 name, the MD5 package.
-fn tamper(root: &Path) {
-    let r = |p: &str| root.join(p.trim_start_matches('/'));
-    let data = std::fs::read(r("/opt/kh/p01/data0")).unwrap();
-    let flipped: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
-    std::fs::write(r("/opt/kh/p01/data0"), &flipped).unwrap();
-    let mut f = std::fs::read(r("/opt/kh/p02/data1")).unwrap();
-    f.extend_from_slice(b"appended");
-    std::fs::write(r("/opt/kh/p02/data1"), &f).unwrap();
-    std::fs::set_permissions(r("/opt/kh/p03/bin"), PermissionsExt::from_mode(0o4755)).unwrap();
-    std::os::unix::fs::lchown(r("/opt/kh/p04/data2"), Some(1), None).unwrap();
-    std::os::unix::fs::lchown(r("/opt/kh/p05/data0"), None, Some(4)).unwrap();
-    std::fs::remove_file(r("/opt/kh/p06/data1")).unwrap();
-    std::fs::remove_file(r("/opt/kh/p07/link-rel")).unwrap();
-    std::os::unix::fs::symlink("/etc/shadow", r("/opt/kh/p07/link-rel")).unwrap();
-    std::fs::write(r("/opt/kh/p08/etc/main.conf"), b"setting = evil\n").unwrap();
-    std::fs::remove_file(r("/opt/kh/p09/etc/main.conf")).unwrap();
-    std::fs::write(r("/opt/kh/p10/state.log"), b"log line\n").unwrap();
-    std::fs::write(r("/opt/kh/p10/etc/local.conf"), b"local\n").unwrap();
-    std::fs::set_permissions(r("/opt/kh/p11/empty.d"), PermissionsExt::from_mode(0o777)).unwrap();
-    std::fs::remove_file(r("/opt/kh/p12/bin")).unwrap();
-    std::fs::create_dir(r("/opt/kh/p12/bin")).unwrap();
-    std::fs::remove_file(r("/opt/kh/p13/data0")).unwrap();
-    std::os::unix::fs::symlink("data1", r("/opt/kh/p13/data0")).unwrap();
-    let latin = root.join(std::ffi::OsStr::from_bytes(b"opt/kh/p15/latin-caf\xe9"));
-    std::fs::write(&latin, b"changed!!!!").unwrap();
-    std::fs::write(r("/opt/kh/p90/data0"), b"md5 package, tampered").unwrap();
-    // The timestamp alone: neither side judges it (`--nomtime`).
-    let t = std::fs::File::options()
-        .write(true)
-        .open(r("/opt/kh/p14/data0"))
-        .unwrap();
-    t.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
-}
-
 fn show(s: &BTreeSet<Line>) -> String {
     s.iter()
         .map(|(p, w, c)| {
@@ -184,7 +145,7 @@ fn rpm_findings_equal_rpm_va_file_by_file_and_the_script_gathers_the_same_facts(
     assert_eq!(theirs(&root), BTreeSet::new());
     assert_eq!(ours(&local()), BTreeSet::new());
 
-    tamper(&root.root);
+    rpmroot::tamper(&root.root);
     let facts = local();
     let (mine, rpms) = (ours(&facts), theirs(&root));
     assert_eq!(
@@ -297,7 +258,7 @@ fn rpm_facts_are_the_same_through_the_process_root_and_the_script_inside_a_conta
     crate::source_runc::require_root();
     let root = rpmroot::build();
     add_busybox(&root.root);
-    tamper(&root.root);
+    rpmroot::tamper(&root.root);
     let p = profile();
     let fact_plan = plan(&p, &Inputs::defaults(&p));
     let local = LocalRoot::directory(&root.root).unwrap().gather(&fact_plan);
